@@ -1,0 +1,159 @@
+/**
+ * What to run: a script source plus its arguments, environment, stdin and secrets.
+ *
+ * @since 0.1.0
+ */
+import * as Schema from "effect/Schema"
+
+/**
+ * A program and its arguments; runcmd quotes every element, nothing is concatenated into a command string.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export class Command extends Schema.TaggedClass<Command>()("Command", {
+  argv: Schema.NonEmptyArray(Schema.String)
+}) {}
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export const Interpreter = Schema.Literal("sh", "bash", "powershell", "python")
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Interpreter = typeof Interpreter.Type
+
+/**
+ * Script text run by an interpreter; `args` become its positional parameters.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export class Script extends Schema.TaggedClass<Script>()("Script", {
+  text: Schema.String,
+  interpreter: Schema.optionalWith(Interpreter, { default: () => "sh" as const })
+}) {}
+
+/**
+ * A local script file, read before anything runs (interpreter from the option, else the shebang, else `sh`).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export class File extends Schema.TaggedClass<File>()("File", {
+  path: Schema.String.pipe(Schema.minLength(1)),
+  interpreter: Schema.optional(Interpreter)
+}) {}
+
+/**
+ * A script fetched over HTTP(S) and verified against its SHA-256 before anything runs.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export class Url extends Schema.TaggedClass<Url>()("Url", {
+  url: Schema.String.pipe(Schema.pattern(/^https?:\/\//, { message: () => "a script url must start with http:// or https://" })),
+  sha256: Schema.String.pipe(
+    Schema.pattern(/^[0-9a-fA-F]{64}$/, { message: () => "sha256 must be 64 hex digits (sha256sum of the script)" })
+  ),
+  interpreter: Schema.optional(Interpreter)
+}) {}
+
+/**
+ * An opaque transport-native document (an SSM document, an Azure commandId); only transports that declare
+ * `native` support accept it.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export class Native extends Schema.TaggedClass<Native>()("Native", {
+  transport: Schema.String,
+  document: Schema.Record({ key: Schema.String, value: Schema.Unknown })
+}) {}
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export const ScriptSource = Schema.Union(Command, Script, File, Url, Native)
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type ScriptSource = typeof ScriptSource.Type
+
+/**
+ * What transports receive: `File` and `Url` are resolved to `Script` by the Runner before anything starts.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ResolvedSource = Command | Script | Native
+
+/**
+ * A POSIX environment variable name.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const EnvName = Schema.String.pipe(
+  Schema.pattern(/^[A-Za-z_][A-Za-z0-9_]*$/, {
+    message: () => "an environment variable name must match [A-Za-z_][A-Za-z0-9_]*"
+  })
+)
+
+/**
+ * The job: what runs on every target.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const Job = Schema.Struct({
+  source: ScriptSource,
+  args: Schema.optionalWith(Schema.Array(Schema.String), { default: () => [] }),
+  env: Schema.optionalWith(Schema.Record({ key: EnvName, value: Schema.String }), { default: () => ({}) }),
+  /** Bytes (or UTF-8 text) fed to the script's stdin. */
+  stdin: Schema.optional(Schema.Union(Schema.String, Schema.Uint8ArrayFromSelf)),
+  /** Delivered as environment variables over each transport's secure channel; never in argv or script text. */
+  secrets: Schema.optionalWith(Schema.Record({ key: EnvName, value: Schema.Redacted(Schema.String) }), {
+    default: () => ({})
+  })
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Job = typeof Job.Type
+
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
+export const command = (...argv: readonly [string, ...Array<string>]): Command => new Command({ argv })
+
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
+export const script = (text: string, interpreter: Interpreter = "sh"): Script => new Script({ text, interpreter })
+
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
+export const job = (
+  source: ScriptSource,
+  options: Partial<Omit<Job, "source">> = {}
+): Job => ({
+  source,
+  args: options.args ?? [],
+  env: options.env ?? {},
+  secrets: options.secrets ?? {},
+  ...(options.stdin === undefined ? {} : { stdin: options.stdin })
+})
