@@ -67,7 +67,7 @@ export interface Target {
  * @since 0.1.0
  * @category models
  */
-export interface TargetSchema<A extends Target = Target, I = any> extends Schema.Schema<A, I> {}
+export type TargetSchema = Schema.Schema.AnyNoContext
 
 /**
  * Declares a target kind: `kind` is the discriminator used in inventories (`kind: ssh`).
