@@ -67,7 +67,8 @@ export class Progress extends Schema.TaggedClass<Progress>()("Progress", {
   at: Schema.Number,
   total: Schema.Int,
   done: Schema.Int,
-  inFlight: Schema.Array(Schema.String),
+  /** Executions running now. */
+  running: Schema.Int,
   counts: Schema.Record({ key: Schema.String, value: Schema.Int })
 }) {}
 
