@@ -74,22 +74,19 @@ export const DurationText: Schema.Schema<Duration.Duration, string | number> = S
  */
 export type Amount = number | `${number}%`
 
-const amount = (what: string, min: number) =>
-  Schema.Union(
-    Schema.Int.pipe(
-      Schema.greaterThanOrEqualTo(min, {
-        message: () => `${what} must be a whole number ≥ ${min} or a percentage like "20%"`
-      })
-    ),
-    Schema.TemplateLiteral(Schema.Number, "%").pipe(
-      Schema.filter((s) => {
-        const p = Number(s.slice(0, -1))
-        return (p > 0 || (min === 0 && p === 0)) && p <= 100
-          ? undefined
-          : `${what} percentage must be ${min === 0 ? "between 0% and" : "above 0% and at most"} 100%, got ${s}`
-      })
-    )
-  )
+const amount = (what: string, min: number): Schema.Schema<Amount, number | string> =>
+  Schema.Union(Schema.Number, Schema.String).pipe(
+    Schema.filter((value) => {
+      const expected = `${what} must be a whole number ≥ ${min} or a percentage like "20%" (${
+        min === 0 ? "0%" : "above 0%"
+      } to 100%), got ${JSON.stringify(value)}`
+      if (typeof value === "number") return Number.isInteger(value) && value >= min ? undefined : expected
+      const m = /^(\d+(?:\.\d+)?)%$/.exec(value)
+      if (m === null) return expected
+      const p = Number(m[1])
+      return (p > 0 || (min === 0 && p === 0)) && p <= 100 ? undefined : expected
+    })
+  ) as unknown as Schema.Schema<Amount, number | string>
 
 /**
  * @since 0.1.0

@@ -216,14 +216,15 @@ const resolveSource = (source: ScriptSource.ScriptSource): Effect.Effect<ScriptS
         if (Option.isNone(client)) {
           return yield* invalid("FetchFailed", "job.source.url", "fetching a script url needs an HttpClient layer (e.g. FetchHttpClient.layer)")
         }
+        const fetchFailed = (why: string) => invalid("FetchFailed", "job.source.url", `cannot fetch ${source.url}: ${why}`)
         const response = yield* client.value.get(source.url).pipe(
+          Effect.mapError((e) => fetchFailed(e.message)),
           Effect.flatMap((r) =>
             r.status >= 200 && r.status < 300
-              ? r.arrayBuffer
-              : Effect.fail(new Error(`HTTP status ${r.status}`))
+              ? Effect.mapError(r.arrayBuffer, (e) => fetchFailed(e.message))
+              : Effect.fail(fetchFailed(`HTTP status ${r.status}`))
           ),
-          Effect.scoped,
-          Effect.mapError((e) => invalid("FetchFailed", "job.source.url", `cannot fetch ${source.url}: ${e.message}`))
+          Effect.scoped
         )
         const digest = hex(yield* Effect.promise(() => globalThis.crypto.subtle.digest("SHA-256", response)))
         if (digest !== source.sha256.toLowerCase()) {

@@ -1,0 +1,29 @@
+import { assert, describe, it } from "@effect/vitest"
+import { execFileSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..")
+
+describe("README", () => {
+  it("the first program runs as written (against the built packages)", () => {
+    const readme = fs.readFileSync(path.join(root, "README.md"), "utf8")
+    const section = readme.slice(readme.indexOf("## A first program"))
+    const code = /```ts\n([\s\S]*?)```/.exec(section)?.[1]
+    assert.isDefined(code)
+    // inside node_modules so that the example resolves @runcmd/* exactly as a user's project would
+    const dir = path.join(root, "node_modules", ".cache", "runcmd-readme")
+    fs.mkdirSync(dir, { recursive: true })
+    const file = path.join(dir, "first-program.ts")
+    fs.writeFileSync(file, code!)
+    try {
+      const out = execFileSync(process.execPath, ["--import", "tsx", file], { cwd: root, encoding: "utf8", timeout: 60_000 })
+      assert.match(out, /Succeeded: 2/)
+      assert.match(out, /failed: \[\]/)
+      assert.notInclude(out, "hunter2")
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
