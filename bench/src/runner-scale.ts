@@ -1,7 +1,7 @@
 // runner-scale: 10,000 in-memory targets, 10 ms each, concurrency 1,000.
 // Goals: wall time ≤ 1.2× the ideal (10 waves × 10 ms = 100 ms); ≤ 2 KB of heap per target retained in the report.
 import { ExecutionPolicy, Runner, RunPlan, ScriptSource } from "@runcmd/core"
-import { InMemoryTransport, memoryTarget } from "@runcmd/core/testing"
+import { InMemoryTransport, memoryTarget, Step } from "@runcmd/core/testing"
 import * as Effect from "effect/Effect"
 import { gc, median, round, writeResult } from "./harness.js"
 
@@ -12,7 +12,7 @@ const RUNS = 7
 
 export const runnerScale = async (): Promise<void> => {
   const targets = Array.from({ length: TARGETS }, (_, i) => memoryTarget(`t${i}`))
-  const layer = InMemoryTransport.layer({ default: [{ _tag: "Sleep", duration: `${STEP_MS} millis` }, { _tag: "Exit", code: 0 }] })
+  const layer = InMemoryTransport.layer({ default: [Step.sleep(`${STEP_MS} millis`), Step.exit(0)] })
   const plan = RunPlan.make({
     targets,
     job: ScriptSource.job(ScriptSource.command("true")),

@@ -211,7 +211,7 @@ export const make = (overrides: Partial<ExecutionPolicy> = {}): ExecutionPolicy 
  * @since 0.1.0
  * @category utils
  */
-export const retrySchedule = (policy: ExecutionPolicy): Schedule.Schedule<unknown, unknown> =>
+export const retrySchedule = (policy: ExecutionPolicy): Schedule.Schedule<unknown, unknown, never> =>
   policy.schedule ??
     Schedule.exponential(policy.retry.backoff, policy.retry.factor).pipe(
       Schedule.intersect(Schedule.recurs(policy.retry.times))

@@ -202,3 +202,14 @@ export const tags: ReadonlyArray<OutcomeTag> = [
  */
 export const isFailure = (o: Outcome): boolean =>
   o._tag !== "Succeeded" && o._tag !== "Skipped" && o._tag !== "Cancelled"
+
+/**
+ * Builds an outcome without re-validating its fields (the Runner's hot path; its fields are typed already).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const unsafeMake = <A extends Outcome>(
+  cls: new(props: any, options?: boolean) => A,
+  props: Omit<A, "_tag">
+): A => new cls(props, true)

@@ -240,6 +240,22 @@ const resolveSource = (source: ScriptSource.ScriptSource): Effect.Effect<ScriptS
   }
 }
 
+const executionsBy = memoize((tag: string) => Metric.tagged(Metrics.executions, "outcome", tag))
+const durationBy = memoize((tag: string) => Metric.tagged(Metrics.executionDuration, "outcome", tag))
+const bytesBy = {
+  stdout: Metric.tagged(Metrics.outputBytes, "stream", "stdout"),
+  stderr: Metric.tagged(Metrics.outputBytes, "stream", "stderr")
+}
+
+function memoize<A>(f: (key: string) => A): (key: string) => A {
+  const cache = new Map<string, A>()
+  return (key) => {
+    let value = cache.get(key)
+    if (value === undefined) cache.set(key, value = f(key))
+    return value
+  }
+}
+
 type Limit = { readonly ms: number; readonly limit: "timeout" | "deadline" }
 
 type Attempt =
@@ -304,21 +320,19 @@ const execute = (
         outcomes.set(outcome.targetId, outcome)
         counts[outcome._tag] = (counts[outcome._tag] ?? 0) + 1
         if (Outcome.isFailure(outcome)) failures++
-        yield* Metric.increment(Metric.tagged(Metrics.executions, "outcome", outcome._tag))
-        if (outcome._tag !== "Skipped") {
-          yield* Metric.update(Metric.tagged(Metrics.executionDuration, "outcome", outcome._tag), outcome.durationMs)
-        }
+        yield* Metric.increment(executionsBy(outcome._tag))
+        if (outcome._tag !== "Skipped") yield* Metric.update(durationBy(outcome._tag), outcome.durationMs)
         if (listening) {
           const at = yield* Clock.currentTimeMillis
-          yield* emit(new RunEvent.Finished({ targetId: outcome.targetId, at, outcome }))
+          yield* emit(new RunEvent.Finished({ targetId: outcome.targetId, at, outcome }, true))
           yield* emit(
-            new RunEvent.Progress({ at, total: targets.length, done: outcomes.size, running, counts: { ...counts } })
+            new RunEvent.Progress({ at, total: targets.length, done: outcomes.size, running, counts: { ...counts } }, true)
           )
         }
       })
 
     const skipped = (target: Target, why: Outcome.Skipped["why"]) =>
-      new Outcome.Skipped({
+      Outcome.unsafeMake(Outcome.Skipped, {
         targetId: target.id,
         kind: target.kind,
         attempts: 0,
@@ -363,7 +377,7 @@ const execute = (
           const attempt = attempts
           const at = yield* Clock.currentTimeMillis
           firstStart ??= at
-          yield* emit(new RunEvent.Started({ targetId: target.id, attempt, at }))
+          if (listening) yield* emit(new RunEvent.Started({ targetId: target.id, attempt, at }, true))
           const scope = yield* Scope.make()
           const state: { scope: Scope.CloseableScope; execution: Transport.Execution | undefined } = {
             scope,
@@ -381,7 +395,7 @@ const execute = (
             captures[stream].push(bytes)
             if (!listening) return Effect.void
             const chunk: OutputChunk = { targetId: target.id, stream, seq: seq[stream]++, bytes, at }
-            return emit(new RunEvent.Output({ chunk }))
+            return emit(new RunEvent.Output({ chunk }, true))
           }
           const flush = Effect.gen(function*() {
             const at = yield* Clock.currentTimeMillis
@@ -393,7 +407,7 @@ const execute = (
             state.execution = execution
             yield* Stream.runForEach(execution.output, (chunk) =>
               Effect.zipRight(
-                Metric.incrementBy(Metric.tagged(Metrics.outputBytes, "stream", chunk.stream), chunk.bytes.length),
+                Metric.incrementBy(bytesBy[chunk.stream], chunk.bytes.length),
                 deliver(chunk.stream, redactors[chunk.stream].push(chunk.bytes), chunk.at)
               ))
             return yield* execution.exit
@@ -450,12 +464,12 @@ const execute = (
         switch (attempt._tag) {
           case "Exit":
             return attempt.status._tag === "Signaled"
-              ? new Outcome.Signaled({ ...common, signal: attempt.status.signal })
+              ? Outcome.unsafeMake(Outcome.Signaled, { ...common, signal: attempt.status.signal })
               : attempt.status.code === 0
-              ? new Outcome.Succeeded(common)
-              : new Outcome.Failed({ ...common, exitCode: attempt.status.code })
+              ? Outcome.unsafeMake(Outcome.Succeeded, common)
+              : Outcome.unsafeMake(Outcome.Failed, { ...common, exitCode: attempt.status.code })
           case "TimedOut":
-            return new Outcome.TimedOut({
+            return Outcome.unsafeMake(Outcome.TimedOut, {
               ...common,
               phase: attempt.phase,
               killConfirmed: attempt.killConfirmed,
@@ -465,10 +479,10 @@ const execute = (
             const error = errorInfo(attempt.error)
             const cls = classify(attempt.error.reason)
             return cls === "Unreachable"
-              ? new Outcome.Unreachable({ ...common, error })
+              ? Outcome.unsafeMake(Outcome.Unreachable, { ...common, error })
               : cls === "Rejected"
-              ? new Outcome.Rejected({ ...common, error })
-              : new Outcome.TransportFailed({ ...common, error, remoteState: "unknown" })
+              ? Outcome.unsafeMake(Outcome.Rejected, { ...common, error })
+              : Outcome.unsafeMake(Outcome.TransportFailed, { ...common, error, remoteState: "unknown" })
           }
         }
       }
@@ -503,7 +517,7 @@ const execute = (
       }
 
       const loop = Effect.gen(function*() {
-        const driver = yield* Schedule.driver(schedule)
+        let driver: Schedule.ScheduleDriver<unknown, unknown, never> | undefined
         for (;;) {
           const now = yield* Clock.currentTimeMillis
           const limit = limitFor(now)
@@ -515,12 +529,13 @@ const execute = (
           const attempt = yield* Effect.ensuring(attemptOnce(limit), Effect.sync(() => running--))
           const retry = retryable(attempt)
           if (Option.isSome(retry) && !(limit._tag === "Some" && limit.value.limit === "deadline" && attempt._tag === "TimedOut")) {
+            driver ??= yield* Schedule.driver(schedule)
             const next = yield* Effect.either(driver.next(undefined))
             if (Either.isRight(next)) {
               const at = yield* Clock.currentTimeMillis
               yield* Metric.increment(Metrics.retries)
               yield* Effect.logDebug(`retrying ${target.id} after attempt ${attempts}: ${retry.value.message}`)
-              yield* emit(new RunEvent.Retrying({ targetId: target.id, attempt: attempts, at, error: retry.value }))
+              yield* emit(new RunEvent.Retrying({ targetId: target.id, attempt: attempts, at, error: retry.value }, true))
               continue
             }
           }
@@ -541,7 +556,7 @@ const execute = (
               }
               const endedAt = yield* Clock.currentTimeMillis
               yield* finish(
-                new Outcome.Cancelled({
+                Outcome.unsafeMake(Outcome.Cancelled, {
                   targetId: target.id,
                   kind: target.kind,
                   attempts,
@@ -556,7 +571,8 @@ const execute = (
             })
           ),
           Effect.withSpan("Runner.execute", {
-            attributes: { "runcmd.target.id": target.id, "runcmd.target.kind": target.kind, "runcmd.transport": transport.name }
+            attributes: { "runcmd.target.id": target.id, "runcmd.target.kind": target.kind, "runcmd.transport": transport.name },
+            captureStackTrace: false
           })
         )
       })
