@@ -8,6 +8,60 @@
 export * as ExecutionPolicy from "./ExecutionPolicy.js"
 
 /**
+ * Inventories: where targets come from. A static list ({@link fromTargets}) or a YAML inventory file
+ * ({@link parse}, {@link load}) with groups, labels and defaults:
+ *
+ * ```yaml
+ * defaults:                 # applied to every target (deep-merged; labels merged)
+ *   kind: ssh
+ *   user: deploy
+ *   labels: { env: prod }
+ * groups:
+ *   web:
+ *     defaults: { port: 2222, labels: { role: web } }
+ *     targets:
+ *       - { id: web-1, host: 10.0.0.1 }
+ *       - id: web-2
+ *         host: 10.0.0.2
+ *         labels: { canary: "true" }
+ * targets:                  # ungrouped
+ *   - { id: box, kind: local, labels: { role: db } }
+ * ```
+ *
+ * - The top level has only `defaults`, `groups` and `targets` (each optional); a group has only `defaults` and
+ *   `targets`.
+ * - Each target is the deep merge of the top-level `defaults`, its group's `defaults` and its own fields, most
+ *   specific last: mappings (such as `labels`) are merged key by key, anything else (lists included) replaced.
+ * - A default field that the target's kind does not have is dropped for that target (so `user:` in the
+ *   defaults does not break a `kind: local` target), but a default field that no known kind has is an error,
+ *   and so is an unknown field on a target itself. Defaults cannot set `id`.
+ * - Every target of a group gets the label `group=<name>` (it overrides a `group` label from the defaults or
+ *   the target). A target belongs to one group only: the same id in two groups is a `DuplicateTargetId`.
+ * - Label values are strings. Numbers and booleans are accepted and taken as written in the file
+ *   (`version: 1.10` is the string `"1.10"`, `canary: true` is `"true"`); null, lists and mappings are refused.
+ * - Each merged target is then decoded with `Target.union(kinds)`: the kinds are those of the transports in use.
+ * - YAML anchors, aliases and merge keys (`<<: *base`) are supported; keys must be unique in a mapping.
+ *   Top-level keys starting with `x-` are ignored: a place to define anchors (`x-common: &common {...}`).
+ * - Targets keep the order of the file.
+ *
+ * Errors are `InvalidPlan`s naming the file and the place inside it, with line and column where known:
+ * `InvalidInventory` at `inventory.yaml: groups.web.targets[1].port` (a field is wrong; a syntax error is at
+ * `inventory.yaml:3:7`), `DuplicateTargetId` (naming both places), `NoTargets` (nothing defined) and
+ * `FileUnreadable` (from {@link load}).
+ *
+ * @since 0.1.0
+ */
+export * as Inventory from "./Inventory.js"
+
+/**
+ * Metrics the Runner records: executions by outcome, execution durations, output bytes. Exporter-agnostic:
+ * wire `@effect/opentelemetry` (or read them with `Metric.value`) to see them.
+ *
+ * @since 0.1.0
+ */
+export * as Metrics from "./Metrics.js"
+
+/**
  * Outcome: how each target ended. One union for every transport.
  *
  * @since 0.1.0
@@ -37,11 +91,30 @@ export * as OutputSink from "./OutputSink.js"
 export * as Redactor from "./Redactor.js"
 
 /**
+ * `@effect/platform`'s `CommandExecutor` over any transport and target, so code written with
+ * `Command.make(...)` runs unchanged on a remote target.
+ *
+ * Limits: the command's stdin, when it is a `Stream`, is collected before the remote start (transports take
+ * stdin up front); writes to `process.stdin` after the start are discarded. Output not read by the caller is
+ * buffered in memory. A signal death is reported as exit code 128 + signal number, as a shell does.
+ *
+ * @since 0.1.0
+ */
+export * as RemoteCommandExecutor from "./RemoteCommandExecutor.js"
+
+/**
  * Run events: what a run emits as it goes. The report is a fold over them.
  *
  * @since 0.1.0
  */
 export * as RunEvent from "./RunEvent.js"
+
+/**
+ * A run plan: targets + job + policy + sinks. Decodable from JSON/YAML with precise errors.
+ *
+ * @since 0.1.0
+ */
+export * as RunPlan from "./RunPlan.js"
 
 /**
  * The run report: one outcome per target, a summary and timings. Versioned and encodable to JSON.
@@ -51,11 +124,62 @@ export * as RunEvent from "./RunEvent.js"
 export * as RunReport from "./RunReport.js"
 
 /**
+ * The Runner: fans a plan out over its targets with the policy's concurrency, batches, error budget, timeouts,
+ * deadline and retries; routes each target to its transport; redacts output before any sink sees it; returns
+ * one outcome per target, also when interrupted.
+ *
+ * @since 0.1.0
+ */
+export * as Runner from "./Runner.js"
+
+/**
+ * Script rendering: the one wrapper every shell transport runs (POSIX `sh`, and a PowerShell twin for Windows
+ * targets), rendered from an `Invocation`, plus the driver of its stdin/stderr protocol.
+ *
+ * The POSIX launch is a constant bootstrap (`/bin/sh -c BOOTSTRAP runcmd`) that reads the wrapper from stdin;
+ * secrets and the user's stdin follow it on the same pipe, so nothing of the user's is in argv or in the process
+ * table. The wrapper switches user (sudo/su/runuser/doas), changes directory, starts the user's program in a new
+ * session (its PGID is reported on stderr), forwards TERM to it and escalates to KILL after the grace, and
+ * reports how the program ended (an exit code or a signal) in a protocol line that {@link Launch.drive} removes
+ * from stderr.
+ *
+ * @since 0.1.0
+ */
+export * as ScriptRender from "./ScriptRender.js"
+
+/**
  * What to run: a script source plus its arguments, environment, stdin and secrets.
  *
  * @since 0.1.0
  */
 export * as ScriptSource from "./ScriptSource.js"
+
+/**
+ * Target selection by label expressions and id globs.
+ *
+ * A selector is a comma-separated list of terms that must all match (AND):
+ *
+ * | term | matches a target that... |
+ * |---|---|
+ * | `key=value` | has the label `key` with a value matching `value` |
+ * | `key!=value` | does not have the label `key` with a value matching `value` (a target without the label matches) |
+ * | `key` | has the label `key` (any value) |
+ * | `!key` | does not have the label `key` |
+ * | `id=web-*`, `id!=web-3` | has an id matching the glob (`id` is a pseudo-label, as is `kind`) |
+ * | `kind=ssh` | is of kind `ssh` |
+ * | `web-*`, `user@host` | has an id matching the glob: a bare term with a glob character, or one that is not a label key |
+ *
+ * Values and id globs may use `*` (any run of characters, possibly empty) and `?` (exactly one character, an emoji too);
+ * `\` escapes the next character (`\*`, `\?`, `\,`, `\\`). Matching is case-sensitive. A label key is made of
+ * letters, digits and `_ . - /`; the pseudo-labels `id` and `kind` shadow real labels of the same name. White
+ * space around terms is ignored.
+ *
+ * Several selectors (e.g. repeated `--select` flags) combine with OR: {@link select} keeps the targets that
+ * match any of them, in their original order.
+ *
+ * @since 0.1.0
+ */
+export * as Selector from "./Selector.js"
 
 /**
  * Targets: the places a plan runs. Core declares the shared fields and the `local` kind; each transport package

@@ -1,0 +1,267 @@
+/**
+ * Testing support (`@runcmd/core/testing`): the in-memory transport, a `TestClock` driver, and the transport
+ * conformance suite every transport package runs against itself.
+ *
+ * @since 0.1.0
+ */
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import type * as Layer from "effect/Layer"
+import * as internal from "./internal/inMemory.js"
+import * as clock from "./internal/inMemoryClock.js"
+import type { Target } from "./Target.js"
+import type * as Transport from "./Transport.js"
+
+// ---------------------------------------------------------------------------------------------------------------
+// in-memory targets
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * The target kind served by the in-memory transport: `{ kind: "memory", id, labels, os }`.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const InMemoryTarget = internal.InMemoryTarget
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type InMemoryTarget = internal.InMemoryTarget
+
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
+export const memoryTarget: (id: string, labels?: Record<string, string>) => InMemoryTarget = internal.memoryTarget
+
+// ---------------------------------------------------------------------------------------------------------------
+// behaviours
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * One step of a simulated process. Without a terminal step (`exit`, `signal`, `fail`, `hang`) the process exits 0
+ * after its last step.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Step = internal.Step
+
+/**
+ * Step constructors:
+ * - `stdout(data, { chunkSize })` / `stderr(...)`: write bytes (or UTF-8 text), optionally in chunks;
+ * - `echoStdin(stream)`: write the invocation's stdin back; `emitWith(f)`: write chunks computed from the
+ *   invocation (argv, env, cwd, secrets...);
+ * - `sleep(duration)`: on the Effect clock (`TestClock` drives it);
+ * - `exit(code)`, `signal("SIGKILL")`: end the process;
+ * - `fail(reason, { phase, description, detail })`: the output stream (and exit) fail mid-run;
+ * - `refuse(reason, ...)`: `start` itself fails (must be the first step; phase `delivery` by default);
+ * - `loseExitStatus()`: the output ends normally but the exit status is missing (`ProtocolError`);
+ * - `hang`: run until the execution's scope is closed.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const Step = internal.Step
+
+/**
+ * A simulated process: its steps plus how it starts, delivers and dies.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Behaviour = internal.Behaviour
+
+/**
+ * A behaviour, bare steps, or a function of the target and invocation (e.g. to behave differently per
+ * `invocation.attempt`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type BehaviourInput = internal.BehaviourInput
+
+// ---------------------------------------------------------------------------------------------------------------
+// the in-memory transport
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type InMemoryOptions = internal.Options
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type StartRecord = internal.StartRecord
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type EndRecord = internal.EndRecord
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type CancelRecord = internal.CancelRecord
+
+/**
+ * An in-memory transport and its log: `transport` is a core `Transport`; `starts`, `ends`, `cancels`,
+ * `maxConcurrent` and `running` read the log; `setBehaviour`, `setDefault` and `reset` reconfigure it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type InMemoryTransport = internal.InMemoryTransport
+
+/**
+ * The in-memory transport of the current layer (provided by {@link InMemoryTransport.layer}).
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const InMemory = internal.InMemory
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export type InMemory = internal.InMemory
+
+/**
+ * `make(options)` builds an in-memory transport; `layer(options)` registers one in the `Transports` registry and
+ * provides it as {@link InMemory}.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RunPlan, Runner, ScriptSource } from "@runcmd/core"
+ * import { InMemory, InMemoryTransport, memoryTarget, Step } from "@runcmd/core/testing"
+ *
+ * const layer = InMemoryTransport.layer({
+ *   behaviours: { web1: [Step.stdout("ok\n"), Step.exit(0)], web2: [Step.refuse("ConnectRefused")] }
+ * })
+ * const program = Effect.gen(function*() {
+ *   const report = yield* Runner.run(RunPlan.make({
+ *     targets: [memoryTarget("web1"), memoryTarget("web2")],
+ *     job: ScriptSource.job(ScriptSource.script("echo ok"))
+ *   }))
+ *   const starts = yield* (yield* InMemory).starts
+ *   return { report, starts }
+ * }).pipe(Effect.provide(layer))
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const InMemoryTransport: {
+  readonly make: (options?: InMemoryOptions) => Effect.Effect<InMemoryTransport>
+  readonly layer: (options?: InMemoryOptions) => Layer.Layer<Transport.Transports | InMemory>
+  readonly defaultCapabilities: Transport.Capabilities
+} = {
+  make: internal.make,
+  layer: internal.layer,
+  defaultCapabilities: internal.defaultCapabilities
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// TestClock
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type DriveOptions = clock.DriveOptions
+
+/**
+ * Runs an effect under `TestClock` to completion: advances the clock to each pending sleep in turn, only after
+ * every fiber the effect started has settled. Dies with a `DriveError` on a deadlock (blocked, nothing scheduled)
+ * or past the horizon (default 24 h of virtual time).
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const drive: <A, E, R>(effect: Effect.Effect<A, E, R>, options?: DriveOptions) => Effect.Effect<A, E, R> =
+  clock.drive
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export const DriveError = clock.DriveError
+
+// ---------------------------------------------------------------------------------------------------------------
+// conformance
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ConformanceOptions {
+  /** `n` targets of this transport with distinct ids (the concurrency case asks for 6). */
+  readonly targets: (n: number) => ReadonlyArray<Target>
+  /** The layer is the in-memory transport (it must also provide `InMemory`); time is virtual. */
+  readonly simulated?: boolean | undefined
+  /** Declared: output arrives while the script runs. Default: `capabilities.output === "live"`. */
+  readonly liveOutput?: boolean | undefined
+  /** Declared: what closing an execution's scope achieves. Default: `capabilities.cancel`. */
+  readonly cancel?: Transport.Capabilities["cancel"] | undefined
+  /** Declared: a service cap on output per stream (bytes). Default: `capabilities.maxInlineOutputBytes`. */
+  readonly maxOutputBytes?: number | undefined
+  /** Declared: a death by a signal is reported as `Signaled` (default `true`); `false`: as `Failed{128+n}`. */
+  readonly signals?: boolean | undefined
+  /** A target that cannot be reached (e.g. a closed loopback port); omit when targets are always reachable. */
+  readonly unreachableTarget?: (() => Target) | undefined
+  /** The per-execution timeout of the timeout cases (default 2 s). */
+  readonly timeout?: Duration.DurationInput | undefined
+  /** The kill grace of the cases (default 1 s). */
+  readonly killGrace?: Duration.DurationInput | undefined
+  /** Slack on expected durations (default 5 s; 0 when simulated). */
+  readonly margin?: Duration.DurationInput | undefined
+  /** How long a grandchild holding the output pipe may hold the run after the script exited (default 30 s). */
+  readonly pipeHoldLimit?: Duration.DurationInput | undefined
+  /** Per-case vitest timeout in ms (default 60 000; 30 000 when simulated). */
+  readonly testTimeout?: number | undefined
+  /** Timeout for building the layer (default 60 s). */
+  readonly layerTimeout?: Duration.DurationInput | undefined
+}
+
+/**
+ * The transport conformance suite, as a vitest `describe` block. Await it at the top level of a test file: it
+ * loads `@effect/vitest` only when called, so that this module (the in-memory transport) also works outside
+ * vitest. Real transports run POSIX sh scripts on the targets `options.targets` gives; with `simulated: true` the
+ * layer is the in-memory transport and each case configures it with the behaviour equivalent to its script.
+ * Where a transport declares it cannot do something (`liveOutput`, `cancel`, `maxOutputBytes`, `signals`,
+ * capabilities `stdin`/`secrets`), the case asserts the declared behaviour instead.
+ *
+ * @example
+ * ```ts
+ * // packages/transport-local/test/conformance.test.ts
+ * import * as Target from "@runcmd/core/Target"
+ * import { conformance } from "@runcmd/core/testing"
+ * import * as LocalTransport from "@runcmd/transport-local/LocalTransport"
+ *
+ * await conformance("local", LocalTransport.layer(), {
+ *   targets: (n) => Array.from({ length: n }, (_, i) => Target.local(`local-${i}`))
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category conformance
+ */
+export const conformance = async <E>(
+  name: string,
+  transportLayer: Layer.Layer<Transport.Transports, E>,
+  options: ConformanceOptions
+): Promise<void> => {
+  const suite = await import("./internal/conformance.js")
+  suite.conformance(name, transportLayer, options)
+}
