@@ -15,7 +15,7 @@ describe("README", () => {
     // inside node_modules so that the example resolves @runcmd/* exactly as a user's project would
     const dir = path.join(root, "node_modules", ".cache", "runcmd-readme")
     fs.mkdirSync(dir, { recursive: true })
-    const file = path.join(dir, "first-program.ts")
+    const file = path.join(dir, "first-program.mts")
     fs.writeFileSync(file, code!)
     try {
       const out = execFileSync(process.execPath, ["--import", "tsx", file], { cwd: root, encoding: "utf8", timeout: 60_000 })
