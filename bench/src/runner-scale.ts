@@ -18,13 +18,22 @@ export const runnerScale = async (): Promise<void> => {
     job: ScriptSource.job(ScriptSource.command("true")),
     policy: ExecutionPolicy.make({ concurrency: CONCURRENCY })
   })
-  const once = Effect.runPromise(Runner.run(plan).pipe(Effect.provide(layer)))
-  await once // warm-up
+  // the floor: the same fan-out with nothing but Effect (one fiber and one 10 ms sleep per target)
+  const floorProgram = Effect.forEach(targets, () => Effect.sleep(`${STEP_MS} millis`), {
+    concurrency: CONCURRENCY,
+    discard: true
+  })
+  await Effect.runPromise(Runner.run(plan).pipe(Effect.provide(layer))) // warm-up
+  await Effect.runPromise(floorProgram)
   const times: Array<number> = []
+  const floor: Array<number> = []
   for (let i = 0; i < RUNS; i++) {
     const t0 = performance.now()
     await Effect.runPromise(Runner.run(plan).pipe(Effect.provide(layer)))
     times.push(performance.now() - t0)
+    const t1 = performance.now()
+    await Effect.runPromise(floorProgram)
+    floor.push(performance.now() - t1)
   }
   gc()
   const before = process.memoryUsage().heapUsed
@@ -44,6 +53,9 @@ export const runnerScale = async (): Promise<void> => {
     medianMs: round(median(times)),
     runsMs: times.map((t) => round(t)),
     ratioToIdeal: round(ratio),
+    effectFloorMedianMs: round(median(floor)),
+    ratioToEffectFloor: round(median(times) / median(floor)),
+    loadAverage: (await import("node:os")).loadavg().map((x) => round(x, 2)),
     heapRetainedPerTargetBytes: Math.round(perTarget),
     succeeded: report.summary.byOutcome.Succeeded
   })

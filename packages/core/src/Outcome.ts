@@ -205,11 +205,12 @@ export const isFailure = (o: Outcome): boolean =>
 
 /**
  * Builds an outcome without re-validating its fields (the Runner's hot path; its fields are typed already).
+ * Equivalent to `new cls(props, true)`, without the class constructor's schema bookkeeping.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const unsafeMake = <A extends Outcome>(
-  cls: new(props: any, options?: boolean) => A,
+  cls: { readonly prototype: A; readonly _tag: A["_tag"] },
   props: Omit<A, "_tag">
-): A => new cls(props, true)
+): A => Object.assign(Object.create(cls.prototype), props, { _tag: cls._tag })

@@ -405,11 +405,12 @@ const execute = (
           const body = Effect.gen(function*() {
             const execution = yield* Scope.extend(transport.start(target, invocation(prepared, target, attempt)), scope)
             state.execution = execution
-            yield* Stream.runForEach(execution.output, (chunk) =>
+            yield* execution.pump((chunk) =>
               Effect.zipRight(
                 Metric.incrementBy(bytesBy[chunk.stream], chunk.bytes.length),
                 deliver(chunk.stream, redactors[chunk.stream].push(chunk.bytes), chunk.at)
-              ))
+              )
+            )
             return yield* execution.exit
           })
           const settle = Effect.sync(() => {

@@ -4,16 +4,17 @@
  * @since 0.1.0
  */
 import * as Chunk from "effect/Chunk"
-import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
-import * as Deferred from "effect/Deferred"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
 import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as Take from "effect/Take"
 import type { RunAs } from "./ExecutionPolicy.js"
 import type { OutputChunk, RawChunk } from "./OutputChunk.js"
 import type { ResolvedSource } from "./ScriptSource.js"
@@ -89,13 +90,31 @@ export interface Capabilities {
 
 /**
  * What a transport's `start` returns. Closing the scope `start` ran in ends the process (TERM, grace, KILL).
+ * Output is given either as a `Stream` (`output`) or as a push loop (`pump`), whichever fits the transport;
+ * core derives the other. `pump` avoids a stream per execution, which matters for cheap executions.
  *
  * @since 0.1.0
  * @category models
  */
-export interface RawExecution {
-  /** stdout and stderr chunks, in order per stream; ends when both streams are fully drained. */
-  readonly output: Stream.Stream<RawChunk, TransportError>
+export type RawExecution = RawExecutionBase & (
+  | {
+    /** stdout and stderr chunks, in order per stream; ends when both streams are fully drained. */
+    readonly output: Stream.Stream<RawChunk, TransportError>
+    readonly pump?: undefined
+  }
+  | {
+    readonly output?: undefined
+    /** Calls `emit` for every chunk, in order per stream, awaiting it (backpressure); completes when both
+     * streams are fully drained. Called at most once. */
+    readonly pump: (emit: (chunk: RawChunk) => Effect.Effect<void>) => Effect.Effect<void, TransportError>
+  }
+)
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface RawExecutionBase {
   /** The exit status; never 0 when the status is missing (fail with `TransportError` instead). */
   readonly exit: Effect.Effect<ExitStatus, TransportError>
   /** Read after the scope closed early: whether the process group is known to be gone. */
@@ -109,7 +128,10 @@ export interface RawExecution {
  * @category models
  */
 export interface Execution {
+  /** The output as a stream. Consume either `output` or `pump`, once. */
   readonly output: Stream.Stream<OutputChunk, TransportError>
+  /** The output pushed to `emit` (cheaper than the stream for small executions). */
+  readonly pump: (emit: (chunk: OutputChunk) => Effect.Effect<void>) => Effect.Effect<void, TransportError>
   /** Resolves only after `output` has been fully drained. */
   readonly exit: Effect.Effect<ExitStatus, TransportError>
   readonly killConfirmed: Effect.Effect<boolean>
@@ -163,23 +185,54 @@ export const make = (options: StartOptions): Transport => {
   const start = (target: Target, invocation: Invocation) =>
     Effect.gen(function*() {
       const raw = yield* options.start(target, invocation)
-      const drained = yield* Deferred.make<void>()
-      const seq = { stdout: 0, stderr: 0 }
-      const output = raw.output.pipe(
-        Stream.mapEffect((chunk) =>
-          Effect.map(Clock.currentTimeMillis, (at): OutputChunk => ({
-            targetId: target.id,
-            stream: chunk.stream,
-            seq: seq[chunk.stream]++,
-            bytes: chunk.bytes,
-            at
-          }))
-        ),
-        Stream.ensuring(Deferred.succeed(drained, undefined))
+      const clock = yield* Effect.clock
+      // a plain latch: a Deferred per execution costs more than the rest of this wrapper
+      let drained = false
+      const waiters: Array<() => void> = []
+      const done = Effect.sync(() => {
+        drained = true
+        for (const wake of waiters.splice(0)) wake()
+      })
+      const awaitDrained = Effect.suspend(() =>
+        drained ? Effect.void : Effect.async<void>((resume) => {
+          waiters.push(() => resume(Effect.void))
+        })
       )
+      const seq = { stdout: 0, stderr: 0 }
+      const stamp = (chunk: RawChunk): OutputChunk => ({
+        targetId: target.id,
+        stream: chunk.stream,
+        seq: seq[chunk.stream]++,
+        bytes: chunk.bytes,
+        at: clock.unsafeCurrentTimeMillis()
+      })
+      const pump = (emit: (chunk: OutputChunk) => Effect.Effect<void>): Effect.Effect<void, TransportError> =>
+        Effect.ensuring(
+          raw.pump !== undefined
+            ? raw.pump((chunk) => emit(stamp(chunk)))
+            : Stream.runForEach(raw.output, (chunk) => emit(stamp(chunk))),
+          done
+        )
+      const output: Stream.Stream<OutputChunk, TransportError> = raw.pump === undefined
+        ? raw.output.pipe(Stream.map(stamp), Stream.ensuring(done))
+        : Stream.unwrapScoped(
+          Effect.gen(function*() {
+            const queue = yield* Effect.acquireRelease(
+              Queue.bounded<Take.Take<OutputChunk, TransportError>>(16),
+              Queue.shutdown
+            )
+            yield* pump((chunk) => Queue.offer(queue, Take.of(chunk))).pipe(
+              Effect.exit,
+              Effect.flatMap((exit) => Queue.offer(queue, Exit.isSuccess(exit) ? Take.end : Take.failCause(exit.cause))),
+              Effect.forkScoped
+            )
+            return Stream.fromQueue(queue).pipe(Stream.flattenTake)
+          })
+        )
       const execution: Execution = {
         output,
-        exit: Effect.zipRight(Deferred.await(drained), raw.exit),
+        pump,
+        exit: Effect.zipRight(awaitDrained, raw.exit),
         killConfirmed: raw.killConfirmed ?? Effect.succeed(false)
       }
       return execution

@@ -150,7 +150,9 @@ describe("bad input is refused before anything runs", () => {
           const s = http.createServer((_, res) => res.end(body))
           s.listen(0, "127.0.0.1", () => resume(Effect.succeed(s)))
         }),
-        (s) => Effect.async<void>((resume) => s.close(() => resume(Effect.void)))
+        (s) => Effect.async<void>((resume) => {
+          s.close(() => resume(Effect.void))
+        })
       )
       const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/s.sh`
       started.length = 0

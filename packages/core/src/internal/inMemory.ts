@@ -4,6 +4,7 @@
  *
  * @internal
  */
+import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -14,7 +15,6 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
-import * as Stream from "effect/Stream"
 import * as Take from "effect/Take"
 import type { RawChunk, StreamName } from "../OutputChunk.js"
 import { toBytes } from "../OutputChunk.js"
@@ -495,7 +495,21 @@ const unsafeMake = (options: Options): InMemoryTransport => {
       }
 
       const raw: Transport.RawExecution = {
-        output: Stream.fromQueue(pipe).pipe(Stream.flattenTake),
+        pump: (emitChunk) =>
+          Effect.gen(function*() {
+            for (;;) {
+              const take = yield* Queue.take(pipe)
+              if (Take.isDone(take)) return
+              if (Take.isFailure(take)) return yield* Effect.failCause(Take.match(take, {
+                onEnd: () => Cause.empty,
+                onFailure: (cause) => cause,
+                onSuccess: () => Cause.empty
+              }))
+              for (const chunk of Take.match(take, { onEnd: () => Chunk.empty(), onFailure: () => Chunk.empty(), onSuccess: (c) => c })) {
+                yield* emitChunk(chunk)
+              }
+            }
+          }),
         exit: Deferred.await(exit),
         killConfirmed: Effect.sync(() => confirmed)
       }
