@@ -7,11 +7,3 @@
  * @since 0.1.0
  */
 export * as Cli from "./Cli.js"
-
-/**
- * The `runcmd` entry point: runs the command line on Node's runtime and exits with the command's code
- * (`bin/runcmd.js` calls {@link main}).
- *
- * @since 0.1.0
- */
-export * as main from "./main.js"

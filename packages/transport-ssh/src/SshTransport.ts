@@ -1,0 +1,205 @@
+/**
+ * The SSH transport (ssh2): pooled connections keyed by host, port, user, credentials and jump chain, channels per
+ * connection kept below the server's MaxSessions, the core wrapper run over an exec channel (no pty) with stdin
+ * carrying the script, secrets and the user's stdin, and kills over a second channel.
+ *
+ * @since 0.1.0
+ */
+import * as Transport from "@runcmd/core/Transport"
+import type { TransportError } from "@runcmd/core/TransportError"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Errors from "./internal/errors.js"
+import * as Exec from "./internal/exec.js"
+import * as Launcher from "./internal/launcher.js"
+import * as Pool from "./internal/pool.js"
+import * as SshTarget from "./SshTarget.js"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** Channels open at once per connection; keep it below the servers' MaxSessions (OpenSSH: 10). Default 8. */
+  readonly maxChannelsPerConnection?: number | undefined
+  /** Connections per host (and user, credentials, jump chain). Default 4. */
+  readonly maxConnectionsPerHost?: number | undefined
+  /** An unused connection is closed after this long. Default 30 seconds. */
+  readonly idleTimeToLive?: Duration.DurationInput | undefined
+  /** Defaults for targets that do not set their own. */
+  readonly connectTimeout?: Duration.DurationInput | undefined
+  readonly readyTimeout?: Duration.DurationInput | undefined
+  readonly keepalive?: SshTarget.Keepalive | undefined
+  /** Refused channel opens (server session limit) tolerated in a row before `ChannelLimitReached`. Default 40. */
+  readonly channelOpenAttempts?: number | undefined
+  /** Time allowed to the kill script beyond the kill grace. Default 10 seconds. */
+  readonly killTimeout?: Duration.DurationInput | undefined
+  /**
+   * After the script exited, how long its output may stay open with nothing written (a background process left
+   * holding the pipe) before what is left of the execution is killed and the channel closed. Default 2 seconds.
+   */
+  readonly exitGrace?: Duration.DurationInput | undefined
+}
+
+/**
+ * The capabilities of the SSH transport.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const capabilities: Transport.Capabilities = {
+  output: "live",
+  cancel: "kills",
+  secrets: true,
+  stdin: true,
+  runAs: true,
+  native: false
+}
+
+/**
+ * The pooled connections behind a transport: for SFTP and for inspection.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class SshConnections extends Context.Tag("@runcmd/transport-ssh/SshTransport/SshConnections")<
+  SshConnections,
+  SshConnections.Service
+>() {}
+
+/**
+ * @since 0.1.0
+ */
+export declare namespace SshConnections {
+  /**
+   * @since 0.1.0
+   * @category models
+   */
+  export interface Service {
+    readonly transport: Transport.Transport
+    /** @internal */
+    readonly pool: Pool.Pool
+    readonly stats: () => { readonly connections: number; readonly channels: number; readonly hosts: number }
+  }
+}
+
+const toPoolOptions = (options: Options): Pool.PoolOptions => ({
+  maxChannels: Math.max(1, options.maxChannelsPerConnection ?? 8),
+  maxConnectionsPerHost: Math.max(1, options.maxConnectionsPerHost ?? 4),
+  idleTimeToLive: Duration.decode(options.idleTimeToLive ?? Duration.seconds(30)),
+  connectTimeout: Duration.decode(options.connectTimeout ?? SshTarget.defaultConnectTimeout),
+  readyTimeout: Duration.decode(options.readyTimeout ?? SshTarget.defaultReadyTimeout),
+  keepalive: options.keepalive ?? SshTarget.defaultKeepalive,
+  channelOpenAttempts: Math.max(1, options.channelOpenAttempts ?? 40)
+})
+
+const isSsh = Schema.is(SshTarget.SshTarget)
+
+/**
+ * Builds the pool and the transport; the pool's connections close with the scope.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeConnections = (options: Options = {}): Effect.Effect<SshConnections.Service, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const pool = yield* Effect.acquireRelease(
+      Effect.sync(() => Pool.make(toPoolOptions(options))),
+      (pool) => pool.shutdown
+    )
+    const killTimeout = Duration.decode(options.killTimeout ?? Duration.seconds(10))
+    const exitGrace = Duration.decode(options.exitGrace ?? Duration.seconds(2))
+    const start = (target: import("@runcmd/core/Target").Target, invocation: Transport.Invocation) =>
+      Effect.gen(function*() {
+        if (!isSsh(target)) {
+          return yield* Effect.fail(
+            Errors.make("Unsupported", "delivery", `target ${target.id} is not a valid ssh target`, { targetId: target.id })
+          )
+        }
+        if (invocation.source._tag === "Native") {
+          return yield* Effect.fail(
+            Errors.make("Unsupported", "delivery", "the ssh transport runs commands and scripts, not native documents", {
+              targetId: target.id
+            })
+          )
+        }
+        const launch = yield* Launcher.launch(invocation, target)
+        return yield* Exec.start({ pool, target, launch, killGrace: invocation.killGrace, killTimeout, exitGrace })
+      }).pipe(
+        Effect.mapError((e): TransportError => (e.targetId === undefined ? withTarget(e, target.id) : e)),
+        Effect.withSpan("SshTransport.start", { attributes: { "runcmd.target": target.id } })
+      )
+    const transport = Transport.make({ name: "ssh", kinds: ["ssh"], capabilities, start })
+    return { transport, pool, stats: pool.stats }
+  })
+
+const withTarget = (e: TransportError, targetId: string): TransportError =>
+  Errors.make(e.reason, e.phase, e.description, { targetId, detail: e.detail, cause: e.cause })
+
+/**
+ * The transport alone (its pool closes with the scope).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: Options = {}): Effect.Effect<Transport.Transport, never, Scope.Scope> =>
+  Effect.map(makeConnections(options), (c) => c.transport)
+
+/**
+ * The pooled connections as a layer (what `layer` builds on; SFTP needs it).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConnections = (options: Options = {}): Layer.Layer<SshConnections> =>
+  Layer.scoped(SshConnections, makeConnections(options))
+
+/**
+ * Registers the SSH transport for targets of kind `ssh` (and provides its connections for SFTP).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options = {}): Layer.Layer<Transport.Transports | SshConnections> =>
+  Transport.layer(Effect.map(SshConnections, (c) => c.transport)).pipe(Layer.provideMerge(layerConnections(options)))
+
+/**
+ * `layer` with options read from `Config` (e.g. `Config.number("SSH_MAX_CHANNELS")`).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  config: Config.Config.Wrap<Options>
+): Layer.Layer<Transport.Transports | SshConnections, ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(Config.unwrap(config), (options) => layer(options)))
+
+/**
+ * Options from environment variables `RUNCMD_SSH_MAX_CHANNELS`, `RUNCMD_SSH_MAX_CONNECTIONS`,
+ * `RUNCMD_SSH_IDLE_TTL`, `RUNCMD_SSH_CONNECT_TIMEOUT`, `RUNCMD_SSH_READY_TIMEOUT` (all optional).
+ *
+ * @since 0.1.0
+ * @category Config
+ */
+export const configFromEnv: Config.Config<Options> = Config.all({
+  maxChannelsPerConnection: Config.option(Config.integer("RUNCMD_SSH_MAX_CHANNELS")),
+  maxConnectionsPerHost: Config.option(Config.integer("RUNCMD_SSH_MAX_CONNECTIONS")),
+  idleTimeToLive: Config.option(Config.duration("RUNCMD_SSH_IDLE_TTL")),
+  connectTimeout: Config.option(Config.duration("RUNCMD_SSH_CONNECT_TIMEOUT")),
+  readyTimeout: Config.option(Config.duration("RUNCMD_SSH_READY_TIMEOUT"))
+}).pipe(
+  Config.map((o): Options => ({
+    maxChannelsPerConnection: Option.getOrUndefined(o.maxChannelsPerConnection),
+    maxConnectionsPerHost: Option.getOrUndefined(o.maxConnectionsPerHost),
+    idleTimeToLive: Option.getOrUndefined(o.idleTimeToLive),
+    connectTimeout: Option.getOrUndefined(o.connectTimeout),
+    readyTimeout: Option.getOrUndefined(o.readyTimeout)
+  }))
+)

@@ -1,0 +1,44 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as fs from "node:fs"
+import * as Connect from "../src/internal/connect.js"
+import * as Sshd from "./harness/Sshd.js"
+
+describe.skipIf(!Sshd.enabled())("the sshd test harness", () => {
+  it.live("starts on a free port, catches a leaked remote process, and removes everything it created", () =>
+    Effect.gen(function*() {
+      const sshd = yield* Effect.promise(() => Sshd.start({ addresses: 17 }))
+      try {
+        assert.strictEqual(sshd.pids().length, 2, "17 addresses need 2 daemons (16 listen sockets each)")
+        const c = yield* Connect.connect(sshd.target({ address: sshd.addresses[16] }), {
+          hopIndex: 0,
+          hops: 1,
+          defaults: { connectTimeout: Duration.seconds(5), readyTimeout: Duration.seconds(10), keepalive: false }
+        })
+        // a raw exec (no wrapper, no kill): the background process escapes and outlives the connection
+        yield* Effect.async<void>((resume) => {
+          c.client.exec("setsid sleep 317 </dev/null >/dev/null 2>&1 & echo started", (err, ch) => {
+            if (err) return resume(Effect.die(err))
+            ch.on("data", () => {})
+            ch.stderr.resume()
+            ch.on("close", () => resume(Effect.void))
+          })
+        })
+        c.end()
+        assert.isTrue(sshd.leftovers().some((p) => p.cmd === "sleep 317"), "the leak is visible")
+        const error = yield* Effect.promise(() => sshd.assertNoLeftovers({ waitMs: 200 }).then(() => undefined, (e: Error) => e))
+        assert.instanceOf(error, Error)
+        assert.include(error!.message, "sleep 317")
+        assert.deepStrictEqual(sshd.leftovers(), [], "assertNoLeftovers killed them")
+      } finally {
+        const pids = sshd.pids()
+        yield* Effect.promise(() => sshd.stop())
+        for (const pid of pids) assert.isUndefined(Sshd.processes().find((p) => p.pid === pid), `daemon ${pid} stopped`)
+        assert.isFalse(fs.existsSync(sshd.dir), "state dir removed")
+        if (sshd.testUser !== undefined) {
+          assert.notInclude(fs.readFileSync("/etc/passwd", "utf8"), `${sshd.testUser.name}:`, "test user removed")
+        }
+      }
+    }), { timeout: 30_000 })
+})

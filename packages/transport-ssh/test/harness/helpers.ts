@@ -1,0 +1,100 @@
+/**
+ * Small helpers shared by the SSH tests: invocations, plans through the Runner, outcome text.
+ */
+import * as Outcome from "@runcmd/core/Outcome"
+import * as Runner from "@runcmd/core/Runner"
+import * as RunPlan from "@runcmd/core/RunPlan"
+import type { RunReport } from "@runcmd/core/RunReport"
+import * as ScriptSource from "@runcmd/core/ScriptSource"
+import type * as Target from "@runcmd/core/Target"
+import type * as Transport from "@runcmd/core/Transport"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as ExecutionPolicy from "@runcmd/core/ExecutionPolicy"
+import * as net from "node:net"
+
+export const encoder = new TextEncoder()
+export const decoder = new TextDecoder()
+export const text = (b: Uint8Array) => decoder.decode(b)
+
+/** An invocation for `transport.start` / `transport.run`. */
+export const invocation = (
+  source: ScriptSource.ResolvedSource,
+  extra: Partial<Transport.Invocation> = {}
+): Transport.Invocation => ({
+  runId: "test",
+  attempt: 1,
+  source,
+  args: [],
+  env: {},
+  secrets: {},
+  killGrace: Duration.seconds(1),
+  ...extra
+})
+
+export const sh = (script: string, extra: Partial<Transport.Invocation> = {}) =>
+  invocation(ScriptSource.script(script), extra)
+
+/** Runs a plan through the Runner. */
+export const run = (
+  targets: ReadonlyArray<Target.Target>,
+  job: ScriptSource.Job | string,
+  policy: Partial<ExecutionPolicy.ExecutionPolicy> = {}
+): Effect.Effect<RunReport, never, Transport.Transports> =>
+  Runner.run(
+    RunPlan.make({
+      targets,
+      job: typeof job === "string" ? ScriptSource.job(ScriptSource.script(job)) : job,
+      policy
+    })
+  ).pipe(Effect.orDie)
+
+/** One line per outcome, for assertion messages. */
+export const describeOutcome = (o: Outcome.Outcome): string => {
+  const base = `${o.targetId}: ${o._tag}`
+  switch (o._tag) {
+    case "Failed":
+      return `${base}(${o.exitCode}) stderr=${JSON.stringify(Outcome.capturedText(o.stderr).slice(-300))}`
+    case "Unreachable":
+    case "Rejected":
+    case "TransportFailed":
+      return `${base}(${o.error.reason}: ${o.error.message})`
+    case "TimedOut":
+      return `${base}(killConfirmed=${o.killConfirmed})`
+    default:
+      return base
+  }
+}
+
+export const describeReport = (r: RunReport): string => r.outcomes.map(describeOutcome).join("\n")
+
+export const stdoutOf = (o: Outcome.Outcome): string => Outcome.capturedText(o.stdout)
+export const stderrOf = (o: Outcome.Outcome): string => Outcome.capturedText(o.stderr)
+
+/** RSS and heap in MiB. */
+export const memory = () => {
+  const m = process.memoryUsage()
+  return { rss: m.rss / 1048576, heap: m.heapUsed / 1048576 }
+}
+
+/** A TCP server on loopback that accepts and then does `behaviour` with each socket; closed by the scope. */
+export const fakeServer = (behaviour: (socket: net.Socket) => void) =>
+  Effect.acquireRelease(
+    Effect.async<{ server: net.Server; port: number; sockets: Set<net.Socket> }>((resume) => {
+      const sockets = new Set<net.Socket>()
+      const server = net.createServer((s) => {
+        sockets.add(s)
+        s.on("error", () => {})
+        s.resume()
+        s.on("close", () => sockets.delete(s))
+        behaviour(s)
+      })
+      server.listen(0, "127.0.0.1", () => resume(Effect.succeed({ server, port: (server.address() as net.AddressInfo).port, sockets })))
+    }),
+    ({ server, sockets }) =>
+      Effect.async<void>((resume) => {
+        for (const s of sockets) s.destroy()
+        server.close(() => resume(Effect.void))
+      })
+  )
+
