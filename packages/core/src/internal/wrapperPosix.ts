@@ -201,13 +201,23 @@ export const inner = (invocation: Invocation, nonce: string, token: string): str
     `  __rc_sweep KILL`,
     `}`,
     // how to start a new session and learn how its leader ended
-    `__rc_mode=none`,
-    `if command -v setsid >/dev/null 2>&1; then`,
-    `  if setsid -w true >/dev/null 2>&1; then __rc_mode=w; else __rc_mode=s; fi`,
-    `fi`,
+    // (probing costs two process starts, so the answer is cached per user in a file only that user owns;
+    // what is read back is checked against the only values the probe can produce)
+    `__rc_mode= __rc_ds=`,
+    `__rc_cf="\${TMPDIR:-/tmp}/.runcmd-caps-v1-\${USER:-\${LOGNAME:-anon}}"`,
+    `if [ -f "$__rc_cf" ] && [ -O "$__rc_cf" ] && { IFS= read -r __rc_mode && IFS= read -r __rc_ds; } <"$__rc_cf"; then`,
+    `  case $__rc_mode in w|s|none) ;; *) __rc_mode= ;; esac`,
+    `  case $__rc_ds in ''|--default-signal=INT,QUIT) ;; *) __rc_mode= __rc_ds= ;; esac`,
+    `else __rc_mode= __rc_ds=; fi`,
+    `if [ -z "$__rc_mode" ]; then`,
+    `  __rc_mode=none`,
+    `  if command -v setsid >/dev/null 2>&1; then`,
+    `    if setsid -w true >/dev/null 2>&1; then __rc_mode=w; else __rc_mode=s; fi`,
+    `  fi`,
     // an asynchronous list ignores INT and QUIT; give the user's program the default dispositions back
-    `__rc_ds=`,
-    `env --default-signal=INT,QUIT true >/dev/null 2>&1 && __rc_ds='--default-signal=INT,QUIT'`,
+    `  env --default-signal=INT,QUIT true >/dev/null 2>&1 && __rc_ds='--default-signal=INT,QUIT'`,
+    `  { printf '%s\\n%s\\n' "$__rc_mode" "$__rc_ds" >"$__rc_cf.$$" && mv -f "$__rc_cf.$$" "$__rc_cf"; } 2>/dev/null || rm -f "$__rc_cf.$$" 2>/dev/null`,
+    `fi`,
     // the token goes into the environment of the session leader only (env sets it), not into setsid's: a
     // sweep never kills `setsid -w`, which reports how the leader ended
     `case $__rc_mode in`,
