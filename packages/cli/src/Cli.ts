@@ -56,6 +56,11 @@ const runOptions = {
     "FILE",
     "A YAML inventory of targets (groups, labels, defaults)."
   ).pipe(Options.withAlias("i")),
+  sshConfig: opt(
+    "ssh-config",
+    "FILE",
+    "Add the hosts of an OpenSSH config file as ssh targets (id = Host alias; HostName, User, Port, IdentityFile, ProxyJump)."
+  ),
   select: many(
     "select",
     "EXPR",
@@ -145,6 +150,7 @@ const makeRoot = (rest: ReadonlyArray<string>, code: Ref.Ref<number>) => {
       const output = (yield* choice("run", "output", get(o.output), ["human", "json", "jsonl"] as const)) ?? "human"
       const flags: RunFlags = {
         inventory: get(o.inventory),
+        sshConfig: get(o.sshConfig),
         select: o.select,
         target: o.target,
         script: get(o.script),

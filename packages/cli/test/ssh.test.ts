@@ -57,6 +57,38 @@ describe.skipIf(!Sshd.enabled())("runcmd run over SSH (a real sshd on loopback)"
       yield* Effect.promise(() => sshd.assertNoLeftovers())
     }), { timeout: 90_000 })
 
+  it.scopedLive("--ssh-config adds the hosts of an OpenSSH config as targets", () =>
+    Effect.gen(function*() {
+      const sshd = yield* Sshd.scoped()
+      const dir = yield* tempDir
+      const config = writeFile(dir, "ssh_config", [
+        "Host box-*",
+        `  HostName ${sshd.addresses[0]}`,
+        `  Port ${sshd.port}`,
+        `  User ${sshd.user}`,
+        `  IdentityFile ${sshd.clientKeyPath}`,
+        "  StrictHostKeyChecking yes",
+        `  UserKnownHostsFile ${sshd.knownHostsPath}`,
+        "Host box-a",
+        "Host box-b",
+        ""
+      ].join("\n"))
+      const r = yield* runcmd(["run", "--ssh-config", config, "--output", "json", "--select", "id=box-*", "--", "echo", "via config"], {
+        timeout: "40 seconds"
+      })
+      assert.strictEqual(r.code, 0, r.stderr)
+      const report = yield* Effect.orDie(RunReport.decodeJson(r.stdout))
+      assert.deepStrictEqual(report.outcomes.map((o) => [o.targetId, o.kind, o._tag]), [
+        ["box-a", "ssh", "Succeeded"],
+        ["box-b", "ssh", "Succeeded"]
+      ])
+      assert.strictEqual(report.outcomes[0]!.stdout.head, "via config\n")
+      const missing = yield* runcmd(["run", "--ssh-config", path.join(dir, "nope"), "--", "true"])
+      assert.strictEqual(missing.code, 2)
+      assert.match(missing.stderr, /--ssh-config .*nope/)
+      yield* Effect.promise(() => sshd.assertNoLeftovers())
+    }), { timeout: 90_000 })
+
   it.scopedLive("Ctrl-C kills the remote processes too (exit 130, report written)", () =>
     Effect.gen(function*() {
       const sshd = yield* Sshd.scoped()

@@ -174,6 +174,7 @@ export const split = (
 
 const examples: Record<string, string> = {
   inventory: "inventory.yaml",
+  "ssh-config": "~/.ssh/config",
   select: "role=web",
   target: "web-1",
   script: "deploy.sh",

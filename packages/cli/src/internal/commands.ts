@@ -19,6 +19,7 @@ export const commandSpecs: ReadonlyArray<CommandSpec> = [
       "Put the command to run after -- (runcmd run -- uptime), or use --command 'shell text' or --script FILE. Nothing was run.",
     flags: [
       { name: "inventory", alias: "i", value: true },
+      { name: "ssh-config", value: true },
       { name: "select", alias: "s", value: true },
       { name: "target", alias: "t", value: true },
       { name: "script", value: true },

@@ -30,6 +30,8 @@ import { kinds } from "./transports.js"
  */
 export interface RunFlags {
   readonly inventory: string | undefined
+  /** An OpenSSH config file whose hosts join the targets (as `ssh` targets). */
+  readonly sshConfig?: string | undefined
   readonly select: ReadonlyArray<string>
   readonly target: ReadonlyArray<string>
   readonly script: string | undefined
@@ -130,6 +132,31 @@ export const readReport = (path: string, flag: string, command: string) =>
   })
 
 /**
+ * The hosts of an OpenSSH config file as ssh targets, added to the inventory (ids must stay unique).
+ *
+ * @internal
+ */
+const withSshConfig = (
+  inventory: Inventory.Inventory | undefined,
+  file: string
+): Effect.Effect<Inventory.Inventory, CliError> =>
+  Effect.gen(function*() {
+    const SshConfig = yield* Effect.promise(() => import("@runcmd/transport-ssh/SshConfig"))
+    const hosts = yield* SshConfig.fromFile(file).pipe(
+      Effect.mapError((e) => usage(`runcmd run: --ssh-config ${file}: ${e.message}. Fix: give a readable OpenSSH config file.`))
+    )
+    const existing = inventory?.targets ?? []
+    const ids = new Set(existing.map((t) => t.id))
+    const clash = hosts.find((t) => ids.has(t.id))
+    if (clash !== undefined) {
+      return yield* fail(
+        `--ssh-config ${file}: host ${clash.id} is also a target of ${inventory?.file}. Fix: rename one of them; target ids must be unique.`
+      )
+    }
+    return Inventory.fromTargets([...existing, ...hosts], inventory?.file ?? file)
+  })
+
+/**
  * The targets of a run: from the inventory (all, by id with --target, or by --select), or local targets named
  * by --target, or this machine; narrowed to the failures of a saved report with --rerun-failed.
  *
@@ -137,7 +164,8 @@ export const readReport = (path: string, flag: string, command: string) =>
  */
 export const resolveTargets = (flags: RunFlags): Effect.Effect<Targets, CliError, FileSystem.FileSystem> =>
   Effect.gen(function*() {
-    const inventory = flags.inventory === undefined ? undefined : yield* loadInventory(flags.inventory, "run")
+    const fromFile = flags.inventory === undefined ? undefined : yield* loadInventory(flags.inventory, "run")
+    const inventory = flags.sshConfig === undefined ? fromFile : yield* withSshConfig(fromFile, flags.sshConfig)
     const ids = flags.target
     const seen = new Set<string>()
     for (const id of ids) {
