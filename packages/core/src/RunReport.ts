@@ -82,6 +82,26 @@ export const isSuccess = (report: RunReport): boolean =>
   !report.interrupted && report.outcomes.every((o) => o._tag === "Succeeded")
 
 /**
+ * A report from its parts (the duration and the summary are derived).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (parts: {
+  readonly runId: string
+  readonly startedAt: number
+  readonly endedAt: number
+  readonly interrupted: boolean
+  readonly outcomes: ReadonlyArray<Outcome.Outcome>
+  readonly warnings: ReadonlyArray<string>
+}): RunReport => ({
+  version: 1,
+  ...parts,
+  durationMs: parts.endedAt - parts.startedAt,
+  summary: summarize(parts.outcomes)
+})
+
+/**
  * Folds a run's events into its report (what `Runner.run` returns is exactly this fold).
  *
  * @since 0.1.0
@@ -114,17 +134,7 @@ export const fold = (events: Iterable<RunEvent>, warnings: ReadonlyArray<string>
     const o = outcomes.get(id)
     return o === undefined ? [] : [o]
   })
-  return {
-    version: 1,
-    runId,
-    startedAt,
-    endedAt,
-    durationMs: endedAt - startedAt,
-    interrupted,
-    outcomes: list,
-    summary: summarize(list),
-    warnings
-  }
+  return make({ runId, startedAt, endedAt, interrupted, outcomes: list, warnings })
 }
 
 /**

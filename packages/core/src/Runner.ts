@@ -30,8 +30,7 @@ import type { SinkHandle } from "./OutputSink.js"
 import * as Redactor from "./Redactor.js"
 import * as RunEvent from "./RunEvent.js"
 import type { RunPlan } from "./RunPlan.js"
-import type { RunReport } from "./RunReport.js"
-import { summarize } from "./RunReport.js"
+import * as RunReport from "./RunReport.js"
 import * as ScriptSource from "./ScriptSource.js"
 import type { Target } from "./Target.js"
 import * as Transport from "./Transport.js"
@@ -55,7 +54,7 @@ const DEFAULT_CAPTURE = 64 * 1024
  * @since 0.1.0
  * @category running
  */
-export const run = (plan: RunPlan, options: RunOptions = {}): Effect.Effect<RunReport, InvalidPlan, Transport.Transports> =>
+export const run = (plan: RunPlan, options: RunOptions = {}): Effect.Effect<RunReport.RunReport, InvalidPlan, Transport.Transports> =>
   Effect.flatMap(prepare(plan), (prepared) => execute(prepared, undefined, options)).pipe(
     Effect.withSpan("Runner.run", { attributes: { "runcmd.targets": plan.targets.length } })
   )
@@ -267,7 +266,7 @@ const execute = (
   prepared: Prepared,
   emitExternal: ((event: RunEvent.RunEvent) => Effect.Effect<unknown>) | undefined,
   options: RunOptions
-): Effect.Effect<RunReport> =>
+): Effect.Effect<RunReport.RunReport> =>
   Effect.scoped(Effect.gen(function*() {
     const { plan, redactor, runId } = prepared
     const { policy, targets } = plan
@@ -605,19 +604,14 @@ const execute = (
       }
       const endedAt = yield* Clock.currentTimeMillis
       yield* emit(new RunEvent.RunFinished({ runId, at: endedAt, interrupted }))
-      const list = targets.map((t) => outcomes.get(t.id)!)
-      const report: RunReport = {
-        version: 1,
+      return RunReport.make({
         runId,
         startedAt,
         endedAt,
-        durationMs: endedAt - startedAt,
         interrupted,
-        outcomes: list,
-        summary: summarize(list),
+        outcomes: targets.map((t) => outcomes.get(t.id)!),
         warnings
-      }
-      return report
+      })
     })
     interrupted = yield* cancelled.pipe(
       Effect.onInterrupt(() =>
