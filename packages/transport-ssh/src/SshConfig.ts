@@ -274,6 +274,21 @@ export const targets = (
   return Either.right(out)
 }
 
+/** Reads and parses a config file (default `~/.ssh/config`). */
+const readConfig = (file: string | undefined, options: ImportOptions): Effect.Effect<SshConfig, InvalidPlan> => {
+  const p = KnownHosts.expandHome(file ?? path.join(options.home ?? os.homedir(), ".ssh", "config"))
+  return Effect.tryPromise({
+    try: () => fs.promises.readFile(p, "utf8"),
+    catch: (e) =>
+      new InvalidPlan({
+        reason: "FileUnreadable",
+        path: p,
+        description: `cannot read the ssh_config file: ${(e as Error).message}`,
+        cause: e
+      })
+  }).pipe(Effect.map((text) => parse(text, p)))
+}
+
 /**
  * Reads a config file (default `~/.ssh/config`) and imports its hosts.
  *
@@ -285,18 +300,7 @@ export const fromFile = (
   options: ImportOptions = {}
 ): Effect.Effect<ReadonlyArray<SshTarget.SshTarget>, InvalidPlan> =>
   Effect.gen(function*() {
-    const p = KnownHosts.expandHome(file ?? path.join(options.home ?? os.homedir(), ".ssh", "config"))
-    const text = yield* Effect.tryPromise({
-      try: () => fs.promises.readFile(p, "utf8"),
-      catch: (e) =>
-        new InvalidPlan({
-          reason: "FileUnreadable",
-          path: p,
-          description: `cannot read the ssh_config file: ${(e as Error).message}`,
-          cause: e
-        })
-    })
-    return yield* targets(parse(text, p), options)
+    return yield* targets(yield* readConfig(file, options), options)
   }).pipe(Effect.withSpan("SshConfig.fromFile"))
 
 /**
@@ -311,16 +315,5 @@ export const resolveFromFile = (
   options: ImportOptions = {}
 ): Effect.Effect<SshTarget.SshTarget, InvalidPlan> =>
   Effect.gen(function*() {
-    const p = KnownHosts.expandHome(file ?? path.join(options.home ?? os.homedir(), ".ssh", "config"))
-    const text = yield* Effect.tryPromise({
-      try: () => fs.promises.readFile(p, "utf8"),
-      catch: (e) =>
-        new InvalidPlan({
-          reason: "FileUnreadable",
-          path: p,
-          description: `cannot read the ssh_config file: ${(e as Error).message}`,
-          cause: e
-        })
-    })
-    return yield* resolve(parse(text, p), alias, options)
+    return yield* resolve(yield* readConfig(file, options), alias, options)
   }).pipe(Effect.withSpan("SshConfig.resolveFromFile", { attributes: { alias } }))

@@ -93,6 +93,27 @@ const resolve = (input: BehaviourInput, target: Target.Target, invocation: Trans
 }
 
 /** @internal */
+export interface FailOptions {
+  readonly phase?: ErrorPhase | undefined
+  readonly description?: string | undefined
+  readonly detail?: Record<string, unknown> | undefined
+}
+
+const failStep = (
+  reason: TransportErrorReason,
+  phase: ErrorPhase,
+  during: "start" | "output",
+  options: FailOptions | undefined
+): Step => ({
+  _tag: "Fail",
+  reason,
+  phase: options?.phase ?? phase,
+  description: options?.description ?? `simulated ${reason}`,
+  detail: options?.detail,
+  during
+})
+
+/** @internal */
 export const Step = {
   stdout: (data: string | Uint8Array, options?: { readonly chunkSize?: number | undefined }): Step => ({
     _tag: "Emit",
@@ -112,36 +133,8 @@ export const Step = {
   exit: (code: number): Step => ({ _tag: "Exit", code }),
   signal: (signal: string): Step => ({ _tag: "Signal", signal }),
   hang: { _tag: "Hang" } as Step,
-  fail: (
-    reason: TransportErrorReason,
-    options?: {
-      readonly phase?: ErrorPhase | undefined
-      readonly description?: string | undefined
-      readonly detail?: Record<string, unknown> | undefined
-    }
-  ): Step => ({
-    _tag: "Fail",
-    reason,
-    phase: options?.phase ?? "execution",
-    description: options?.description ?? `simulated ${reason}`,
-    detail: options?.detail,
-    during: "output"
-  }),
-  refuse: (
-    reason: TransportErrorReason,
-    options?: {
-      readonly phase?: ErrorPhase | undefined
-      readonly description?: string | undefined
-      readonly detail?: Record<string, unknown> | undefined
-    }
-  ): Step => ({
-    _tag: "Fail",
-    reason,
-    phase: options?.phase ?? "delivery",
-    description: options?.description ?? `simulated ${reason}`,
-    detail: options?.detail,
-    during: "start"
-  }),
+  fail: (reason: TransportErrorReason, options?: FailOptions): Step => failStep(reason, "execution", "output", options),
+  refuse: (reason: TransportErrorReason, options?: FailOptions): Step => failStep(reason, "delivery", "start", options),
   loseExitStatus: (
     options?: {
       readonly reason?: TransportErrorReason | undefined
