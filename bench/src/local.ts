@@ -34,7 +34,7 @@ import {
   writeResult
 } from "./harness.js"
 import { ensureTools } from "./setup.js"
-import { renderedWrapper, trimmedWrapper } from "./wrapper.js"
+import { renderedWrapper } from "./wrapper.js"
 
 const TOTAL = Number(process.env.BENCH_LOCAL_N ?? 1000)
 const ROUNDS = 20
@@ -170,7 +170,8 @@ export const local = async (): Promise<void> => {
   const target = Target.local("local")
   const plan = RunPlan.make({ targets: [target], job: ScriptSource.job(ScriptSource.command("true")) })
   const wrapper = await renderedWrapper(invocation, "local")
-  const trimmed = trimmedWrapper(wrapper.input)
+  // the full wrapper, which run-as (and python, long scripts) still take
+  const wrapped = Effect.runSync(Scope.extend(LocalTransport.make({ direct: false }), scope))
 
   try {
     const result = await alternate(
@@ -195,7 +196,14 @@ export const local = async (): Promise<void> => {
           }
         },
         { name: "wrapper-raw-spawn", perRound: PER_ROUND, op: spawnWrapper(wrapper.argv, wrapper.input) },
-        ...(trimmed === undefined ? [] : [{ name: "wrapper-trimmed-raw-spawn", perRound: PER_ROUND, op: spawnWrapper(wrapper.argv, trimmed) }]),
+        {
+          name: "runcmd-transport-wrapper",
+          perRound: PER_ROUND,
+          op: async () => {
+            const r = await Effect.runPromise(wrapped.run(target, invocation))
+            if (r.exit._tag !== "Exited" || r.exit.code !== 0) throw new Error(`runcmd (wrapper): ${JSON.stringify(r.exit)}`)
+          }
+        },
         { name: "sh-c-true-raw-spawn", perRound: PER_ROUND, op: spawnWrapper(["/bin/sh", "-c", "true"], Buffer.alloc(0)) }
       ],
       ROUNDS
@@ -231,7 +239,7 @@ export const local = async (): Promise<void> => {
       measured: "runcmd-transport: LocalTransport.make once, then Effect.runPromise(transport.run(target, invocation)) per execution; " +
         "runcmd-runner: ManagedRuntime(LocalTransport.layer()) once, then runtime.runPromise(Runner.run(plan with one Local target)); " +
         "wrapper-raw-spawn: child_process.spawn of the rendered wrapper (/bin/sh -c BOOTSTRAP) with its stdin bytes replayed, no runcmd code; " +
-        "wrapper-trimmed-raw-spawn: the same with the prototype trimmed wrapper (bench/src/wrapper.ts trimmedWrapper: probes hoisted, no outer stage, launch stage in env); " +
+        "runcmd-transport-wrapper: the same transport with { direct: false } (the full wrapper, which run-as takes); " +
         "sh-c-true-raw-spawn: /bin/sh -c true with the same spawn code (the floor for any shell-based wrapper)",
       executionsPerVariant: ROUNDS * PER_ROUND,
       rounds: ROUNDS,
@@ -244,10 +252,7 @@ export const local = async (): Promise<void> => {
         "runcmd-transport/execa": ratios(result, "runcmd-transport", "execa"),
         "wrapper-raw-spawn/execa-shell": ratios(result, "wrapper-raw-spawn", "execa-shell"),
         "wrapper-raw-spawn/sh-c-true-raw-spawn": ratios(result, "wrapper-raw-spawn", "sh-c-true-raw-spawn"),
-        ...(trimmed === undefined ? {} : {
-          "wrapper-trimmed-raw-spawn/wrapper-raw-spawn": ratios(result, "wrapper-trimmed-raw-spawn", "wrapper-raw-spawn"),
-          "wrapper-trimmed-raw-spawn/sh-c-true-raw-spawn": ratios(result, "wrapper-trimmed-raw-spawn", "sh-c-true-raw-spawn")
-        }),
+        "runcmd-transport-wrapper/execa-shell": ratios(result, "runcmd-transport-wrapper", "execa-shell"),
         "execa-shell/spawn": ratios(result, "execa-shell", "spawn")
       },
       roundMediansMs: Object.fromEntries(Object.entries(result.roundMedians).map(([k, v]) => [k, v.map((x) => round(x, 2))])),

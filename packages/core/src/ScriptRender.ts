@@ -22,6 +22,7 @@ import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Take from "effect/Take"
+import * as directInternal from "./internal/directLaunch.js"
 import * as posixInternal from "./internal/wrapperPosix.js"
 import * as powershellInternal from "./internal/wrapperPowershell.js"
 import { makeParser } from "./internal/wrapperProtocol.js"
@@ -121,11 +122,19 @@ export const parseKillResult = (output: string): Option.Option<{ readonly gone: 
   return m === null ? Option.none() : Option.some({ gone: false, alive: Number(m[1]) })
 }
 
+// random bytes come from a pool refilled 4 KiB at a time: one getRandomValues call per execution costs more
+// than the rest of a cheap execution's rendering
+const pool = new Uint8Array(4096)
+let poolOffset = pool.length
+const HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, "0"))
+
 const randomHex = (bytes: number): string => {
-  const buf = new Uint8Array(bytes)
-  globalThis.crypto.getRandomValues(buf)
+  if (poolOffset + bytes > pool.length) {
+    globalThis.crypto.getRandomValues(pool)
+    poolOffset = 0
+  }
   let out = ""
-  for (const b of buf) out += b.toString(16).padStart(2, "0")
+  for (let i = 0; i < bytes; i++) out += HEX[pool[poolOffset++]!]
   return out
 }
 
@@ -442,6 +451,152 @@ export const posix = (
       posixInternal.killScript({ token, nonce, pgid, wrapperPid: state.wrapperPid, grace }),
     interpretExit
   }
+}
+
+/**
+ * A launch without the wrapper, for a transport that starts processes itself (local): the program, its arguments
+ * and environment, to be started **in a new session** (its PGID is its pid) with {@link DirectLaunch.environment}
+ * added to the transport's own environment. Offered by {@link direct} only when the wrapper would do nothing
+ * else: no run-as, a `Command` or a `sh`/`bash` script. The exposure is the wrapper's: it also ends in an `exec`
+ * of this argv with the secrets exported into the program's environment, never in argv.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DirectLaunch {
+  readonly file: string
+  readonly args: ReadonlyArray<string>
+  readonly cwd: string | undefined
+  /** Exported into the program's environment, found later in /proc/<pid>/environ by kill sweeps. */
+  readonly token: string
+  readonly tokenVariable: string
+  /** The job's env, its secrets (revealed: call it at the native call, never log the result) and the token. */
+  readonly environment: () => Record<string, string>
+}
+
+/**
+ * The direct launch of an invocation that needs no wrapper stage, or `None` (use {@link posix}).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const direct = (invocation: Invocation): Option.Option<DirectLaunch> => {
+  if (!directInternal.eligible(invocation)) return Option.none()
+  const run = directInternal.program(invocation)
+  if (run === undefined) return Option.none()
+  const token = randomHex(16)
+  return Option.some({
+    file: run.file,
+    args: run.args,
+    cwd: invocation.cwd,
+    token,
+    tokenVariable: posixInternal.TOKEN_VAR,
+    environment: () => directInternal.environment(invocation, token)
+  })
+}
+
+/**
+ * A launch without the wrapper for a transport that runs a command line through the target user's **POSIX**
+ * login shell (SSH `exec`): {@link ShellLaunch.commandLine} is constant (no user text); it reads a short stage
+ * from stdin with builtins only and `exec`s the program, which inherits the rest of stdin. No process is started
+ * before the user's program, against seven for the full wrapper. The program runs in the session the server made
+ * for the channel (sshd calls `setsid`), with the token in its environment; a kill sweep finds it by the token.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ShellLaunch {
+  /** Constant; contains no user data and no secrets. Needs a POSIX login shell (sh, bash, dash, zsh, ksh). */
+  readonly commandLine: string
+  readonly nonce: string
+  readonly token: string
+  readonly tokenVariable: string
+  /** The stage, the secret lines (revealed) and the job's stdin: write them to stdin, then end it. */
+  readonly input: () => Uint8Array
+  /** Removes the launch's own failure line from the start of stderr (identity when there is no `cwd`). */
+  readonly filterStderr: (chunk: Uint8Array) => Uint8Array
+  /** Releases what {@link ShellLaunch.filterStderr} held back when stderr ended. */
+  readonly flushStderr: () => Uint8Array
+  /** A missing `cwd` becomes `SpawnFailed` (as with the wrapper); any other status is the program's. */
+  readonly interpretExit: (status: ExitStatus) => Effect.Effect<ExitStatus, TransportError>
+  /** As {@link Launch.killScript}: TERMs every token carrier and its group, waits, KILLs, reports truthfully. */
+  readonly killScript: (pgid: number | undefined, grace: Duration.Duration) => string
+}
+
+/**
+ * The shell launch of an invocation that needs no wrapper stage (no run-as, a `Command` or a short `sh`/`bash`
+ * script, secrets without newlines), or `None` (use {@link posix}).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const directShell = (
+  invocation: Invocation,
+  options?: { readonly nonce?: string | undefined; readonly transport?: string | undefined }
+): Option.Option<ShellLaunch> => {
+  const nonce = options?.nonce ?? randomHex(12)
+  const token = randomHex(16)
+  const rendered = directInternal.shellStage(invocation, nonce, token)
+  if (rendered === undefined) return Option.none()
+  const transport = options?.transport ?? "wrapper"
+  const marker = encoder.encode(directInternal.cwdFailure(nonce))
+  // stderr's first bytes are held back while they may still be the marker
+  let head: Uint8Array | undefined = invocation.cwd === undefined ? undefined : new Uint8Array(0)
+  let cwdFailed = false
+  const filterStderr = (chunk: Uint8Array): Uint8Array => {
+    if (head === undefined) return chunk
+    const joined = new Uint8Array(head.length + chunk.length)
+    joined.set(head)
+    joined.set(chunk, head.length)
+    const n = Math.min(joined.length, marker.length)
+    for (let i = 0; i < n; i++) {
+      if (joined[i] !== marker[i]) {
+        head = undefined
+        return joined
+      }
+    }
+    if (joined.length < marker.length) {
+      head = joined
+      return new Uint8Array(0)
+    }
+    head = undefined
+    cwdFailed = true
+    return joined.subarray(marker.length)
+  }
+  return Option.some({
+    commandLine: directInternal.SHELL_BOOTSTRAP,
+    nonce,
+    token,
+    tokenVariable: posixInternal.TOKEN_VAR,
+    input: () => {
+      const text = encoder.encode(rendered.stage + rendered.secretLines())
+      const stdin = invocation.stdin
+      if (stdin === undefined || stdin.length === 0) return text
+      const out = new Uint8Array(text.length + stdin.length)
+      out.set(text)
+      out.set(stdin, text.length)
+      return out
+    },
+    filterStderr,
+    flushStderr: () => {
+      const rest = head ?? new Uint8Array(0)
+      head = undefined
+      return rest
+    },
+    interpretExit: (status) =>
+      cwdFailed && status._tag === "Exited" && status.code === 125
+        ? Effect.fail(
+          new TransportError({
+            reason: "SpawnFailed",
+            transport,
+            phase: "delivery",
+            description: `the working directory ${JSON.stringify(invocation.cwd)} does not exist or is not accessible`,
+            detail: { wrapper: "CwdNotFound", cwd: invocation.cwd }
+          })
+        )
+        : Effect.succeed(status),
+    killScript: (pgid, grace) => posixInternal.killScript({ token, nonce, pgid, wrapperPid: undefined, grace })
+  })
 }
 
 /**

@@ -3,7 +3,6 @@
  *
  * @since 0.1.0
  */
-import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -241,19 +240,22 @@ export const make = (options: StartOptions): Transport => {
     Effect.scoped(
       Effect.gen(function*() {
         const execution = yield* start(target, invocation)
-        const chunks = yield* Stream.runCollect(execution.output)
+        const stdout: Array<OutputChunk> = []
+        const stderr: Array<OutputChunk> = []
+        yield* execution.pump((chunk) =>
+          Effect.sync(() => {
+            if (chunk.stream === "stdout") stdout.push(chunk)
+            else stderr.push(chunk)
+          })
+        )
         const exit = yield* execution.exit
-        return {
-          exit,
-          stdout: concat(Chunk.filter(chunks, (c) => c.stream === "stdout")),
-          stderr: concat(Chunk.filter(chunks, (c) => c.stream === "stderr"))
-        }
+        return { exit, stdout: concat(stdout), stderr: concat(stderr) }
       })
     )
   return { name: options.name, kinds: options.kinds, capabilities: options.capabilities, start, run }
 }
 
-const concat = (chunks: Chunk.Chunk<OutputChunk>): Uint8Array => {
+const concat = (chunks: ReadonlyArray<OutputChunk>): Uint8Array => {
   let size = 0
   for (const c of chunks) size += c.bytes.length
   const out = new Uint8Array(size)

@@ -1,7 +1,8 @@
 /**
- * The local transport: runs the core POSIX wrapper on this machine with execa, in its own process group, the
- * wrapper, secrets and the user's stdin written to the process's stdin (never in argv). Closing an execution's
- * scope early TERMs the wrapper's group, the user's group and every process carrying the execution's token,
+ * The local transport: runs executions on this machine with `child_process`, each in its own session. A command
+ * or a sh/bash script without run-as is spawned directly (its env, secrets and token in its environment, never
+ * in argv); anything else runs the core POSIX wrapper, the wrapper, secrets and the user's stdin written to its
+ * stdin. Closing an execution's scope early TERMs the execution's groups and every process carrying its token,
  * waits for the observed exit up to the kill grace, then KILLs and confirms.
  *
  * @since 0.1.0
@@ -32,10 +33,16 @@ export interface Options {
   readonly exitGrace?: Duration.DurationInput | undefined
   /** How long to wait for the processes to be gone after the KILL before reporting `killConfirmed: false`. Default 2 s. */
   readonly killWait?: Duration.DurationInput | undefined
-  /** The environment of the bootstrap shell (the user's env is added by the wrapper). Default: `process.env`. */
+  /** The base environment of every execution (the job's env and secrets are added to it). Default: `process.env`. */
   readonly env?: { readonly [name: string]: string | undefined } | undefined
-  /** The bootstrap shell. Default `/bin/sh`. */
+  /** The bootstrap shell of the wrapper. Default `/bin/sh`. */
   readonly shell?: string | undefined
+  /**
+   * Spawn the program itself, in a new session with the job's env, secrets and token in its environment, when
+   * the wrapper has nothing else to do: no run-as, a `Command` or a `sh`/`bash` script (`ScriptRender.direct`).
+   * Default `true`; `false` runs every execution through the wrapper.
+   */
+  readonly direct?: boolean | undefined
   /** Target kinds served. Default `["local"]`. */
   readonly kinds?: ReadonlyArray<string> | undefined
 }
@@ -78,6 +85,7 @@ export const make = (options: Options = {}): Effect.Effect<Transport.Transport, 
       killWait: Duration.decode(options.killWait ?? Duration.seconds(2)),
       env: options.env ?? process.env,
       shell: options.shell ?? "/bin/sh",
+      direct: options.direct ?? true,
       owner
     }
     yield* Effect.addFinalizer(() =>
@@ -93,20 +101,23 @@ export const make = (options: Options = {}): Effect.Effect<Transport.Transport, 
       kinds: options.kinds ?? ["local"],
       capabilities,
       start: (target, invocation) =>
-        Effect.gen(function*() {
+        Effect.suspend(() => {
           if (process.platform === "win32") {
-            return yield* Effect.fail(unsupported(target, "the local transport runs the POSIX wrapper; Windows is not supported yet"))
+            return Effect.fail(unsupported(target, "the local transport runs the POSIX wrapper; Windows is not supported yet"))
           }
           if (invocation.source._tag === "Native") {
-            return yield* Effect.fail(unsupported(target, "the local transport cannot run a Native source"))
+            return Effect.fail(unsupported(target, "the local transport cannot run a Native source"))
           }
           if (invocation.source._tag === "Script" && invocation.source.interpreter === "powershell") {
-            return yield* Effect.fail(unsupported(target, "PowerShell scripts are not supported by the local transport on POSIX"))
+            return Effect.fail(unsupported(target, "PowerShell scripts are not supported by the local transport on POSIX"))
           }
           const targetEnv = (target as Partial<Target.Local>).env
           const merged = targetEnv === undefined ? invocation : { ...invocation, env: { ...targetEnv, ...invocation.env } }
-          return yield* internal.start(settings, target, merged)
-        }).pipe(Effect.withSpan("LocalTransport.start", { attributes: { targetId: target.id } }))
+          return internal.start(settings, target, merged)
+        }).pipe(
+          // no stack capture: it costs more than the rest of a cheap execution's span
+          Effect.withSpan("LocalTransport.start", { attributes: { targetId: target.id }, captureStackTrace: false })
+        )
     })
   })
 

@@ -37,7 +37,9 @@ const startUntil = (t: Transport.Transport, inv: Transport.Invocation, marker: s
     return { scope, execution, drained, seen: () => seen }
   })
 
-it.layer(LocalTransport.layer({ exitGrace: Duration.millis(700) }), { timeout: 30_000 })("LocalTransport", (it) => {
+// every behaviour holds for both launches: the direct spawn (the default) and the full wrapper
+for (const direct of [true, false]) {
+it.layer(LocalTransport.layer({ exitGrace: Duration.millis(700), direct }), { timeout: 30_000 })(`LocalTransport (${direct ? "direct" : "wrapper"})`, (it) => {
   it.effect("registers under kind local with its capabilities", () =>
     Effect.gen(function*() {
       const t = yield* local
@@ -250,7 +252,25 @@ wait
       yield* Scope.close(run.scope, Exit.void)
       fs.rmSync(flag, { force: true })
     }), 30_000)
+
+  it.effect("a program that is not there exits 127 with the reason on stderr, as a shell reports it", () =>
+    Effect.gen(function*() {
+      const t = yield* local
+      const r = yield* t.run(target, invocation(ScriptSource.command("runcmd-no-such-program", "x")))
+      assert.deepStrictEqual(r.exit, { _tag: "Exited", code: 127 })
+      assert.match(decode(r.stderr), /runcmd-no-such-program: .*not found/)
+    }))
+
+  it.effect(direct ? "a command without run-as is spawned directly: no wrapper process in between" : "the wrapper sits between the host and the program", () =>
+    Effect.gen(function*() {
+      const t = yield* local
+      const r = yield* t.run(target, sh(`echo "$PPID"; tr '\\0' '\\n' < /proc/$$/environ | grep -c '^RUNCMD_TOKEN='`))
+      const [parent, tokens] = decode(r.stdout).trim().split("\n")
+      assert.strictEqual(Number(parent) === process.pid, direct)
+      assert.strictEqual(tokens, "1")
+    }))
 })
+}
 
 describe("LocalTransport layer scope", () => {
   it.live("closing the layer's scope kills the executions still alive", () =>

@@ -86,6 +86,46 @@ export const survivors = (selector: Selector): Array<ProcInfo> => {
   return out
 }
 
+const lastPid = (): number | undefined => {
+  try {
+    return Number(fs.readFileSync("/proc/sys/kernel/ns_last_pid", "latin1"))
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Whether anything of an execution that exited normally is left, cheaply: the groups are asked with
+ * `kill(-pgid, 0)` (no /proc scan), and the token is looked for only in processes started after `firstPid` (the
+ * execution's own process: token carriers are its descendants, and Linux hands out pids in increasing order, so
+ * they are above it unless the pid counter wrapped, in which case every process is read).
+ *
+ * @internal
+ */
+export const anyLeft = (selector: Selector, firstPid: number, ranMs: number): boolean => {
+  for (const g of selector.groups) {
+    if (g <= 1) continue
+    try {
+      process.kill(-g, 0)
+      return true
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "EPERM") return true
+    }
+  }
+  if (selector.token === undefined || !hasProc()) return false
+  // wrapping the pid counter (4M on 64-bit Linux) within a second is beyond any fork rate: no need to ask
+  const last = ranMs < 1000 ? firstPid : lastPid()
+  const wrapped = last === undefined || !Number.isSafeInteger(last) || last < firstPid
+  const needle = Buffer.from(`${selector.token.variable}=${selector.token.value}`)
+  for (const pid of pids()) {
+    if (!wrapped && pid <= firstPid) continue
+    if (pid === process.pid || !carries(pid, needle)) continue
+    const info = readStat(pid)
+    if (info !== undefined && !isDead(info.state)) return true
+  }
+  return false
+}
+
 const ownGroup = (() => {
   let cached: number | undefined
   return () => (cached ??= readStat(process.pid)?.pgrp ?? -1)
