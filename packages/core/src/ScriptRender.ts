@@ -639,7 +639,8 @@ export const powershell = (
 })
 
 /**
- * For --dry-run: the wrapper text, with secrets shown as [REDACTED].
+ * For --dry-run: what would run (the direct launch when no wrapper stage is needed, else the wrapper's text), with
+ * secrets shown as [REDACTED].
  *
  * @since 0.1.0
  * @category utils
@@ -651,6 +652,26 @@ export const preview = (invocation: Invocation): string => {
   const nonce = "preview"
   const token = "preview-token"
   const secrets = posixInternal.secretNames(invocation)
+  const run = directInternal.eligible(invocation) ? directInternal.program(invocation) : undefined
+  if (run !== undefined) {
+    const added = [
+      ...Object.entries(invocation.env).filter(([name]) => !Object.hasOwn(invocation.secrets, name)).map(([name, value]) =>
+        `${name}=${posixInternal.quote(value)}`
+      ),
+      ...secrets.map((name) => `${name}=${REPLACEMENT}`),
+      `${posixInternal.TOKEN_VAR}=<per execution>`
+    ]
+    const lines = [
+      `# launch: direct (no run-as, nothing for a wrapper stage to do): the program is started in a new session`,
+      `${invocation.cwd === undefined ? "" : `cd ${posixInternal.quote(invocation.cwd)} && `}exec ${
+        [run.file, ...run.args].map(posixInternal.quote).join(" ")
+      }`,
+      `# environment added: ${added.join(" ")}`,
+      `# (local: spawned as is; SSH: a one-line stage read by the login shell from stdin, secrets on the next lines)`
+    ]
+    if (invocation.stdin !== undefined) lines.push(`# then the job's stdin (${invocation.stdin.length} bytes)`)
+    return lines.join("\n")
+  }
   const parts = [
     `# bootstrap: /bin/sh -c ${posixInternal.quote(posixInternal.BOOTSTRAP)} runcmd`,
     `# stage 1 (transport user)`,
