@@ -17,10 +17,18 @@
  *         labels: { canary: "true" }
  * targets:                  # ungrouped
  *   - { id: box, kind: local, labels: { role: db } }
+ * imports:                  # targets from elsewhere, by an importer given to parse/load
+ *   - sshConfig: ./ssh_config   # @runcmd/transport-ssh's SshConfig.importer; paths relative to this file
+ *     hosts: ["db-*"]
+ *     group: db
+ *     labels: { source: ssh-config }
  * ```
  *
- * - The top level has only `defaults`, `groups` and `targets` (each optional); a group has only `defaults` and
- *   `targets`.
+ * - The top level has only `defaults`, `groups`, `targets` and `imports` (each optional); a group has only
+ *   `defaults` and `targets`.
+ * - Each `imports:` entry names one {@link Importer} by its key (`sshConfig: FILE`); its `group` and `labels`
+ *   apply to every target it imports (defaults do not), its other keys are the importer's options. Imported ids
+ *   must not clash with the file's own.
  * - Each target is the deep merge of the top-level `defaults`, its group's `defaults` and its own fields, most
  *   specific last: mappings (such as `labels`) are merged key by key, anything else (lists included) replaced.
  * - A default field that the target's kind does not have is dropped for that target (so `user:` in the
@@ -45,6 +53,7 @@
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as NodePath from "node:path"
 import { parseInventory } from "./internal/inventory.js"
 import * as Selector from "./Selector.js"
 import type * as Target from "./Target.js"
@@ -64,6 +73,37 @@ export interface Inventory {
 }
 
 /**
+ * Brings targets into an inventory from another source, for its `imports:` entries (for example OpenSSH's
+ * `ssh_config`: `SshConfig.importer` in `@runcmd/transport-ssh`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Importer {
+  /** The key naming the importer in an `imports:` entry (`sshConfig`). */
+  readonly key: string
+  /**
+   * The targets for one entry: `value` is the key's value, `options` the entry's other keys (without `group` and
+   * `labels`), `dir` the inventory file's directory (relative paths are relative to it). Fails with a message
+   * saying what is wrong and how to fix it; core adds the file and the place.
+   */
+  readonly import: (entry: {
+    readonly value: unknown
+    readonly options: Readonly<Record<string, unknown>>
+    readonly dir: string
+  }) => Effect.Effect<ReadonlyArray<Target.Target>, string>
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ParseOptions {
+  /** Importers for `imports:` entries (none by default: an `imports:` entry is then an error naming it). */
+  readonly importers?: ReadonlyArray<Importer> | undefined
+}
+
+/**
  * Parses a YAML inventory. `file` names the source in errors; `kinds` are the target kinds accepted.
  *
  * @since 0.1.0
@@ -72,12 +112,50 @@ export interface Inventory {
 export const parse: (
   text: string,
   file: string,
-  kinds: ReadonlyArray<Target.TargetSchema>
+  kinds: ReadonlyArray<Target.TargetSchema>,
+  options?: ParseOptions
 ) => Effect.Effect<Inventory, InvalidPlan> = Effect.fn("Inventory.parse")(
-  function*(text: string, file: string, kinds: ReadonlyArray<Target.TargetSchema>) {
+  function*(text: string, file: string, kinds: ReadonlyArray<Target.TargetSchema>, options?: ParseOptions) {
     yield* Effect.annotateCurrentSpan("file", file)
-    const parsed = parseInventory(text, file, kinds)
-    return Either.isLeft(parsed) ? yield* parsed.left : parsed.right
+    const importers = options?.importers ?? []
+    const parsed = parseInventory(text, file, kinds, importers.map((i) => i.key))
+    if (Either.isLeft(parsed)) return yield* parsed.left
+    const { groups, imports } = parsed.right
+    if (imports.length === 0) return { file, targets: parsed.right.targets, groups }
+    const targets = [...parsed.right.targets]
+    const origin = new Map<string, string>(targets.map((t) => [t.id, "the inventory's own targets"]))
+    const dir = NodePath.dirname(NodePath.resolve(file))
+    for (const entry of imports) {
+      const importer = importers.find((i) => i.key === entry.key)!
+      const imported = yield* importer.import({ value: entry.value, options: entry.options, dir }).pipe(
+        Effect.mapError((message) =>
+          new InvalidPlan({ reason: "InvalidInventory", path: entry.path, description: `${entry.key}: ${message}${entry.where}` })
+        )
+      )
+      for (const target of imported) {
+        const previous = origin.get(target.id)
+        if (previous !== undefined) {
+          return yield* new InvalidPlan({
+            reason: "DuplicateTargetId",
+            path: entry.path,
+            description: `${entry.key} imports target id ${JSON.stringify(target.id)}${entry.where}, already among ${previous}; ` +
+              "target ids must be unique (narrow the import with its options, or rename one)"
+          })
+        }
+        origin.set(target.id, `the targets of ${entry.path}`)
+        const labels = { ...target.labels, ...entry.labels, ...(entry.group === undefined ? {} : { group: entry.group }) }
+        targets.push({ ...target, labels })
+        if (entry.group !== undefined) groups[entry.group] = [...(groups[entry.group] ?? []), target.id]
+      }
+    }
+    if (targets.length === 0) {
+      return yield* new InvalidPlan({
+        reason: "NoTargets",
+        path: file,
+        description: "the inventory defines no targets and its imports brought none (check the imports' options)"
+      })
+    }
+    return { file, targets, groups }
   }
 )
 
@@ -89,9 +167,10 @@ export const parse: (
  */
 export const load: (
   path: string,
-  kinds: ReadonlyArray<Target.TargetSchema>
+  kinds: ReadonlyArray<Target.TargetSchema>,
+  options?: ParseOptions
 ) => Effect.Effect<Inventory, InvalidPlan, FileSystem.FileSystem> = Effect.fn("Inventory.load")(
-  function*(path: string, kinds: ReadonlyArray<Target.TargetSchema>) {
+  function*(path: string, kinds: ReadonlyArray<Target.TargetSchema>, options?: ParseOptions) {
     const fs = yield* FileSystem.FileSystem
     const text = yield* fs.readFileString(path).pipe(
       Effect.mapError((cause) =>
@@ -103,7 +182,7 @@ export const load: (
         })
       )
     )
-    return yield* parse(text, path, kinds)
+    return yield* parse(text, path, kinds, options)
   }
 )
 

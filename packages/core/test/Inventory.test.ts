@@ -363,3 +363,75 @@ describe("Inventory.fromTargets", () => {
       assert.deepStrictEqual(selected.map((t) => t.id), ["b", "c"])
     }))
 })
+
+describe("Inventory imports", () => {
+  // an importer as a transport package would provide one: `fake: N` imports N ssh targets named <prefix>-<i>
+  const fake: Inventory.Importer = {
+    key: "fake",
+    import: ({ dir, options, value }) =>
+      typeof value !== "number"
+        ? Effect.fail(`expected a count, got ${JSON.stringify(value)}`)
+        : Effect.succeed(Array.from({ length: value }, (_, i): Target.Target => ({
+          kind: "ssh",
+          id: `${String(options.prefix ?? "imp")}-${i}`,
+          labels: { dir },
+          os: "linux"
+        })))
+  }
+  const withFake = (text: string, file = "/srv/inv/inventory.yaml") => Inventory.parse(text, file, kinds, { importers: [fake] })
+
+  it.effect("adds the imported targets after the file's own, with the entry's group and labels", () =>
+    Effect.gen(function*() {
+      const inv = yield* withFake(`
+targets:
+  - { id: own, kind: local }
+imports:
+  - fake: 2
+    prefix: web
+    group: web
+    labels: { source: fake }
+  - fake: 1
+`)
+      assert.deepStrictEqual(inv.targets.map((t) => t.id), ["own", "web-0", "web-1", "imp-0"])
+      assert.deepStrictEqual(inv.targets[1]!.labels, { dir: "/srv/inv", source: "fake", group: "web" })
+      assert.deepStrictEqual(inv.targets[3]!.labels, { dir: "/srv/inv" })
+      assert.deepStrictEqual(inv.groups, { web: ["web-0", "web-1"] })
+      assert.deepStrictEqual(Inventory.select(inv, ["group=web"]).pipe(Effect.map((ts) => ts.map((t) => t.id))).pipe(Effect.runSync), ["web-0", "web-1"])
+    }))
+
+  it.effect("an inventory of imports only is fine; imports that bring nothing are NoTargets", () =>
+    Effect.gen(function*() {
+      const inv = yield* withFake("imports:\n  - fake: 1\n")
+      assert.deepStrictEqual(inv.targets.map((t) => t.id), ["imp-0"])
+      const none = yield* Effect.flip(withFake("imports:\n  - fake: 0\n"))
+      assert.strictEqual(none.reason, "NoTargets")
+    }))
+
+  it.effect("bad imports are InvalidPlans naming the file, the entry and the line", () =>
+    Effect.gen(function*() {
+      const unknown = yield* Effect.flip(withFake("imports:\n  - sshConfig: ./x\n"))
+      assertError(unknown, {
+        reason: "InvalidInventory",
+        path: "/srv/inv/inventory.yaml: imports[0]",
+        description: [/names its importer \(known: fake\)/, /"sshConfig"/, /line 2/]
+      })
+      const unregistered = yield* Effect.flip(parse("imports:\n  - sshConfig: ./x\n"))
+      assert.match(unregistered.description, /none is registered here/)
+      const failing = yield* Effect.flip(withFake("targets: [{ id: a, kind: local }]\nimports:\n  - fake: lots\n"))
+      assertError(failing, {
+        reason: "InvalidInventory",
+        path: "/srv/inv/inventory.yaml: imports[0]",
+        description: [/^fake: expected a count, got "lots"/, /line 3/]
+      })
+      const clash = yield* Effect.flip(withFake("targets: [{ id: imp-0, kind: local }]\nimports:\n  - fake: 1\n"))
+      assertError(clash, {
+        reason: "DuplicateTargetId",
+        path: "/srv/inv/inventory.yaml: imports[0]",
+        description: [/"imp-0"/, /inventory's own targets/]
+      })
+      const notList = yield* Effect.flip(withFake("imports: { fake: 1 }\n"))
+      assertError(notList, { reason: "InvalidInventory", path: "/srv/inv/inventory.yaml: imports", description: [/a list of imports/] })
+      const badGroup = yield* Effect.flip(withFake("imports:\n  - { fake: 1, group: [x] }\n"))
+      assertError(badGroup, { reason: "InvalidInventory", path: "/srv/inv/inventory.yaml: imports[0].group", description: [/group name/] })
+    }))
+})

@@ -2,14 +2,17 @@
  * OpenSSH `ssh_config` import (via the `ssh-config` package): `Host` patterns, `HostName`, `User`, `Port`,
  * `IdentityFile`, `IdentityAgent`, `ProxyJump`, `StrictHostKeyChecking`, `UserKnownHostsFile`,
  * `GlobalKnownHostsFile`, `ConnectTimeout`, `ServerAliveInterval`/`ServerAliveCountMax` → `SshTarget` values, for
- * inventories and the CLI. `Match exec` is never evaluated; `Include` is not followed.
+ * inventories (`imports: [{ sshConfig: FILE }]` with {@link importer}) and the CLI (`--ssh-config FILE`). `Match exec` is never evaluated; `Include` is not followed.
  *
  * @since 0.1.0
  */
+import type * as Inventory from "@runcmd/core/Inventory"
 import { InvalidPlan } from "@runcmd/core/TransportError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -317,3 +320,52 @@ export const resolveFromFile = (
   Effect.gen(function*() {
     return yield* resolve(yield* readConfig(file, options), alias, options)
   }).pipe(Effect.withSpan("SshConfig.resolveFromFile", { attributes: { alias } }))
+
+const ImportEntryOptions = Schema.Struct({
+  hosts: Schema.optional(Schema.Union(Schema.String, Schema.Array(Schema.String))),
+  user: Schema.optional(Schema.String),
+  hostKey: Schema.optional(SshTarget.HostKeyPolicy)
+})
+
+/**
+ * The inventory importer for `imports:` entries such as
+ *
+ * ```yaml
+ * imports:
+ *   - sshConfig: ./ssh_config      # relative to the inventory file; `~` is the home directory
+ *     hosts: ["web-*"]             # optional: aliases (globs) to import; default every concrete `Host`
+ *     user: deploy                 # optional: the user when the config names none
+ *     hostKey: { policy: strict }  # optional: instead of what StrictHostKeyChecking/UserKnownHostsFile say
+ *     group: web                   # (core) the group the targets join
+ *     labels: { tier: front }      # (core) labels for every imported target
+ * ```
+ *
+ * Give it to `Inventory.load(file, kinds, { importers: [SshConfig.importer] })`.
+ *
+ * @since 0.1.0
+ * @category import
+ */
+export const importer: Inventory.Importer = {
+  key: "sshConfig",
+  import: ({ dir, options, value }) =>
+    Effect.gen(function*() {
+      if (typeof value !== "string" || value.length === 0) {
+        return yield* Effect.fail(`expected the path of an OpenSSH config file, got ${JSON.stringify(value) ?? "nothing"}`)
+      }
+      const decoded = Schema.decodeUnknownEither(ImportEntryOptions, { onExcessProperty: "error" })(options)
+      if (Either.isLeft(decoded)) {
+        const issue = ParseResult.ArrayFormatter.formatErrorSync(decoded.left)[0]
+        const where = issue === undefined || issue.path.length === 0 ? "" : `${issue.path.join(".")}: `
+        return yield* Effect.fail(
+          `${where}${issue?._tag === "Unexpected" ? "unknown option (known: hosts, user, hostKey, group, labels)" : issue?.message ?? "invalid options"}`
+        )
+      }
+      const { hostKey, hosts, user } = decoded.right
+      const file = path.resolve(dir, KnownHosts.expandHome(value))
+      return yield* fromFile(file, {
+        ...(hostKey === undefined ? {} : { hostKey }),
+        ...(user === undefined ? {} : { defaultUser: user }),
+        ...(hosts === undefined ? {} : { hosts: typeof hosts === "string" ? [hosts] : hosts })
+      }).pipe(Effect.mapError((e) => (e.path === undefined ? e.description : `${e.path}: ${e.description}`)))
+    })
+}

@@ -7,6 +7,7 @@ import * as Schema from "effect/Schema"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import * as Inventory from "@runcmd/core/Inventory"
 import * as SshConfig from "../src/SshConfig.js"
 import * as SshTarget from "../src/SshTarget.js"
 
@@ -149,6 +150,57 @@ describe("SshConfig", () => {
         assert.deepStrictEqual(ts.map((t) => [t.id, t.host, t.port, t.user]), [["a", "127.0.0.1", 2222, "u"]])
         const missing = yield* Effect.flip(SshConfig.fromFile(path.join(dir, "nope")))
         assert.strictEqual(missing.reason, "FileUnreadable")
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true })
+      }
+    }))
+
+  it.effect("imports from an inventory: `imports: [{ sshConfig: FILE }]`, the path relative to the inventory", () =>
+    Effect.gen(function*() {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "runcmd-sshcfg-inv-"))
+      try {
+        fs.writeFileSync(
+          path.join(dir, "ssh_config"),
+          "Host web-1 web-2 db-1\n  HostName 127.0.0.1\n  Port 2222\n  User u\n  StrictHostKeyChecking no\n"
+        )
+        const file = path.join(dir, "inventory.yaml")
+        const kinds = [Target.Local, SshTarget.SshTarget]
+        const inv = yield* Inventory.parse(
+          `targets:
+  - { id: box, kind: local }
+imports:
+  - sshConfig: ./ssh_config
+    hosts: ["web-*"]
+    group: web
+    labels: { tier: front }
+  - sshConfig: ssh_config
+    hosts: db-1
+    hostKey: { policy: strict, knownHosts: [./known_hosts] }
+`,
+          file,
+          kinds,
+          { importers: [SshConfig.importer] }
+        )
+        assert.deepStrictEqual(inv.targets.map((t) => t.id), ["box", "web-1", "web-2", "db-1"])
+        assert.deepStrictEqual(inv.groups, { web: ["web-1", "web-2"] })
+        const web1 = inv.targets[1] as SshTarget.SshTarget
+        assert.deepStrictEqual([web1.kind, web1.host, web1.port, web1.user], ["ssh", "127.0.0.1", 2222, "u"])
+        assert.deepStrictEqual(web1.labels, { "ssh-config-host": "web-1", tier: "front", group: "web" })
+        assert.strictEqual(web1.hostKey.policy, "insecure")
+        assert.strictEqual((inv.targets[3] as SshTarget.SshTarget).hostKey.policy, "strict")
+
+        const missing = yield* Effect.flip(
+          Inventory.parse("imports:\n  - sshConfig: ./nope\n", file, kinds, { importers: [SshConfig.importer] })
+        )
+        assert.strictEqual(missing.reason, "InvalidInventory")
+        assert.strictEqual(missing.path, `${file}: imports[0]`)
+        assert.include(missing.description, path.join(dir, "nope"))
+        const badOption = yield* Effect.flip(
+          Inventory.parse("imports:\n  - { sshConfig: ./ssh_config, port: 22 }\n", file, kinds, {
+            importers: [SshConfig.importer]
+          })
+        )
+        assert.match(badOption.description, /port: unknown option \(known: hosts, user, hostKey, group, labels\)/)
       } finally {
         fs.rmSync(dir, { recursive: true, force: true })
       }

@@ -21,7 +21,27 @@ export interface ParsedInventory {
   readonly file: string
   readonly targets: ReadonlyArray<Target.Target>
   readonly groups: Record<string, ReadonlyArray<string>>
+  /** `imports:` entries, checked for shape; run by `Inventory.parse` with the importers given. */
+  readonly imports: ReadonlyArray<ImportEntry>
 }
+
+/** @internal */
+export interface ImportEntry {
+  /** The importer's key (`sshConfig`). */
+  readonly key: string
+  readonly value: unknown
+  /** The entry's other keys, for the importer. */
+  readonly options: Record<string, unknown>
+  readonly group: string | undefined
+  readonly labels: Record<string, string>
+  /** Where the entry is: `inventory.yaml: imports[0]`. */
+  readonly path: string
+  /** ` (line 3, column 5)`, or empty. */
+  readonly where: string
+}
+
+/** Keys of an `imports:` entry that core handles; the rest belong to the importer. */
+const IMPORT_KEYS = new Set(["group", "labels"])
 
 const IDENT = /^[A-Za-z_][A-Za-z0-9_-]*$/
 
@@ -153,10 +173,11 @@ interface Problem {
 export const parseInventory = (
   text: string,
   file: string,
-  kinds: ReadonlyArray<Target.TargetSchema>
+  kinds: ReadonlyArray<Target.TargetSchema>,
+  importers: ReadonlyArray<string> = []
 ): Either.Either<ParsedInventory, InvalidPlan> => {
   try {
-    return Either.right(parseOrThrow(text, file, kinds))
+    return Either.right(parseOrThrow(text, file, kinds, importers))
   } catch (e) {
     if (e instanceof Stop) return Either.left(e.error)
     throw e
@@ -168,7 +189,12 @@ class Stop {
   constructor(readonly error: InvalidPlan) {}
 }
 
-const parseOrThrow = (text: string, file: string, kinds: ReadonlyArray<Target.TargetSchema>): ParsedInventory => {
+const parseOrThrow = (
+  text: string,
+  file: string,
+  kinds: ReadonlyArray<Target.TargetSchema>,
+  importers: ReadonlyArray<string>
+): ParsedInventory => {
   const lineCounter = new YAML.LineCounter()
   const doc = YAML.parseDocument(text, { lineCounter, merge: true, prettyErrors: true, uniqueKeys: true })
   if (doc.errors.length > 0) {
@@ -225,7 +251,8 @@ const parseOrThrow = (text: string, file: string, kinds: ReadonlyArray<Target.Ta
     fail({
       reason: "NoTargets",
       path: undefined,
-      description: "the inventory defines no targets (expected a `targets:` list or `groups.<name>.targets:` lists)"
+      description:
+        "the inventory defines no targets (expected a `targets:` list, `groups.<name>.targets:` lists or `imports:`)"
     })
 
   prepareLabels(doc)
@@ -235,10 +262,10 @@ const parseOrThrow = (text: string, file: string, kinds: ReadonlyArray<Target.Ta
     return invalid([], `expected a mapping with \`defaults\`, \`groups\` and \`targets\`, got ${describe(root)}`)
   }
   for (const key of Object.keys(root)) {
-    if (key !== "defaults" && key !== "groups" && key !== "targets" && !key.startsWith("x-")) {
+    if (key !== "defaults" && key !== "groups" && key !== "targets" && key !== "imports" && !key.startsWith("x-")) {
       return invalid(
         [key],
-        `unknown key ${JSON.stringify(key)}; expected \`defaults\`, \`groups\` or \`targets\` (or an \`x-\` key for anchors)`
+        `unknown key ${JSON.stringify(key)}; expected \`defaults\`, \`groups\`, \`targets\` or \`imports\` (or an \`x-\` key for anchors)`
       )
     }
   }
@@ -343,7 +370,51 @@ const parseOrThrow = (text: string, file: string, kinds: ReadonlyArray<Target.Ta
     }
   }
 
-  if (entries.length === 0) return noTargets()
+  const imports: Array<ImportEntry> = []
+  const importList: unknown = root.imports === undefined || root.imports === null ? [] : root.imports
+  if (!Array.isArray(importList)) {
+    return invalid(["imports"], `expected a list of imports (such as \`- sshConfig: ./ssh_config\`), got ${describe(importList)}`)
+  }
+  const knownImporters = importers.length === 0 ? "none is registered here" : `known: ${[...importers].sort().join(", ")}`
+  for (let i = 0; i < importList.length; i++) {
+    const item: unknown = importList[i]
+    const path: Path = ["imports", i]
+    if (!isMapping(item)) {
+      return invalid(path, `expected an import (a mapping such as \`sshConfig: ./ssh_config\`), got ${describe(item)}`)
+    }
+    const named = Object.keys(item).filter((k) => importers.includes(k))
+    if (named.length !== 1) {
+      const others = Object.keys(item).filter((k) => !IMPORT_KEYS.has(k))
+      return invalid(
+        path,
+        named.length === 0
+          ? `an import names its importer (${knownImporters}); got ${
+            others.length === 0 ? "no key" : others.map((k) => JSON.stringify(k)).join(", ")
+          }`
+          : `an import names one importer, got ${named.join(" and ")}`
+      )
+    }
+    const key = named[0]!
+    const group = item.group
+    if (group !== undefined && (typeof group !== "string" || !IDENT.test(group))) {
+      return invalid([...path, "group"], `a group name is a word (letters, digits, _ and -), got ${describe(group)}`)
+    }
+    checkLayer({ value: item.labels === undefined ? {} : { labels: item.labels }, path }, false)
+    const options: Record<string, unknown> = {}
+    for (const [k, v] of Object.entries(item)) if (k !== key && !IMPORT_KEYS.has(k)) options[k] = v
+    if (group !== undefined) groups[group] ??= []
+    imports.push({
+      key,
+      value: item[key],
+      options,
+      group,
+      labels: (item.labels ?? {}) as Record<string, string>,
+      path: `${file}: ${formatPath(path)}`,
+      where: where(path)
+    })
+  }
+
+  if (entries.length === 0 && imports.length === 0) return noTargets()
 
   const union = Target.union(kinds)
   const decode = Schema.decodeUnknownEither(union)
@@ -441,5 +512,5 @@ const parseOrThrow = (text: string, file: string, kinds: ReadonlyArray<Target.Ta
     const more = problems > 1 ? ` (and ${problems - 1} more problem${problems > 2 ? "s" : ""})` : ""
     return fail({ ...firstProblem, description: `${firstProblem.description}${more}` })
   }
-  return { file, targets, groups }
+  return { file, targets, groups, imports }
 }
