@@ -21,9 +21,7 @@ import * as Argv from "./internal/argv.js"
 import { commandSpecs } from "./internal/commands.js"
 import { CliError } from "./internal/errors.js"
 import { ExitCode } from "./internal/exitCode.js"
-import * as Inspect from "./internal/inspect.js"
 import type { RunFlags } from "./internal/plan.js"
-import * as RunCommand from "./internal/runCommand.js"
 import { isInteractive, stripAnsi } from "./internal/style.js"
 
 /**
@@ -126,6 +124,10 @@ const runOptions = {
   )
 }
 
+// the commands' implementations (core, the transports) load when one runs: `--help` and usage errors need none
+const runCommand = Effect.promise(() => import("./internal/runCommand.js"))
+const inspect = Effect.promise(() => import("./internal/inspect.js"))
+
 const choice = <A extends string>(
   command: string,
   flagName: string,
@@ -180,6 +182,7 @@ const makeRoot = (rest: ReadonlyArray<string>, code: Ref.Ref<number>) => {
         dryRun: o.dryRun,
         rerunFailed: get(o.rerunFailed)
       }
+      const RunCommand = yield* runCommand
       yield* Ref.set(code, yield* RunCommand.run(flags))
     })).pipe(Command.withDescription(
       "Run a script, shell text or command on targets, in parallel: runcmd run [FLAGS] (--script FILE | --command TEXT | -- COMMAND [ARGS...]). No targets given: this machine. Exit 0 all succeeded, 1 some did not, 2 bad usage (nothing run), 130 interrupted."
@@ -197,6 +200,7 @@ const makeRoot = (rest: ReadonlyArray<string>, code: Ref.Ref<number>) => {
     Effect.gen(function*() {
       const output = (yield* choice("inventory check", "output", Option.getOrUndefined(o.output), ["human", "json"] as const)) ??
         "human"
+      const Inspect = yield* inspect
       yield* Ref.set(code, yield* Inspect.inventoryCheck(o.file, o.select, output))
     })).pipe(Command.withDescription("Validate an inventory and list its targets and labels."))
 
@@ -211,6 +215,7 @@ const makeRoot = (rest: ReadonlyArray<string>, code: Ref.Ref<number>) => {
     showOutput: flag("show-output", "Also print each target's captured output.")
   }, (o) =>
     Effect.gen(function*() {
+      const Inspect = yield* inspect
       yield* Ref.set(code, yield* Inspect.report(o.file, { failed: o.failed, showOutput: o.showOutput }))
     })).pipe(Command.withDescription("Render a saved JSON report; exits as that run did (0, 1 or 130)."))
 

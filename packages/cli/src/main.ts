@@ -4,13 +4,19 @@
  *
  * @since 0.1.0
  */
-import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as NodePath from "@effect/platform-node/NodePath"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
 import * as Cli from "./Cli.js"
 import { ExitCode, signals } from "./internal/exitCode.js"
+
+// what the commands use, not all of `NodeContext` (its command executor and workers would load for nothing)
+const environment: Layer.Layer<Cli.Environment> = Layer.mergeAll(NodeFileSystem.layer, NodePath.layer, NodeTerminal.layer)
 
 /**
  * Runs `runcmd` with the process's arguments and exits with its code: 0 all targets succeeded, 1 some did not,
@@ -26,7 +32,7 @@ export const main = (argv: ReadonlyArray<string> = process.argv): void => {
       if (error.code !== "EPIPE") throw error
     })
   }
-  NodeRuntime.runMain(Cli.run(argv.slice(2)).pipe(Effect.provide(NodeContext.layer)), {
+  NodeRuntime.runMain(Cli.run(argv.slice(2)).pipe(Effect.provide(environment)), {
     disableErrorReporting: true,
     disablePrettyLogger: true,
     teardown: (exit, onExit) => {

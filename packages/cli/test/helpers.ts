@@ -22,10 +22,13 @@ export const stripAnsi = (text: string): string => text.replace(/\u001b\[[0-9;?]
 
 /** Fails clearly when the CLI has not been built. */
 export const assertBuilt = () => {
-  if (!fs.existsSync(path.join(PACKAGE, "dist/main.js"))) {
-    throw new Error(
-      "packages/cli/dist/main.js is missing: build first (`npx turbo run build --filter=@runcmd/cli...` or `npm test`)"
-    )
+  // bin/runcmd.js runs the bundle; the library build is beside it
+  for (const built of ["dist/main.js", "dist/bundle/runcmd.cjs"]) {
+    if (!fs.existsSync(path.join(PACKAGE, built))) {
+      throw new Error(
+        `packages/cli/${built} is missing: build first (\`npx turbo run build --filter=@runcmd/cli...\` or \`npm test\`)`
+      )
+    }
   }
 }
 

@@ -1,10 +1,9 @@
 /**
- * The exit codes of `runcmd`.
+ * The exit codes of `runcmd` (free of core's modules: `--help` loads this one; `fromReport` is in `summary.ts`).
  *
  * @since 0.1.0
  * @internal
  */
-import * as RunReport from "@runcmd/core/RunReport"
 
 /**
  * - `0`: every target succeeded;
@@ -26,18 +25,6 @@ export const ExitCode = {
 
 /** @internal */
 export type ExitCode = number
-
-/**
- * The exit code a finished run maps to.
- *
- * @internal
- */
-export const fromReport = (report: RunReport.RunReport, signal?: string | undefined): ExitCode =>
-  report.interrupted
-    ? signal === "SIGTERM" ? ExitCode.Terminated : ExitCode.Interrupted
-    : RunReport.isSuccess(report)
-    ? ExitCode.Success
-    : ExitCode.TargetsFailed
 
 /**
  * The last termination signal received by the process (read by the teardown of an interrupted main fiber).

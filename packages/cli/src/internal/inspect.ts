@@ -11,7 +11,6 @@ import * as Selector from "@runcmd/core/Selector"
 import type * as Target from "@runcmd/core/Target"
 import * as Effect from "effect/Effect"
 import { type CliError, fromInvalidPlan } from "./errors.js"
-import { fromReport } from "./exitCode.js"
 import { finishLine } from "./human.js"
 import { loadInventory, readReport } from "./plan.js"
 import { forStream, paint } from "./style.js"
@@ -126,7 +125,7 @@ export const report = (
     if (options.failed) {
       const ids = RunReport.failedTargets(report)
       write(ids.length === 0 ? "" : ids.join("\n") + "\n")
-      return fromReport(report)
+      return Summary.fromReport(report)
     }
     const style = forStream(process.stdout)
     const out: Array<string> = []
@@ -144,7 +143,7 @@ export const report = (
       out.push("")
     }
     write(out.join("\n") + "\n" + Summary.render(report, style))
-    return fromReport(report)
+    return Summary.fromReport(report)
   })
 
 const indent = (text: string, mark = "") =>

@@ -7,7 +7,7 @@
  */
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as ExecutionPolicy from "@runcmd/core/ExecutionPolicy"
-import * as Inventory from "@runcmd/core/Inventory"
+import type * as Inventory from "@runcmd/core/Inventory"
 import * as RunReport from "@runcmd/core/RunReport"
 import * as ScriptSource from "@runcmd/core/ScriptSource"
 import * as Selector from "@runcmd/core/Selector"
@@ -86,13 +86,19 @@ const listIds = (targets: ReadonlyArray<Target.Target>) => {
   return ids.length <= 10 ? ids.join(", ") : `${ids.slice(0, 10).join(", ")}, ... and ${ids.length - 10} more`
 }
 
+// the inventory module brings the YAML parser: loaded only when an inventory is read
+const inventoryModule = Effect.promise(() => import("@runcmd/core/Inventory"))
+
 /**
  * Loads an inventory, naming the file in any problem.
  *
  * @internal
  */
 export const loadInventory = (path: string, command: string) =>
-  Inventory.load(path, kinds).pipe(Effect.mapError((e) => {
+  Effect.gen(function*() {
+    const Inventory = yield* inventoryModule
+    return yield* Inventory.load(path, yield* kinds)
+  }).pipe(Effect.mapError((e) => {
     const error = fromInvalidPlan(e, { command })
     // the inventory's own messages name the file and the place in it
     return e.reason === "FileUnreadable"
@@ -142,6 +148,7 @@ const withSshConfig = (
 ): Effect.Effect<Inventory.Inventory, CliError> =>
   Effect.gen(function*() {
     const SshConfig = yield* Effect.promise(() => import("@runcmd/transport-ssh/SshConfig"))
+    const Inventory = yield* inventoryModule
     const hosts = yield* SshConfig.fromFile(file).pipe(
       Effect.mapError((e) => usage(`runcmd run: --ssh-config ${file}: ${e.message}. Fix: give a readable OpenSSH config file.`))
     )

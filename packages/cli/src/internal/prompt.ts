@@ -69,8 +69,9 @@ export const password = (prompt: string): Effect.Effect<Redacted.Redacted<string
         else value += ch
       }
     }
-    output.write(prompt)
+    // echo off before the prompt shows: what is typed as soon as it appears must not be echoed
     input.setRawMode(true)
+    output.write(prompt)
     input.on("data", onData)
     input.resume()
     return Effect.sync(() => finish(Effect.fail(usage("interrupted"))))

@@ -21,7 +21,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import { CliError, fromInvalidPlan, usage } from "./errors.js"
-import { ExitCode, fromReport, signals } from "./exitCode.js"
+import { ExitCode, signals } from "./exitCode.js"
 import * as Human from "./human.js"
 import { address } from "./inspect.js"
 import * as Plan from "./plan.js"
@@ -231,7 +231,7 @@ const execute = (plan: RunPlan.RunPlan, flags: Plan.RunFlags) =>
           write("\n" + Summary.render(report, style))
           break
       }
-      const code = fromReport(report, signals.last)
+      const code = Summary.fromReport(report, signals.last)
       // a run whose report was asked for and lost did not fully succeed
       return reportLost && code === ExitCode.Success ? ExitCode.TargetsFailed : code
     })

@@ -7,7 +7,20 @@
  */
 import type * as Outcome from "@runcmd/core/Outcome"
 import * as RunReport from "@runcmd/core/RunReport"
+import { ExitCode } from "./exitCode.js"
 import { paint, type Style } from "./style.js"
+
+/**
+ * The exit code a finished run maps to.
+ *
+ * @internal
+ */
+export const fromReport = (report: RunReport.RunReport, signal?: string | undefined): ExitCode =>
+  report.interrupted
+    ? signal === "SIGTERM" ? ExitCode.Terminated : ExitCode.Interrupted
+    : RunReport.isSuccess(report)
+    ? ExitCode.Success
+    : ExitCode.TargetsFailed
 
 /**
  * `850ms`, `2.3s`, `1m05s`, `1h02m`.

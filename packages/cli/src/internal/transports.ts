@@ -1,23 +1,24 @@
 /**
- * The transports the CLI carries: local (the embedded default) and SSH.
+ * The transports the CLI carries: local (the embedded default) and SSH, each loaded only when a run needs it
+ * (`--help`, `inventory check` and `report` load neither).
  *
  * @since 0.1.0
  * @internal
  */
 import * as Target from "@runcmd/core/Target"
 import type * as Transport from "@runcmd/core/Transport"
-import * as LocalTransport from "@runcmd/transport-local/LocalTransport"
-import * as SshTarget from "@runcmd/transport-ssh/SshTarget"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 
 /**
- * The target kinds an inventory may use.
+ * The target kinds an inventory may use (the SSH target's schema is loaded with the inventory, not before).
  *
  * @internal
  */
-export const kinds: ReadonlyArray<Target.TargetSchema> = [Target.Local, SshTarget.SshTarget]
+export const kinds: Effect.Effect<ReadonlyArray<Target.TargetSchema>> = Effect.promise(() =>
+  import("@runcmd/transport-ssh/SshTarget")
+).pipe(Effect.map((SshTarget) => [Target.Local, SshTarget.SshTarget]))
 
 /**
  * A transport that could not be set up.
@@ -26,19 +27,35 @@ export const kinds: ReadonlyArray<Target.TargetSchema> = [Target.Local, SshTarge
  */
 export class TransportSetupError extends Data.TaggedError("TransportSetupError")<{ readonly message: string }> {}
 
+const load = <A>(name: string, module: () => Promise<A>): Effect.Effect<A, TransportSetupError> =>
+  Effect.tryPromise({
+    try: module,
+    catch: (cause) =>
+      new TransportSetupError({
+        message: `cannot load the ${name} transport: ${cause instanceof Error ? cause.message : String(cause)}`
+      })
+  })
+
+/**
+ * The local transport (it brings execa).
+ *
+ * @internal
+ */
+export const localLayer: Layer.Layer<Transport.Transports, TransportSetupError> = Layer.unwrapEffect(
+  load("local", () => import("@runcmd/transport-local/LocalTransport")).pipe(
+    Effect.map((LocalTransport) => LocalTransport.layer())
+  )
+)
+
 /**
  * The SSH transport, loaded only for runs that have SSH targets (it brings the ssh2 client).
  *
  * @internal
  */
 export const sshLayer: Layer.Layer<Transport.Transports, TransportSetupError> = Layer.unwrapEffect(
-  Effect.tryPromise({
-    try: () => import("@runcmd/transport-ssh/SshTransport"),
-    catch: (cause) =>
-      new TransportSetupError({
-        message: `cannot load the SSH transport: ${cause instanceof Error ? cause.message : String(cause)}`
-      })
-  }).pipe(Effect.map((SshTransport) => SshTransport.layer()))
+  load("SSH", () => import("@runcmd/transport-ssh/SshTransport")).pipe(
+    Effect.map((SshTransport) => SshTransport.layer())
+  )
 )
 
 /**
@@ -48,7 +65,5 @@ export const sshLayer: Layer.Layer<Transport.Transports, TransportSetupError> = 
  */
 export const layerFor = (
   targets: ReadonlyArray<Target.Target>
-): Layer.Layer<Transport.Transports, TransportSetupError> => {
-  const local = LocalTransport.layer()
-  return targets.some((t) => t.kind === "ssh") ? Layer.merge(local, sshLayer) : local
-}
+): Layer.Layer<Transport.Transports, TransportSetupError> =>
+  targets.some((t) => t.kind === "ssh") ? Layer.merge(localLayer, sshLayer) : localLayer
