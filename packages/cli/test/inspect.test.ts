@@ -48,6 +48,29 @@ describe("runcmd inventory check", () => {
     }))
 })
 
+describe("runcmd inventory check with imports", () => {
+  it.scopedLive("`imports: [{ sshConfig: FILE }]` brings the hosts of an OpenSSH config (relative to the inventory)", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      writeFile(dir, "ssh_config", "Host build-1 build-2 other\n  HostName 127.0.0.1\n  User ci\n  StrictHostKeyChecking no\n")
+      const file = writeFile(
+        dir,
+        "hosts.yaml",
+        "targets:\n  - { id: box, kind: local }\nimports:\n  - sshConfig: ./ssh_config\n    hosts: [\"build-*\"]\n    group: build\n"
+      )
+      const r = yield* runcmd(["inventory", "check", file, "--output", "json"])
+      assert.strictEqual(r.code, 0, r.stderr)
+      const parsed = JSON.parse(r.stdout) as { targets: Array<{ id: string; kind: string }>; groups: Record<string, Array<string>> }
+      assert.deepStrictEqual(parsed.targets.map((t) => [t.id, t.kind]), [["box", "local"], ["build-1", "ssh"], ["build-2", "ssh"]])
+      assert.deepStrictEqual(parsed.groups.build, ["build-1", "build-2"])
+      const bad = writeFile(dir, "bad.yaml", "imports:\n  - sshConfig: ./missing_config\n")
+      const b = yield* runcmd(["inventory", "check", bad])
+      assert.strictEqual(b.code, 2)
+      assert.match(b.stderr, /bad\.yaml: imports\[0\]/)
+      assert.include(b.stderr, "missing_config")
+    }))
+})
+
 describe("runcmd report and --rerun-failed", () => {
   it.scopedLive("re-renders a saved report, lists its failures, and reruns only the failed targets", () =>
     Effect.gen(function*() {

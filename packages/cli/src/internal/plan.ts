@@ -89,6 +89,16 @@ const listIds = (targets: ReadonlyArray<Target.Target>) => {
 // the inventory module brings the YAML parser: loaded only when an inventory is read
 const inventoryModule = Effect.promise(() => import("@runcmd/core/Inventory"))
 
+// `imports: [{ sshConfig: FILE }]` in an inventory: the SSH module is loaded only when an entry uses it
+const sshConfigImporter: Inventory.Importer = {
+  key: "sshConfig",
+  import: (entry) =>
+    Effect.flatMap(
+      Effect.promise(() => import("@runcmd/transport-ssh/SshConfig")),
+      (SshConfig) => SshConfig.importer.import(entry)
+    )
+}
+
 /**
  * Loads an inventory, naming the file in any problem.
  *
@@ -97,7 +107,7 @@ const inventoryModule = Effect.promise(() => import("@runcmd/core/Inventory"))
 export const loadInventory = (path: string, command: string) =>
   Effect.gen(function*() {
     const Inventory = yield* inventoryModule
-    return yield* Inventory.load(path, yield* kinds)
+    return yield* Inventory.load(path, yield* kinds, { importers: [sshConfigImporter] })
   }).pipe(Effect.mapError((e) => {
     const error = fromInvalidPlan(e, { command })
     // the inventory's own messages name the file and the place in it
