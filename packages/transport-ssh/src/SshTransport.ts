@@ -5,6 +5,7 @@
  *
  * @since 0.1.0
  */
+import type { Target } from "@runcmd/core/Target"
 import * as Transport from "@runcmd/core/Transport"
 import type { TransportError } from "@runcmd/core/TransportError"
 import * as Config from "effect/Config"
@@ -19,6 +20,7 @@ import type * as Scope from "effect/Scope"
 import * as Errors from "./internal/errors.js"
 import * as Exec from "./internal/exec.js"
 import * as Launcher from "./internal/launcher.js"
+import * as LoginShell from "./internal/loginShell.js"
 import * as Pool from "./internal/pool.js"
 import * as SshTarget from "./SshTarget.js"
 
@@ -46,6 +48,13 @@ export interface Options {
    * holding the pipe) before what is left of the execution is killed and the channel closed. Default 2 seconds.
    */
   readonly exitGrace?: Duration.DurationInput | undefined
+  /**
+   * Run an execution without the wrapper when it needs none (no run-as, a command or a short sh/bash script,
+   * secrets without newlines) and the user's login shell is POSIX (asked once per user and host): the login shell
+   * reads a one-line stage from stdin and `exec`s the program, no process in between. Default `true`; `false`
+   * runs every execution through the full wrapper.
+   */
+  readonly direct?: boolean | undefined
 }
 
 /**
@@ -102,6 +111,16 @@ const toPoolOptions = (options: Options): Pool.PoolOptions => ({
 
 const isSsh = Schema.is(SshTarget.SshTarget)
 
+/** Targets already validated: a target is checked once, not on every execution (its Schema check is costly). */
+const validated = new WeakSet<object>()
+
+const isValidSsh = (target: Target): target is SshTarget.SshTarget => {
+  if (validated.has(target)) return true
+  if (!isSsh(target)) return false
+  validated.add(target)
+  return true
+}
+
 /**
  * Builds the pool and the transport; the pool's connections close with the scope.
  *
@@ -116,9 +135,11 @@ export const makeConnections = (options: Options = {}): Effect.Effect<SshConnect
     )
     const killTimeout = Duration.decode(options.killTimeout ?? Duration.seconds(10))
     const exitGrace = Duration.decode(options.exitGrace ?? Duration.seconds(2))
-    const start = (target: import("@runcmd/core/Target").Target, invocation: Transport.Invocation) =>
+    const direct = options.direct ?? true
+    const posixLoginShell = LoginShell.makeCache(pool)
+    const start = (target: Target, invocation: Transport.Invocation) =>
       Effect.gen(function*() {
-        if (!isSsh(target)) {
+        if (!isValidSsh(target)) {
           return yield* Effect.fail(
             Errors.make("Unsupported", "delivery", `target ${target.id} is not a valid ssh target`, { targetId: target.id })
           )
@@ -130,11 +151,12 @@ export const makeConnections = (options: Options = {}): Effect.Effect<SshConnect
             })
           )
         }
-        const launch = yield* Launcher.launch(invocation, target)
+        const launch = yield* Launcher.launch(invocation, target, { direct, posixLoginShell: posixLoginShell(target) })
         return yield* Exec.start({ pool, target, launch, killGrace: invocation.killGrace, killTimeout, exitGrace })
       }).pipe(
         Effect.mapError((e): TransportError => (e.targetId === undefined ? withTarget(e, target.id) : e)),
-        Effect.withSpan("SshTransport.start", { attributes: { "runcmd.target": target.id } })
+        // no stack capture: it costs more than the rest of the span, once per execution
+        Effect.withSpan("SshTransport.start", { attributes: { "runcmd.target": target.id }, captureStackTrace: false })
       )
     const transport = Transport.make({ name: "ssh", kinds: ["ssh"], capabilities, start })
     return { transport, pool, stats: pool.stats }
