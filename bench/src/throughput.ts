@@ -16,6 +16,8 @@ import { sshAvailable, startServer } from "./sshd.js"
 const BYTES = Number(process.env.BENCH_THROUGHPUT_BYTES ?? 1073741824)
 const ROUNDS = Number(process.env.BENCH_THROUGHPUT_ROUNDS ?? 3)
 const RSS_LIMIT_MB = 128
+/** The runcmd command to measure (default: the repository's built CLI); e.g. a bundle built elsewhere. */
+const RUNCMD_BIN = process.env.BENCH_RUNCMD_BIN ?? cliBin
 
 export const throughput = async (): Promise<void> => {
   const load = loadTracker()
@@ -61,7 +63,7 @@ export const throughput = async (): Promise<void> => {
         r = { code: code ?? null, signal: null, ms: performance.now() - t0, stdout: "", stderr: "" }
       } else if (name === "runcmd") {
         file = outFile
-        r = await run(process.execPath, [cliBin, "run", "-i", inventory, "--out-dir", outDir, "-o", "json", "--", "sh", "-c", remote], {
+        r = await run(process.execPath, [RUNCMD_BIN, "run", "-i", inventory, "--out-dir", outDir, "-o", "json", "--", "sh", "-c", remote], {
           timeV: true,
           timeoutMs
         })
@@ -135,7 +137,7 @@ export const throughput = async (): Promise<void> => {
       // where runcmd's CPU goes while streaming: one 256 MiB transfer under node --cpu-prof
       console.log("  goal missed: profiling one 256 MiB transfer (node --cpu-prof)")
       fs.rmSync(outDir, { recursive: true, force: true })
-      profile = await profileNode([cliBin, "run", "-i", inventory, "--out-dir", outDir, "-o", "json", "--", "sh", "-c", `head -c ${256 * 2 ** 20} /dev/zero`])
+      profile = await profileNode([RUNCMD_BIN, "run", "-i", inventory, "--out-dir", outDir, "-o", "json", "--", "sh", "-c", `head -c ${256 * 2 ** 20} /dev/zero`])
       fs.rmSync(outDir, { recursive: true, force: true })
       console.log(JSON.stringify(profile, null, 2))
     }

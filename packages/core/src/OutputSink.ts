@@ -83,7 +83,10 @@ export interface FileOptions {
    *   in the line of the chunk that completes it; invalid bytes become U+FFFD).
    */
   readonly layout: "per-target" | "jsonl"
-  /** Bytes buffered per open file before a write; default 64 KiB. */
+  /**
+   * Bytes buffered per open file before a write; default 64 KiB. A file that receives a lot of output (a chunk of
+   * this size, or four buffers' worth) gets a 1 MiB buffer instead while there are fewer than 16 such files open.
+   */
   readonly bufferBytes?: number | undefined
 }
 

@@ -83,6 +83,44 @@ describe.skipIf(!Sshd.enabled())("kill on timeout and cancel", () => {
       assert.deepStrictEqual(sshd.leftovers(), [])
     }))
 
+  it.scopedLive("cancelling a run in the middle of heavy output ends promptly, the kill confirmed", () =>
+    Effect.gen(function*() {
+      const started = Date.now()
+      const report = yield* Runner.run(
+        RunPlan.make({
+          targets: [sshd.target()],
+          job: ScriptSource.job(ScriptSource.script("cat /dev/zero")),
+          policy: { killGrace: Duration.millis(300) }
+        }),
+        { cancelWhen: Effect.sleep("1 second") }
+      ).pipe(Effect.provide(SshTransport.layer()))
+      const o = report.outcomes[0]!
+      assert.strictEqual(o._tag, "Cancelled", describeReport(report))
+      if (o._tag === "Cancelled") assert.isTrue(o.confirmed)
+      assert.isAbove(o.stdout.totalBytes, 1024 * 1024)
+      // the output the server still holds is drained, so the channel closes and the finalizer does not hang
+      assert.isBelow(Date.now() - started, 10_000)
+      assert.deepStrictEqual(sshd.leftovers(), [])
+    }), { timeout: 30_000 })
+
+  it.scopedLive("closing the scope while the consumer holds the channel paused kills and ends promptly", () =>
+    Effect.gen(function*() {
+      const transport = yield* SshTransport.make()
+      const started = Date.now()
+      const confirmed = yield* Effect.scoped(
+        Effect.gen(function*() {
+          const execution = yield* transport.start(sshd.target(), sh("cat /dev/zero", { killGrace: Duration.millis(200) }))
+          // one chunk, then nothing is read: the channel fills up and is paused
+          yield* execution.output.pipe(Stream.take(1), Stream.runDrain)
+          yield* Effect.sleep("500 millis")
+          return execution
+        })
+      ).pipe(Effect.flatMap((execution) => execution.killConfirmed))
+      assert.isTrue(confirmed)
+      assert.isBelow(Date.now() - started, 10_000)
+      assert.deepStrictEqual(sshd.leftovers(), [])
+    }), { timeout: 30_000 })
+
   it.scopedLive("a kill is not stuck behind queued executions when the connection is at its channel cap", () =>
     Effect.gen(function*() {
       const transport = yield* SshTransport.make({ maxChannelsPerConnection: 2, maxConnectionsPerHost: 1 })

@@ -9,7 +9,7 @@ import * as path from "node:path"
 import type { OutputSink, OutputSinkError, SinkHandle } from "../OutputSink.js"
 import type { StreamName } from "../OutputChunk.js"
 import type { RunEvent } from "../RunEvent.js"
-import { type BufferedFile, makeDirectory, openBuffered } from "./sinkWriter.js"
+import { type BufferedFile, makeDirectory, makeLargeBuffers, openBuffered } from "./sinkWriter.js"
 import { makeUtf8Decoder, type Utf8Decoder } from "./utf8.js"
 
 /** @internal */
@@ -75,16 +75,28 @@ const openPerTarget = Effect.fnUntraced(function*(name: string, options: FileOpt
   const created = new Set<string>()
   /** Files that could not be opened: reported once, then their output is dropped. */
   const failed = new Set<string>()
+  const large = makeLargeBuffers()
   yield* Effect.addFinalizer(() => closeAll(() => open.values()))
 
+  /** File paths by stream and target id: computed once, not per chunk. */
+  const paths = { stdout: new Map<string, string>(), stderr: new Map<string, string>() }
+  const pathOf = (targetId: string, stream: StreamName): string => {
+    let file = paths[stream].get(targetId)
+    if (file === undefined) {
+      file = path.join(options.dir, `${fileNameOf(targetId)}.${stream}`)
+      paths[stream].set(targetId, file)
+    }
+    return file
+  }
+
   const fileFor = (targetId: string, stream: StreamName): Effect.Effect<BufferedFile, OutputSinkError> => {
-    const file = path.join(options.dir, `${fileNameOf(targetId)}.${stream}`)
+    const file = pathOf(targetId, stream)
     const current = open.get(file)
     if (current !== undefined) return Effect.succeed(current)
     if (failed.has(file)) return Effect.succeed(discard(file))
     const flag = created.has(file) ? "a" : "w"
     created.add(file)
-    return openBuffered(name, file, { flag, reason: "WriteFailed", bufferBytes: options.bufferBytes }).pipe(
+    return openBuffered(name, file, { flag, reason: "WriteFailed", bufferBytes: options.bufferBytes, large }).pipe(
       Effect.tapBoth({
         onFailure: () => Effect.sync(() => failed.add(file)),
         onSuccess: (f) => Effect.sync(() => open.set(file, f))
@@ -96,6 +108,7 @@ const openPerTarget = Effect.fnUntraced(function*(name: string, options: FileOpt
     Effect.forEach(STREAMS, (stream) =>
       Effect.flatMap(fileFor(targetId, stream), (f) => {
         open.delete(f.path)
+        paths[stream].delete(targetId)
         return f.close
       }), { discard: true })
 
@@ -118,7 +131,8 @@ const openJsonl = Effect.fnUntraced(function*(name: string, options: FileOptions
   const out = yield* openBuffered(name, path.join(options.dir, "output.jsonl"), {
     flag: "w",
     reason: "OpenFailed",
-    bufferBytes: options.bufferBytes
+    bufferBytes: options.bufferBytes,
+    large: makeLargeBuffers(undefined, 1)
   })
   yield* Effect.addFinalizer(() => closeAll(() => [out]))
   /** One decoder per target and stream, with the last sequence number seen. */

@@ -2,26 +2,73 @@
 import type { RawChunk } from "@runcmd/core/OutputChunk"
 import type { ExitStatus, RawExecution } from "@runcmd/core/Transport"
 import type { TransportError } from "@runcmd/core/TransportError"
-import * as Chunk from "effect/Chunk"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
-import * as Queue from "effect/Queue"
+import * as Runtime from "effect/Runtime"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { ClientChannel } from "ssh2"
-import type * as Scope from "effect/Scope"
 import type * as SshTarget from "../SshTarget.js"
 import * as Errors from "./errors.js"
 import * as Launch from "./launch.js"
 import * as Pool from "./pool.js"
 
-/** Buffered output bytes (both streams) above which the channel is paused, and below which it resumes. */
+/** Received output bytes (both streams) not yet taken by the consumer above which the channel is paused, and
+ * below which it resumes. ssh2 holds at most its window (2 MiB) more. */
 const HIGH_WATER = 1024 * 1024
 const LOW_WATER = 256 * 1024
+/**
+ * Small chunks that arrived while the consumer was busy are handed on together, concatenated up to this size: the
+ * per-chunk costs downstream (stamping, events, sinks) are then paid once per batch. A chunk of `SOLO` bytes or
+ * more (ssh2 delivers bulk output in 32 KiB packets) goes on as it is: copying it costs more (allocation, GC) than
+ * the event it would save.
+ */
+const MAX_BATCH = 256 * 1024
+const SOLO = 16 * 1024
+/** stderr goes through the wrapper's protocol parser: smaller batches. */
+const MAX_STDERR_BATCH = 64 * 1024
 
-type Item = { readonly _tag: "Data"; readonly bytes: Uint8Array } | { readonly _tag: "End" }
+/** Data received from one of the channel's streams and not yet taken. */
+interface Inbox {
+  readonly chunks: Array<Buffer>
+  bytes: number
+  ended: boolean
+  waiter: (() => void) | undefined
+  wakeScheduled: boolean
+}
+
+const makeInbox = (): Inbox => ({ chunks: [], bytes: 0, ended: false, waiter: undefined, wakeScheduled: false })
+
+/** Wakes the consumer after the current I/O phase, so that the packets read in it are taken together. */
+const wake = (inbox: Inbox) => {
+  if (inbox.waiter === undefined || inbox.wakeScheduled) return
+  inbox.wakeScheduled = true
+  setImmediate(() => {
+    inbox.wakeScheduled = false
+    const waiter = inbox.waiter
+    inbox.waiter = undefined
+    waiter?.()
+  })
+}
+
+/** Takes the first chunk as it is when it is large; else the small chunks at the front, up to `max` bytes, as one. */
+const takeBatch = (inbox: Inbox, max: number): Buffer => {
+  const chunks = inbox.chunks
+  const first = chunks[0]!
+  let n = 1
+  let size = first.length
+  if (size < SOLO) {
+    while (n < chunks.length && chunks[n]!.length < SOLO && size + chunks[n]!.length <= max) size += chunks[n++]!.length
+  }
+  inbox.bytes -= size
+  if (n === 1) return chunks.shift()!
+  return Buffer.concat(chunks.splice(0, n), size)
+}
 
 /**
  * Opens an exec channel on a pooled connection (no pty). `bind` runs synchronously in ssh2's callback, before
@@ -139,31 +186,36 @@ export interface ExecOptions {
 }
 
 /**
- * Starts one execution: exec the launch's command line, drive the wrapper over stdin, drain both streams into
- * one output stream (pausing the channel above a high-water mark), report the exit from the `exit` event. When
- * the scope closes before the process ended, the kill script runs over a second channel.
+ * Starts one execution: exec the launch's command line, drive the wrapper over stdin, push both streams to the
+ * consumer through `pump` (small chunks that arrived while it was busy go together; the channel is paused above a
+ * high-water mark), report the exit from the `exit` event. When the scope closes before the process ended, the
+ * kill script runs over a second channel, and what the server still sends is read and dropped.
  *
  * @internal
  */
 export const start = (options: ExecOptions): Effect.Effect<RawExecution, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
     const { launch, pool, target } = options
+    // for the exit-grace watcher, started from ssh2's `exit` event only when the channel stays open after it
+    const runtime = yield* Effect.runtime<never>()
     let channel: ClientChannel | undefined
     let channelClosed = false
     let exitStatus: ExitStatus | undefined
     let lease: Pool.Lease | undefined
-    const closed = yield* Deferred.make<void>()
-    const killConfirmed = yield* Deferred.make<boolean>()
+    let offClose: (() => void) | undefined
+    let killResult: boolean | undefined
+    const closed = Deferred.unsafeMake<void>(FiberId.none)
 
-    // output plumbing: two queues, one byte budget; the channel pauses above HIGH_WATER
-    const stdoutQ = yield* Queue.unbounded<Item>()
-    const stderrQ = yield* Queue.unbounded<Item>()
-    let buffered = 0
+    // output plumbing: one inbox per stream, one byte budget; the channel pauses above HIGH_WATER
+    const out = makeInbox()
+    const err = makeInbox()
     let paused = false
-    let stdoutEnded = false
-    let stderrEnded = false
+    // after the close, ssh2 only flushes what it buffered (bounded by its window): never pause again
+    let draining = false
+    // once the scope closes nobody consumes: output is read and dropped, so the server can flush and close
+    let discarding = false
     const pause = () => {
-      if (paused || channel === undefined) return
+      if (paused || draining || discarding || channel === undefined) return
       paused = true
       channel.pause()
       channel.stderr.pause()
@@ -174,36 +226,55 @@ export const start = (options: ExecOptions): Effect.Effect<RawExecution, Transpo
       channel.resume()
       channel.stderr.resume()
     }
-    let lastActivity = Date.now()
-    const exitSeen = yield* Deferred.make<void>()
-    const onData = (q: Queue.Queue<Item>) => (data: Buffer) => {
-      lastActivity = Date.now()
-      buffered += data.length
-      Queue.unsafeOffer(q, { _tag: "Data", bytes: data })
-      if (buffered > HIGH_WATER) pause()
+    const take = (inbox: Inbox, max: number): Effect.Effect<Buffer | undefined> =>
+      Effect.suspend(() => {
+        if (inbox.bytes > 0) {
+          const batch = takeBatch(inbox, max)
+          if (paused && out.bytes + err.bytes < LOW_WATER) resume()
+          return Effect.succeed(batch)
+        }
+        if (inbox.ended) return Effect.succeed(undefined)
+        return Effect.zipRight(
+          Effect.async<void>((wakeUp) => {
+            inbox.waiter = () => wakeUp(Effect.void)
+            return Effect.sync(() => {
+              inbox.waiter = undefined
+            })
+          }),
+          take(inbox, max)
+        )
+      })
+
+    let lastActivity = 0
+    const onData = (inbox: Inbox) => (data: Buffer) => {
+      if (exitStatus !== undefined) lastActivity = Date.now()
+      if (discarding) return
+      inbox.chunks.push(data)
+      inbox.bytes += data.length
+      if (out.bytes + err.bytes > HIGH_WATER) pause()
+      wake(inbox)
     }
-    const endStdout = () => {
-      if (stdoutEnded) return
-      stdoutEnded = true
-      Queue.unsafeOffer(stdoutQ, { _tag: "End" })
+    const end = (inbox: Inbox) => () => {
+      if (inbox.ended) return
+      inbox.ended = true
+      wake(inbox)
     }
-    const endStderr = () => {
-      if (stderrEnded) return
-      stderrEnded = true
-      Queue.unsafeOffer(stderrQ, { _tag: "End" })
-    }
+    const endStdout = end(out)
+    const endStderr = end(err)
     const onClosed = () => {
       if (channelClosed) return
       channelClosed = true
+      stopWatch()
       lease?.release()
       Deferred.unsafeDone(closed, Exit.void)
-      // ssh2 has pushed EOF on both streams; what they still buffer (at most a window each) must reach the queues
-      // before they end: let both flow, and end the queues on their `end` events (or shortly after, at the latest)
+      // ssh2 has pushed EOF on both streams; what they still buffer (at most a window) must reach the inboxes
+      // before they end: let both flow, and end the inboxes on their `end` events (or shortly after, at the latest)
       if (channel === undefined) {
         endStdout()
         endStderr()
         return
       }
+      draining = true
       paused = false
       channel.resume()
       channel.stderr.resume()
@@ -213,67 +284,141 @@ export const start = (options: ExecOptions): Effect.Effect<RawExecution, Transpo
       }, 2000)
       t.unref()
     }
+
+    // the script exited but the channel stays open: something it started still holds the output pipe. Once no
+    // output came for `exitGrace` (not counting time the consumer held the channel paused), kill what is left of
+    // the execution (its group and token) so the pipe closes; close the channel ourselves as a last resort. A
+    // timer, not a fiber: the channel almost always closes right after the exit.
+    let watchTimer: ReturnType<typeof setInterval> | undefined
+    let watchFiber: Fiber.RuntimeFiber<void> | undefined
+    const stopWatch = () => {
+      if (watchTimer === undefined) return
+      clearInterval(watchTimer)
+      watchTimer = undefined
+    }
+    const graceMs = Duration.toMillis(options.exitGrace)
+    const onExit = () => {
+      if (channelClosed || watchTimer !== undefined || watchFiber !== undefined) return
+      lastActivity = Date.now()
+      watchTimer = setInterval(() => {
+        if (channelClosed) return stopWatch()
+        if (paused) lastActivity = Date.now()
+        if (Date.now() - lastActivity < graceMs) return
+        stopWatch()
+        watchFiber = Runtime.runFork(runtime)(afterExitKill)
+      }, Math.max(1, Math.min(100, graceMs)))
+    }
+
     const bind = (ch: ClientChannel) => {
       channel = ch
       ch.on("error", () => {
         // errors surface as a close without exit status
       })
-      ch.on("data", onData(stdoutQ))
-      ch.stderr.on("data", onData(stderrQ))
+      ch.on("data", onData(out))
+      ch.stderr.on("data", onData(err))
       ch.on("end", endStdout)
       ch.stderr.on("end", endStderr)
       ch.on("exit", (code: number | null | undefined, signal?: string) => {
         exitStatus = typeof code === "number" ? { _tag: "Exited", code } : { _tag: "Signaled", signal: normaliseSignal(signal) }
-        lastActivity = Date.now()
-        Deferred.unsafeDone(exitSeen, Exit.void)
+        onExit()
       })
       ch.on("close", onClosed)
     }
 
+    // the kill: TERM the group and every process carrying the token, KILL after the grace, report what is left
+    const runKill = (why: "scope" | "pipe", pooled: Pool.Pooled) =>
+      Effect.gen(function*() {
+        const pgid = yield* launch.pgidNow
+        const script = launch.killScript(Option.getOrUndefined(pgid), options.killGrace)
+        const budget = Duration.sum(options.killGrace, options.killTimeout)
+        // interruptible: in a finalizer, a timeout cannot otherwise stop what it times
+        const result = yield* Effect.interruptible(runCollect(pool, target, script, {
+          prefer: pooled.connection.isOpen() ? pooled : undefined
+        })).pipe(Effect.timeout(budget), Effect.option)
+        return Option.isSome(result) && Launch.isKillConfirmed(result.value.stdout)
+      }).pipe(Effect.withSpan("SshTransport.kill", { attributes: { "runcmd.target": target.id, "runcmd.why": why } }))
+
+    const forceClose = Effect.sync(() => {
+      if (channelClosed || channel === undefined) return
+      try {
+        channel.close()
+      } catch {
+        // gone
+      }
+      onClosed()
+    })
+
+    const afterExitKill: Effect.Effect<void> = Effect.suspend(() => {
+      if (channelClosed || lease === undefined) return Effect.void
+      const pooled = lease.pooled
+      return runKill("pipe", pooled).pipe(
+        Effect.zipRight(
+          Deferred.await(closed).pipe(
+            Effect.timeout(Duration.millis(Duration.toMillis(options.killGrace) + 5000)),
+            Effect.ignore
+          )
+        ),
+        Effect.zipRight(forceClose)
+      )
+    })
+
+    // one finalizer: stop the watcher; if the scope closes before the process ended (timeout, cancel, a lost
+    // connection), or after the exit with processes left holding the output, kill over a second channel; then
+    // close the channel and free its slot
+    const release = (opened: { readonly value: ClientChannel; readonly lease: Pool.Lease }) =>
+      Effect.suspend(() => {
+        // the common case: the process exited and the channel closed, nothing left to do
+        if (exitStatus !== undefined && channelClosed && watchFiber === undefined) {
+          stopWatch()
+          killResult = true
+          offClose?.()
+          return Effect.void
+        }
+        return releaseSlow(opened)
+      })
+    const releaseSlow = (opened: { readonly value: ClientChannel; readonly lease: Pool.Lease }) =>
+      Effect.gen(function*() {
+        stopWatch()
+        if (watchFiber !== undefined) yield* Fiber.interrupt(watchFiber)
+        if (!channelClosed) {
+          discarding = true
+          out.chunks.length = 0
+          err.chunks.length = 0
+          out.bytes = err.bytes = 0
+          resume()
+        }
+        if (exitStatus !== undefined && channelClosed) {
+          killResult = true
+        } else {
+          const confirmed = yield* runKill("scope", opened.lease.pooled)
+          killResult = confirmed
+          // the channel closes once the process is gone; wait briefly so its session slot is freed in order
+          yield* Effect.interruptible(Deferred.await(closed)).pipe(
+            Effect.timeout(Duration.millis(confirmed ? 1000 : 100)),
+            Effect.ignore
+          )
+        }
+        offClose?.()
+        if (channelClosed) return
+        try {
+          opened.value.close()
+        } catch {
+          // connection gone
+        }
+        // give the server a moment to free the session, then free our slot anyway
+        const t = setTimeout(() => opened.lease.release(), 2000)
+        t.unref()
+      })
+
     const opened = yield* Effect.acquireRelease(
       pool.withChannel(target, (p) => openExec(p, launch.commandLine, bind)),
-      (opened) =>
-        Effect.sync(() => {
-          if (channelClosed) return
-          try {
-            opened.value.close()
-          } catch {
-            // connection gone
-          }
-          // give the server a moment to free the session, then free our slot anyway
-          const t = setTimeout(() => opened.lease.release(), 2000)
-          t.unref()
-        })
+      release
     )
     lease = opened.lease
     if (channelClosed) lease.release()
     const pooled = lease.pooled
     const ch = opened.value
-    const offClose = pooled.connection.onClose(onClosed)
-    yield* Effect.addFinalizer(() => Effect.sync(offClose))
-
-    const fromQueue = (q: Queue.Queue<Item>): Stream.Stream<Uint8Array, TransportError> =>
-      Stream.repeatEffectChunkOption(
-        Effect.flatMap(Queue.takeBetween(q, 1, 16), (items) => {
-          const out: Array<Uint8Array> = []
-          let ended = false
-          for (const item of items) {
-            if (item._tag === "End") {
-              ended = true
-              break
-            }
-            buffered -= item.bytes.length
-            out.push(item.bytes)
-          }
-          if (paused && buffered < LOW_WATER) resume()
-          if (ended) {
-            // put the end back so a later pull ends too
-            Queue.unsafeOffer(q, { _tag: "End" })
-            return out.length > 0 ? Effect.succeed(Chunk.unsafeFromArray(out)) : Effect.fail(Option.none())
-          }
-          return Effect.succeed(Chunk.unsafeFromArray(out))
-        })
-      )
+    offClose = pooled.connection.onClose(onClosed)
 
     // stdin: write with backpressure, then half-close (never before every byte was handed to ssh2)
     const writeStdin = (bytes: Uint8Array): Effect.Effect<void> =>
@@ -293,22 +438,87 @@ export const start = (options: ExecOptions): Effect.Effect<RawExecution, Transpo
       if (!channelClosed && ch.writable) ch.end()
     })
 
-    // the wrapper's protocol lines (PGID, status, sudo prompt) are read from stderr by the driver
-    const stderrDone = yield* Deferred.make<void>()
-    const stderrClean = yield* launch.drive({ writeStdin, endStdin, stderr: fromQueue(stderrQ) })
-    const output: Stream.Stream<RawChunk, TransportError> = Stream.merge(
-      Stream.map(fromQueue(stdoutQ), (bytes): RawChunk => ({ stream: "stdout", bytes })),
-      Stream.map(stderrClean, (bytes): RawChunk => ({ stream: "stderr", bytes })).pipe(
-        Stream.ensuring(Deferred.succeed(stderrDone, undefined))
-      )
+    // the wrapper's protocol lines (PGID, status, sudo prompt) are read from stderr by the driver, from now on
+    const rawStderr: Stream.Stream<Uint8Array> = Stream.repeatEffectOption(
+      Effect.flatMap(take(err, MAX_STDERR_BATCH), (bytes) => bytes === undefined ? Effect.fail(Option.none()) : Effect.succeed(bytes))
     )
+    const stderrClean = yield* launch.drive({ writeStdin, endStdin, stderr: rawStderr })
+    let stderrDone = false
+    const stderrWaiters: Array<() => void> = []
+    const markStderrDone = Effect.sync(() => {
+      stderrDone = true
+      for (const w of stderrWaiters.splice(0)) w()
+    })
+    const awaitStderrDone = Effect.suspend(() =>
+      stderrDone ? Effect.void : Effect.async<void>((resume) => {
+        stderrWaiters.push(() => resume(Effect.void))
+      })
+    )
+
+    // one loop calls the consumer's `emit`, never twice at once: stdout from the inbox, stderr (as the driver
+    // cleaned it) handed over by a child fiber, which waits while what it handed over is not taken
+    const pump = (emit: (chunk: RawChunk) => Effect.Effect<void>): Effect.Effect<void, TransportError> =>
+      Effect.suspend(() => {
+        const errq: Array<Uint8Array> = []
+        let errBytes = 0
+        let errEnd: Exit.Exit<void, TransportError> | undefined
+        let errWaiter: (() => void) | undefined
+        const handOver = (bytes: Uint8Array): Effect.Effect<void> =>
+          Effect.suspend(() => {
+            errq.push(bytes)
+            errBytes += bytes.length
+            wake(out)
+            if (errBytes < MAX_STDERR_BATCH) return Effect.void
+            return Effect.async<void>((resume) => {
+              errWaiter = () => resume(Effect.void)
+            })
+          })
+        const stderrLoop = Stream.runForEach(stderrClean, handOver).pipe(
+          Effect.exit,
+          Effect.flatMap((exit) =>
+            Effect.sync(() => {
+              errEnd = exit
+              wake(out)
+            })
+          ),
+          Effect.ensuring(markStderrDone)
+        )
+        const loop: Effect.Effect<void, TransportError> = Effect.suspend(() => {
+          if (errEnd !== undefined && Exit.isFailure(errEnd)) return errEnd
+          if (errq.length > 0) {
+            const bytes = errq.length === 1 ? errq[0]! : Buffer.concat(errq, errBytes)
+            errq.length = 0
+            errBytes = 0
+            const waiter = errWaiter
+            errWaiter = undefined
+            waiter?.()
+            return Effect.zipRight(emit({ stream: "stderr", bytes }), loop)
+          }
+          if (out.bytes > 0) {
+            const bytes = takeBatch(out, MAX_BATCH)
+            if (paused && out.bytes + err.bytes < LOW_WATER) resume()
+            return Effect.zipRight(emit({ stream: "stdout", bytes }), loop)
+          }
+          if (out.ended && errEnd !== undefined) return Effect.void
+          return Effect.zipRight(
+            Effect.async<void>((wakeUp) => {
+              out.waiter = () => wakeUp(Effect.void)
+              return Effect.sync(() => {
+                out.waiter = undefined
+              })
+            }),
+            loop
+          )
+        })
+        return Effect.zipRight(Effect.fork(stderrLoop), loop)
+      })
 
     // the status the wrapper reported is known once stderr has been read to its end (the caller drains the
     // output before awaiting the exit, as core's Execution does)
     const exit: Effect.Effect<ExitStatus, TransportError> = Effect.flatMap(Deferred.await(closed), () => {
       if (exitStatus !== undefined) {
         const status = exitStatus
-        return Effect.zipRight(Deferred.await(stderrDone), launch.interpretExit(status))
+        return Effect.zipRight(awaitStderrDone, launch.interpretExit(status))
       }
       const lost = pooled.connection.closedBecause()
       return Effect.fail(Errors.make(
@@ -321,66 +531,9 @@ export const start = (options: ExecOptions): Effect.Effect<RawExecution, Transpo
       ))
     })
 
-    // the kill: TERM the group and every process carrying the token, KILL after the grace, report what is left
-    const runKill = (why: "scope" | "pipe") =>
-      Effect.gen(function*() {
-        const pgid = yield* launch.pgidNow
-        const script = launch.killScript(Option.getOrUndefined(pgid), options.killGrace)
-        const budget = Duration.sum(options.killGrace, options.killTimeout)
-        const result = yield* runCollect(pool, target, script, {
-          prefer: pooled.connection.isOpen() ? pooled : undefined
-        }).pipe(Effect.timeout(budget), Effect.option)
-        return Option.isSome(result) && Launch.isKillConfirmed(result.value.stdout)
-      }).pipe(Effect.withSpan("SshTransport.kill", { attributes: { "runcmd.target": target.id, "runcmd.why": why } }))
-
-    // scope closing before the process ended (timeout, cancel, or a lost connection): kill over a second channel
-    yield* Effect.addFinalizer(() =>
-      Effect.gen(function*() {
-        if (exitStatus !== undefined && channelClosed) {
-          yield* Deferred.succeed(killConfirmed, true)
-          return
-        }
-        // not exited, or exited with processes left holding the output pipe
-        const confirmed = yield* runKill("scope")
-        yield* Deferred.succeed(killConfirmed, confirmed)
-        // the channel closes once the process is gone; wait briefly so its session slot is freed in order
-        yield* Deferred.await(closed).pipe(Effect.timeout(Duration.millis(confirmed ? 1000 : 100)), Effect.ignore)
-      }).pipe(Effect.uninterruptible)
-    )
-
-    // the script exited but the channel stays open: something it started still holds the output pipe. Once no
-    // output came for `exitGrace` (not counting time the consumer held the channel paused), kill what is left of
-    // the execution (its group and token) so the pipe closes; close the channel ourselves as a last resort.
-    const forceClose = Effect.sync(() => {
-      if (channelClosed) return
-      try {
-        ch.close()
-      } catch {
-        // gone
-      }
-      onClosed()
-    })
-
-    yield* Effect.gen(function*() {
-      yield* Deferred.await(exitSeen)
-      const graceMs = Duration.toMillis(options.exitGrace)
-      for (;;) {
-        if (channelClosed) return
-        if (paused) lastActivity = Date.now()
-        if (Date.now() - lastActivity >= graceMs) break
-        yield* Deferred.await(closed).pipe(Effect.timeout(Duration.millis(100)), Effect.ignore)
-      }
-      yield* runKill("pipe")
-      const waitMs = Duration.toMillis(options.killGrace) + 5000
-      yield* Deferred.await(closed).pipe(Effect.timeout(Duration.millis(waitMs)), Effect.ignore)
-      yield* forceClose
-    }).pipe(Effect.interruptible, Effect.forkScoped)
-
     return {
-      output,
+      pump,
       exit,
-      killConfirmed: Deferred.isDone(killConfirmed).pipe(
-        Effect.flatMap((done) => (done ? Deferred.await(killConfirmed) : Effect.succeed(false)))
-      )
+      killConfirmed: Effect.sync(() => killResult ?? false)
     } satisfies RawExecution
   })

@@ -97,6 +97,20 @@ export const classifyOpenError = (err: unknown, pooled: Pooled): OpenFailure =>
 
 const chainKey = (hops: ReadonlyArray<SshTarget.Hop>): string => hops.map(Connect.hopIdentity).join(" -> ")
 
+/** A target's hops and pool key, computed once per target object (the key hashes the credentials). */
+const routes = new WeakMap<SshTarget.SshTarget, { readonly hops: ReadonlyArray<SshTarget.Hop>; readonly key: string }>()
+
+const routeOf = (target: SshTarget.SshTarget) => {
+  let route = routes.get(target)
+  if (route === undefined) {
+    const hops = [...target.via, target]
+    route = { hops, key: chainKey(hops) }
+    // an agent without its own socket is keyed by SSH_AUTH_SOCK as it is at each lease
+    if (hops.every((h) => h.auth.type !== "agent" || h.auth.socket !== undefined)) routes.set(target, route)
+  }
+  return route
+}
+
 /** @internal */
 export const make = (options: PoolOptions): Pool => {
   const hosts = new Map<string, HostSlot>()
@@ -288,8 +302,7 @@ export const make = (options: PoolOptions): Pool => {
   const capOf = (target: SshTarget.SshTarget) => Math.max(1, target.maxChannels ?? options.maxChannels)
 
   const lease = (target: SshTarget.SshTarget): Effect.Effect<Lease, TransportError> => {
-    const hops = [...target.via, target]
-    const key = chainKey(hops)
+    const { hops, key } = routeOf(target)
     const cap = capOf(target)
     const attempt: Effect.Effect<Lease, TransportError> = Effect.suspend(() => {
       if (closed) return Effect.fail(closedError())
@@ -322,8 +335,8 @@ export const make = (options: PoolOptions): Pool => {
     Effect.uninterruptible(Effect.suspend(() => {
       if (closed) return Effect.fail(closedError())
       if (prefer !== undefined && prefer.connection.isOpen()) return Effect.succeed(makeLease(prefer))
-      const hops = [...target.via, target]
-      const slot = hosts.get(chainKey(hops))
+      const { hops, key } = routeOf(target)
+      const slot = hosts.get(key)
       if (slot !== undefined) {
         for (const p of slot.conns) {
           if (p.connection.isOpen() && p.channels < p.cap + 1) return Effect.succeed(makeLease(p))
