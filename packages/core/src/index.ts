@@ -26,10 +26,18 @@ export * as ExecutionPolicy from "./ExecutionPolicy.js"
  *         labels: { canary: "true" }
  * targets:                  # ungrouped
  *   - { id: box, kind: local, labels: { role: db } }
+ * imports:                  # targets from elsewhere, by an importer given to parse/load
+ *   - sshConfig: ./ssh_config   # @runcmd/transport-ssh's SshConfig.importer; paths relative to this file
+ *     hosts: ["db-*"]
+ *     group: db
+ *     labels: { source: ssh-config }
  * ```
  *
- * - The top level has only `defaults`, `groups` and `targets` (each optional); a group has only `defaults` and
- *   `targets`.
+ * - The top level has only `defaults`, `groups`, `targets` and `imports` (each optional); a group has only
+ *   `defaults` and `targets`.
+ * - Each `imports:` entry names one {@link Importer} by its key (`sshConfig: FILE`); its `group` and `labels`
+ *   apply to every target it imports (defaults do not), its other keys are the importer's options. Imported ids
+ *   must not clash with the file's own.
  * - Each target is the deep merge of the top-level `defaults`, its group's `defaults` and its own fields, most
  *   specific last: mappings (such as `labels`) are merged key by key, anything else (lists included) replaced.
  * - A default field that the target's kind does not have is dropped for that target (so `user:` in the

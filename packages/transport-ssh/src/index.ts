@@ -20,7 +20,7 @@ export * as Sftp from "./Sftp.js"
  * OpenSSH `ssh_config` import (via the `ssh-config` package): `Host` patterns, `HostName`, `User`, `Port`,
  * `IdentityFile`, `IdentityAgent`, `ProxyJump`, `StrictHostKeyChecking`, `UserKnownHostsFile`,
  * `GlobalKnownHostsFile`, `ConnectTimeout`, `ServerAliveInterval`/`ServerAliveCountMax` → `SshTarget` values, for
- * inventories and the CLI. `Match exec` is never evaluated; `Include` is not followed.
+ * inventories (`imports: [{ sshConfig: FILE }]` with {@link importer}) and the CLI (`--ssh-config FILE`). `Match exec` is never evaluated; `Include` is not followed.
  *
  * @since 0.1.0
  */

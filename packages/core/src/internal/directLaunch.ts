@@ -8,10 +8,7 @@
  */
 import * as Redacted from "effect/Redacted"
 import type { Invocation } from "../Transport.js"
-import { isEnvName, quote, secretNames, TOKEN_VAR } from "./wrapperPosix.js"
-
-/** The longest script passed as one argv string (Linux caps one argument at 128 KiB). @internal */
-export const SCRIPT_ARG_MAX = 96 * 1024
+import { isEnvName, quote, SCRIPT_ARG_MAX, secretNames, TOKEN_VAR } from "./wrapperPosix.js"
 
 const hasNul = (s: string): boolean => s.includes("\0")
 

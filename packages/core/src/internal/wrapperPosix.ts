@@ -255,7 +255,8 @@ export const inner = (invocation: Invocation, nonce: string, token: string): str
   return block(lines)
 }
 
-const SCRIPT_ARG_MAX = 96 * 1024
+/** The longest script passed as one argv string (Linux caps one argument at 128 KiB). @internal */
+export const SCRIPT_ARG_MAX = 96 * 1024
 
 const byteLength = (s: string): number => Buffer.byteLength(s, "utf8")
 

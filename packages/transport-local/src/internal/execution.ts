@@ -41,6 +41,7 @@ const POLL_MS = 50
 /** A stream still open this long after the holders were killed, with nothing flowing, is closed by us. */
 const IDLE_BEFORE_DESTROY = 1000
 
+// processes die in real time: waits on them use the timer, whatever clock the caller's Effects run under
 const sleep = (ms: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
 
 type Fail = (
