@@ -9,6 +9,7 @@ import * as fs from "node:fs"
 import module from "node:module"
 import * as os from "node:os"
 import * as path from "node:path"
+import * as v8 from "node:v8"
 import { fileURLToPath } from "node:url"
 import * as vm from "node:vm"
 
@@ -114,6 +115,10 @@ const loadCached = (dir) => {
   return cjs.exports
 }
 
+// V8 doubles the young generation whenever enough objects survived its collections, up to 2 × 16 MiB; the command's
+// objects are few and mostly long-lived (start-up) or short-lived (output chunks), so the larger young generation
+// buys nothing but resident memory while output streams (BENCHMARKS.md, throughput: −20 MB peak RSS, same speed)
+v8.setFlagsFromString("--semi-space-growth-factor=1")
 module.enableCompileCache?.()
 const dir = cacheDir()
 const { main } = module.enableCompileCache !== undefined || dir === undefined

@@ -45,7 +45,8 @@ export interface RunInfo {
 }
 
 /**
- * An open sink: receives every event, in order, output already redacted.
+ * An open sink: receives every event, in order, output already redacted. The Runner calls `write` one event at a
+ * time and waits for each write to end before the next: a handle does not serialize its own writes.
  *
  * @since 0.1.0
  * @category models

@@ -23,6 +23,7 @@ import * as Stream from "effect/Stream"
 import * as Take from "effect/Take"
 import * as ExecutionPolicy from "./ExecutionPolicy.js"
 import { makeCapture } from "./internal/capture.js"
+import { makeSerialize } from "./internal/serialize.js"
 import * as Metrics from "./Metrics.js"
 import * as Outcome from "./Outcome.js"
 import type { OutputChunk, StreamName } from "./OutputChunk.js"
@@ -297,7 +298,7 @@ const execute = (
       if (handle !== undefined) handles.push({ name: sink.name, handle, broken: false })
     }
     const listening = handles.length > 0 || emitExternal !== undefined
-    const lock = yield* Effect.makeSemaphore(1)
+    const serialize = yield* makeSerialize
     // one writer per sink, built once (emit runs per output chunk): a failing sink stops, with a warning
     const writers = handles.map((h) => {
       const stop = (e: OutputSinkError) =>
@@ -317,7 +318,7 @@ const execute = (
         ? Effect.void
         : Effect.asVoid(emitExternal(event))
     const emit = (event: RunEvent.RunEvent): Effect.Effect<void> =>
-      !listening ? Effect.void : lock.withPermits(1)(writeAll(event, 0))
+      !listening ? Effect.void : serialize(writeAll(event, 0))
 
     const outcomes = new Map<string, Outcome.Outcome>()
     const counts: Record<string, number> = {}

@@ -270,6 +270,37 @@ describe("OutputSink.file per-target", () => {
         assert.strictEqual(fs.readFileSync(path.join(dir, "a.stderr"), "utf8"), "")
       })
     ))
+
+  it.live.skipIf(!fs.existsSync("/dev/full"))(
+    "a large file's write failing in the background is WriteFailed at the next write, reported once",
+    () =>
+      withTempDir((dir) =>
+        Effect.gen(function*() {
+          const e = events()
+          // a.stdout is /dev/full: opening works, every write fails (ENOSPC)
+          fs.symlinkSync("/dev/full", path.join(dir, "a.stdout"))
+          const errors: Array<OutputSink.OutputSinkError> = []
+          const chunk = new Uint8Array(64 * 1024).fill(7)
+          yield* Effect.scoped(Effect.gen(function*() {
+            const handle = yield* OutputSink.file({ dir, layout: "per-target" }).open(run)
+            // 8 MiB: the file takes the large buffers, so its writes run in the background
+            for (let i = 0; i < 128; i++) {
+              yield* handle.write(e.output("a", "stdout", chunk)).pipe(
+                Effect.catchAll((error) => Effect.sync(() => errors.push(error)))
+              )
+              yield* handle.write(e.output("b", "stdout", chunk))
+            }
+            for (const event of [e.finished("a"), e.finished("b")]) {
+              yield* handle.write(event).pipe(Effect.catchAll((error) => Effect.sync(() => errors.push(error))))
+            }
+          }))
+          assert.strictEqual(errors.length, 1)
+          assert.strictEqual(errors[0]!.reason, "WriteFailed")
+          assert.match(errors[0]!.message, /cannot write .*a\.stdout: ENOSPC/)
+          assert.strictEqual(fs.statSync(path.join(dir, "b.stdout")).size, 128 * chunk.length)
+        })
+      )
+  )
 })
 
 describe("OutputSink.file jsonl", () => {

@@ -278,7 +278,6 @@ export const consoleSink = (options: ConsoleOptions): OutputSink => {
         }
 
         yield* Effect.addFinalizer(() => Effect.ignore(Effect.suspend(() => emit(finishAll()))))
-        const lock = yield* Effect.makeSemaphore(1)
 
         const handle = (event: RunEvent): Effect.Effect<void, OutputSinkError> =>
           Effect.suspend(() => {
@@ -314,7 +313,7 @@ export const consoleSink = (options: ConsoleOptions): OutputSink => {
             }
           })
 
-        return { write: (event: RunEvent) => lock.withPermits(1)(handle(event)) }
+        return { write: handle }
       })
   }
 }

@@ -31,16 +31,15 @@ export const events = (options: EventsOptions): OutputSink => {
     name,
     open: () =>
       Effect.gen(function*() {
-        const lock = yield* Effect.makeSemaphore(1)
         if (!("path" in options)) {
           const write = options.write
           return {
             write: (event: RunEvent) =>
-              lock.withPermits(1)(Effect.flatMap(toLine(event), (line) =>
+              Effect.flatMap(toLine(event), (line) =>
                 Effect.try({
                   try: () => write(line),
                   catch: (cause) => sinkError(name, "WriteFailed", "the event writer failed", cause)
-                })))
+                }))
           }
         }
         yield* makeDirectory(name, parentDirectory(options.path))
@@ -52,11 +51,9 @@ export const events = (options: EventsOptions): OutputSink => {
         yield* Effect.addFinalizer(() => out.close.pipe(Effect.timeout("30 seconds"), Effect.ignore))
         return {
           write: (event: RunEvent) =>
-            lock.withPermits(1)(
-              Effect.flatMap(toLine(event), (line) => out.writeString(line)).pipe(
-                // a finished target's events reach the file promptly (a log others may follow)
-                Effect.zipRight(event._tag === "Finished" || event._tag === "RunFinished" ? out.flush : Effect.void)
-              )
+            Effect.flatMap(toLine(event), (line) => out.writeString(line)).pipe(
+              // a finished target's events reach the file promptly (a log others may follow)
+              Effect.zipRight(event._tag === "Finished" || event._tag === "RunFinished" ? out.flush : Effect.void)
             )
         }
       }).pipe(Effect.withSpan("OutputSink.events.open"))

@@ -33,12 +33,6 @@ export const fileNameOf = (targetId: string): string => {
   return encoded === "." || encoded === ".." ? encoded.replace(/\./g, "%2E") : encoded
 }
 
-/** Runs the effects of one handle one at a time, in call order. */
-const serialized = (
-  write: (event: RunEvent) => Effect.Effect<void, OutputSinkError>
-): Effect.Effect<SinkHandle> =>
-  Effect.map(Effect.makeSemaphore(1), (lock) => ({ write: (event: RunEvent) => lock.withPermits(1)(write(event)) }))
-
 /** Closes every file left open when the sink's scope closes, bounded in time, ignoring failures. */
 const closeAll = (files: () => Iterable<BufferedFile>) =>
   Effect.suspend(() => Effect.forEach([...files()], (f) => Effect.ignore(f.close), { discard: true })).pipe(
@@ -112,7 +106,7 @@ const openPerTarget = Effect.fnUntraced(function*(name: string, options: FileOpt
         return f.close
       }), { discard: true })
 
-  return yield* serialized((event) => {
+  const write = (event: RunEvent): Effect.Effect<void, OutputSinkError> => {
     switch (event._tag) {
       case "Output":
         return Effect.flatMap(fileFor(event.chunk.targetId, event.chunk.stream), (f) => f.write(event.chunk.bytes))
@@ -124,7 +118,8 @@ const openPerTarget = Effect.fnUntraced(function*(name: string, options: FileOpt
       default:
         return Effect.void
     }
-  })
+  }
+  return { write } satisfies SinkHandle
 })
 
 const openJsonl = Effect.fnUntraced(function*(name: string, options: FileOptions) {
@@ -142,7 +137,7 @@ const openJsonl = Effect.fnUntraced(function*(name: string, options: FileOptions
   const line = (targetId: string, stream: StreamName, seq: number, at: number, text: string) =>
     out.writeString(`${JSON.stringify({ targetId, stream, seq, at, text })}\n`)
 
-  return yield* serialized((event) => {
+  const write = (event: RunEvent): Effect.Effect<void, OutputSinkError> => {
     switch (event._tag) {
       case "Output": {
         const { at, bytes, seq, stream, targetId } = event.chunk
@@ -168,5 +163,6 @@ const openJsonl = Effect.fnUntraced(function*(name: string, options: FileOptions
       default:
         return Effect.void
     }
-  })
+  }
+  return { write } satisfies SinkHandle
 })

@@ -1,7 +1,8 @@
 /**
  * A buffered file writer for sinks: a fixed-size buffer per open file, written out when full, so memory stays
- * bounded whatever the output size. The first failure is returned (naming the file); later writes to a broken
- * file are dropped, so that one bad file is reported once.
+ * bounded whatever the output size (a file with a lot of output gets two large ones: one is written in the
+ * background while the other fills). The first failure is returned (naming the file; a background write's by the
+ * next call); later writes to a broken file are dropped, so that one bad file is reported once.
  *
  * @since 0.1.0
  * @internal
@@ -15,8 +16,8 @@ import { OutputSinkError } from "../OutputSink.js"
 export const DEFAULT_BUFFER_BYTES = 64 * 1024
 
 /**
- * Larger buffers for the files that receive a lot of output, shared by the files of one sink: at most `count` at
- * once, so memory stays bounded whatever the number of targets. Each write is a call into the thread pool; with
+ * Larger buffers for the files that receive a lot of output, shared by the files of one sink: at most `count` files
+ * hold them at once (two each), so memory stays bounded whatever the number of targets. Each write is a call into the thread pool; with
  * large output, writing 1 MiB at a time instead of 64 KiB (or the chunk size) costs a fraction of the CPU.
  *
  * @internal
@@ -114,11 +115,17 @@ const make = (
   let capacity = initialCapacity
   let buffer: Buffer | undefined
   let used = 0
-  let broken = false
   let closed = false
+  /** Set by the first failure: later output is dropped, so that a bad file is reported once. */
+  let broken = false
+  /** A background write's failure, not yet returned to a caller. */
+  let unreported: OutputSinkError | undefined
   /** Bytes written so far, and whether this file holds one of the large buffers. */
   let total = 0
   let grown = false
+  /** Large buffers only: the write of the last full buffer, running while the next one fills, and that buffer. */
+  let pending: Promise<void> | undefined
+  let spare: Buffer | undefined
 
   // a chunk as large as the buffer, or a few buffers' worth of output: from now on, buffer (and write) 1 MiB at once
   const maybeGrow = (incoming: number) => {
@@ -141,37 +148,77 @@ const make = (
     return buffer
   }
 
-  const writeAll = (bytes: Uint8Array): Effect.Effect<void, OutputSinkError> =>
-    Effect.tryPromise({
-      try: async () => {
-        let offset = 0
-        while (offset < bytes.length) {
-          const { bytesWritten } = await handle.write(bytes, offset, bytes.length - offset)
-          if (bytesWritten <= 0) throw new Error("no progress writing")
-          offset += bytesWritten
-        }
-      },
-      catch: (cause) => {
-        broken = true
-        return sinkError(sink, "WriteFailed", `cannot write ${file}`, cause)
-      }
-    }).pipe(Effect.uninterruptible)
+  const failure = (cause: unknown) => {
+    broken = true
+    return sinkError(sink, "WriteFailed", `cannot write ${file}`, cause)
+  }
 
-  const flush: Effect.Effect<void, OutputSinkError> = Effect.suspend(() => {
-    if (broken || closed || used === 0 || buffer === undefined) return Effect.void
-    const pending = buffer.subarray(0, used)
-    used = 0
-    return writeAll(pending)
+  const writeFully = async (bytes: Uint8Array): Promise<void> => {
+    let offset = 0
+    while (offset < bytes.length) {
+      const { bytesWritten } = await handle.write(bytes, offset, bytes.length - offset)
+      if (bytesWritten <= 0) throw new Error("no progress writing")
+      offset += bytesWritten
+    }
+  }
+
+  const writeAll = (bytes: Uint8Array): Effect.Effect<void, OutputSinkError> =>
+    Effect.tryPromise({ try: () => writeFully(bytes), catch: failure }).pipe(Effect.uninterruptible)
+
+  /** Waits for the background write, if any, and returns its failure (once). */
+  const settle: Effect.Effect<void, OutputSinkError> = Effect.suspend(() => {
+    const running = pending
+    if (running === undefined) {
+      if (unreported === undefined) return Effect.void
+      const error = unreported
+      unreported = undefined
+      return Effect.fail(error)
+    }
+    return Effect.flatMap(Effect.promise(() => running), () => {
+      if (pending === running) pending = undefined
+      return settle
+    })
   })
+
+  /**
+   * A large file's full buffer: written in the background while the other buffer fills, so that the producer does
+   * not wait for the disk (it waits when both are full). Waiting on each write stalled SSH output: the channel
+   * paused, the remote's window ran out, and the chunks waiting meanwhile outlived two young-generation
+   * collections, to be freed only by full ones (BENCHMARKS.md, throughput).
+   */
+  const rotate: Effect.Effect<void, OutputSinkError> = Effect.zipRight(
+    settle,
+    Effect.sync(() => {
+      if (broken || used === 0 || buffer === undefined) return
+      const full = buffer
+      const bytes = full.subarray(0, used)
+      buffer = spare ?? Buffer.allocUnsafe(capacity)
+      spare = full.length === capacity ? full : undefined
+      used = 0
+      pending = writeFully(bytes).catch((cause) => {
+        unreported = failure(cause)
+      })
+    })
+  )
+
+  const flush: Effect.Effect<void, OutputSinkError> = Effect.zipRight(
+    settle,
+    Effect.suspend(() => {
+      if (broken || closed || used === 0 || buffer === undefined) return Effect.void
+      const waiting = buffer.subarray(0, used)
+      used = 0
+      return writeAll(waiting)
+    })
+  )
+
+  const makeRoom = (): Effect.Effect<void, OutputSinkError> => (grown ? rotate : flush)
 
   const write = (bytes: Uint8Array): Effect.Effect<void, OutputSinkError> =>
     Effect.suspend(() => {
-      if (broken || closed || bytes.length === 0) return Effect.void
+      if (broken || closed || bytes.length === 0) return settle
       maybeGrow(bytes.length)
-      if (bytes.length >= capacity) return Effect.zipRight(flush, Effect.suspend(() => writeAll(bytes)))
-      if (used + bytes.length > capacity) {
-        return Effect.zipRight(flush, Effect.sync(() => copy(bytes)))
-      }
+      if (bytes.length >= capacity) return Effect.zipRight(flush, Effect.suspend(() => (broken ? Effect.void : writeAll(bytes))))
+      if (used + bytes.length > capacity) return Effect.zipRight(makeRoom(), Effect.sync(() => copy(bytes)))
       copy(bytes)
       return Effect.void
     })
@@ -183,14 +230,14 @@ const make = (
 
   const writeString = (text: string): Effect.Effect<void, OutputSinkError> =>
     Effect.suspend(() => {
-      if (broken || closed || text.length === 0) return Effect.void
+      if (broken || closed || text.length === 0) return settle
       const length = Buffer.byteLength(text, "utf8")
       if (length >= capacity) return write(Buffer.from(text, "utf8"))
       maybeGrow(length)
       const put = () => {
         used += ensureBuffer().write(text, used, "utf8")
       }
-      if (used + length > capacity) return Effect.zipRight(flush, Effect.sync(put))
+      if (used + length > capacity) return Effect.zipRight(makeRoom(), Effect.sync(put))
       put()
       return Effect.void
     })
@@ -202,11 +249,14 @@ const make = (
         Effect.suspend(() => {
           closed = true
           buffer = undefined
+          spare = undefined
           if (grown) {
             grown = false
             large!.give()
           }
-          return Effect.promise(() => handle.close().catch(() => undefined))
+          // a background write still running (the flush was interrupted) ends before the file is closed
+          const running = pending ?? Promise.resolve()
+          return Effect.promise(() => running.then(() => handle.close()).catch(() => undefined))
         })
       )
     )
