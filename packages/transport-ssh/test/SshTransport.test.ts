@@ -13,7 +13,7 @@ import * as path from "node:path"
 import * as SshConfig from "../src/SshConfig.js"
 import * as SshTarget from "../src/SshTarget.js"
 import * as SshTransport from "../src/SshTransport.js"
-import { describeReport, encoder, fakeServer, invocation, run, sh, stdoutOf, text } from "./harness/helpers.js"
+import { blackHole, describeReport, encoder, fakeServer, invocation, run, sh, stdoutOf, text } from "./harness/helpers.js"
 import * as Sshd from "./harness/Sshd.js"
 
 const enabled = Sshd.enabled()
@@ -220,6 +220,23 @@ describe.skipIf(!enabled)("SshTransport against a real sshd", () => {
       const o = report.outcomes[0]!
       assert.strictEqual(o._tag, "Unreachable", describeReport(report))
       if (o._tag === "Unreachable") assert.strictEqual(o.error.reason, "HandshakeTimeout")
+      assert.isBelow(Date.now() - started, 5000)
+    }))
+
+  it.scopedLive("a port that never answers is Unreachable/ConnectTimeout within the connect timeout", () =>
+    Effect.gen(function*() {
+      const hole = yield* blackHole
+      const started = Date.now()
+      const report = yield* run(
+        [sshd.target({ overrides: { port: hole.port, connectTimeout: Duration.millis(500), id: "hole" } })],
+        "true"
+      ).pipe(Effect.provide(layer()))
+      const o = report.outcomes[0]!
+      assert.strictEqual(o._tag, "Unreachable", describeReport(report))
+      if (o._tag === "Unreachable") {
+        assert.strictEqual(o.error.reason, "ConnectTimeout")
+        assert.include(o.error.message, `127.0.0.1:${hole.port}`)
+      }
       assert.isBelow(Date.now() - started, 5000)
     }))
 

@@ -11,6 +11,7 @@ import type * as Transport from "@runcmd/core/Transport"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as ExecutionPolicy from "@runcmd/core/ExecutionPolicy"
+import * as cp from "node:child_process"
 import * as net from "node:net"
 
 export const encoder = new TextEncoder()
@@ -78,6 +79,44 @@ export const memory = () => {
 }
 
 /** A TCP server on loopback that accepts and then does `behaviour` with each socket; closed by the scope. */
+/**
+ * A loopback port that takes no connection: a listener in a stopped child process (SIGSTOP: it never accepts) whose
+ * accept queue is then filled, so that the kernel drops further SYNs and a connect hangs as to a host that does not
+ * answer. Everything (child, sockets) is ended with the scope.
+ */
+export const blackHole = Effect.acquireRelease(
+  Effect.async<{ port: number; child: cp.ChildProcess; sockets: Array<net.Socket> }, Error>((resume) => {
+    const child = cp.spawn(process.execPath, [
+      "-e",
+      `require("net").createServer().listen({ port: 0, host: "127.0.0.1", backlog: 1 }, function () { process.stdout.write(this.address().port + "\\n") })`
+    ], { stdio: ["ignore", "pipe", "inherit"] })
+    child.stdout!.once("data", (data: Buffer) => {
+      const port = Number(data.toString().trim())
+      child.kill("SIGSTOP")
+      // fill the accept queue (backlog 1: two connections) until a connect no longer completes
+      const sockets: Array<net.Socket> = []
+      const fill = () => {
+        const socket = net.connect({ port, host: "127.0.0.1" })
+        sockets.push(socket)
+        socket.on("error", () => {})
+        const timer = setTimeout(() => resume(Effect.succeed({ port, child, sockets })), 300)
+        socket.once("connect", () => {
+          clearTimeout(timer)
+          if (sockets.length >= 16) resume(Effect.fail(new Error("the accept queue never filled")))
+          else fill()
+        })
+      }
+      fill()
+    })
+    child.once("error", (e) => resume(Effect.fail(e)))
+  }),
+  ({ child, sockets }) =>
+    Effect.sync(() => {
+      for (const s of sockets) s.destroy()
+      child.kill("SIGKILL")
+    })
+)
+
 export const fakeServer = (behaviour: (socket: net.Socket) => void) =>
   Effect.acquireRelease(
     Effect.async<{ server: net.Server; port: number; sockets: Set<net.Socket> }>((resume) => {
