@@ -13,6 +13,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as FiberRef from "effect/FiberRef"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
@@ -404,6 +405,8 @@ const execute = (
           }
           const redactors = { stdout: redactor.stream(), stderr: redactor.stream() }
           const seq = { stdout: 0, stderr: 0 }
+          // the byte counters are updated in place per chunk (as `Metric.incrementBy` would, with the fiber's labels)
+          const metricLabels = yield* FiberRef.get(FiberRef.currentMetricLabels)
           const deliver = (stream: StreamName, bytes: Uint8Array, at: number): Effect.Effect<void> => {
             if (bytes.length === 0) return Effect.void
             captures[stream].push(bytes)
@@ -419,12 +422,10 @@ const execute = (
           const body = Effect.gen(function*() {
             const execution = yield* Scope.extend(transport.start(target, invocation(prepared, target, attempt)), scope)
             state.execution = execution
-            yield* execution.pump((chunk) =>
-              Effect.zipRight(
-                Metric.incrementBy(bytesBy[chunk.stream], chunk.bytes.length),
-                deliver(chunk.stream, redactors[chunk.stream].push(chunk.bytes), chunk.at)
-              )
-            )
+            yield* execution.pump((chunk) => {
+              bytesBy[chunk.stream].unsafeUpdate(chunk.bytes.length, metricLabels)
+              return deliver(chunk.stream, redactors[chunk.stream].push(chunk.bytes), chunk.at)
+            })
             return yield* execution.exit
           })
           const settle = Effect.sync(() => {

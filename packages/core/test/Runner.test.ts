@@ -269,6 +269,18 @@ describe("Runner", () => {
       assert.strictEqual((yield* Metric.value(counter)).count - before, 3)
     }).pipe(Effect.provide(InMemoryTransport.layer({ default: [Step.exit(0)] }))))
 
+  it.effect("counts output bytes per stream, with the fiber's metric labels", () =>
+    Effect.gen(function*() {
+      const counter = (stream: string) =>
+        Metric.tagged(Metric.tagged(Metrics.outputBytes, "stream", stream), "pipeline", "bytes-test")
+      const before = { out: (yield* Metric.value(counter("stdout"))).count, err: (yield* Metric.value(counter("stderr"))).count }
+      yield* drive(Runner.run(plan(2))).pipe(Effect.tagMetrics("pipeline", "bytes-test"))
+      assert.strictEqual((yield* Metric.value(counter("stdout"))).count - before.out, 2 * 10)
+      assert.strictEqual((yield* Metric.value(counter("stderr"))).count - before.err, 2 * 3)
+    }).pipe(Effect.provide(InMemoryTransport.layer({
+      default: [Step.stdout("0123456789", { chunkSize: 3 }), Step.stderr("err"), Step.exit(0)]
+    }))))
+
   it.effect("the example pipeline: health check, rolling deploy in batches on the healthy, verify", () =>
     Effect.gen(function*() {
       const memory = yield* InMemory

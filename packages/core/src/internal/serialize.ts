@@ -28,7 +28,12 @@ export const makeSerialize: Effect.Effect<<A, E, R>(self: Effect.Effect<A, E, R>
       if (next === undefined) busy = false
       else next()
     }
-    const release = Effect.sync(releaseNow)
+    // inside the uninterruptible region: release as soon as the effect has ended, however it ended
+    const thenRelease = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+      Effect.flatMap(Effect.exit(self), (exit) => {
+        releaseNow()
+        return exit
+      })
     const acquire = Effect.async<void>((resume) => {
       if (!busy) {
         busy = true
@@ -48,8 +53,8 @@ export const makeSerialize: Effect.Effect<<A, E, R>(self: Effect.Effect<A, E, R>
     })
     return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
       Effect.uninterruptibleMask((restore) => {
-        if (busy) return Effect.zipRight(restore(acquire), Effect.ensuring(restore(self), release))
+        if (busy) return Effect.zipRight(restore(acquire), thenRelease(restore(self)))
         busy = true
-        return Effect.ensuring(restore(self), release)
+        return thenRelease(restore(self))
       })
   })

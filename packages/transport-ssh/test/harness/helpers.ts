@@ -85,7 +85,7 @@ export const memory = () => {
  * answer. Everything (child, sockets) is ended with the scope.
  */
 export const blackHole = Effect.acquireRelease(
-  Effect.async<{ port: number; child: cp.ChildProcess; sockets: Array<net.Socket> }, Error>((resume) => {
+  Effect.async<{ port: number; child: cp.ChildProcess; sockets: Array<net.Socket> }>((resume) => {
     const child = cp.spawn(process.execPath, [
       "-e",
       `require("net").createServer().listen({ port: 0, host: "127.0.0.1", backlog: 1 }, function () { process.stdout.write(this.address().port + "\\n") })`
@@ -102,13 +102,13 @@ export const blackHole = Effect.acquireRelease(
         const timer = setTimeout(() => resume(Effect.succeed({ port, child, sockets })), 300)
         socket.once("connect", () => {
           clearTimeout(timer)
-          if (sockets.length >= 16) resume(Effect.fail(new Error("the accept queue never filled")))
+          if (sockets.length >= 16) resume(Effect.dieMessage("the accept queue never filled"))
           else fill()
         })
       }
       fill()
     })
-    child.once("error", (e) => resume(Effect.fail(e)))
+    child.once("error", (e) => resume(Effect.die(e)))
   }),
   ({ child, sockets }) =>
     Effect.sync(() => {
