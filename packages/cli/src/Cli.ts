@@ -108,6 +108,11 @@ const runOptions = {
     "Pass a secret: NAME=ENVVAR reads the value from runcmd's environment variable ENVVAR; it is delivered as $NAME, never in argv, and redacted from all output. Repeatable."
   ),
   stdin: opt("stdin", "FILE|-", "Feed this file (or - for runcmd's stdin) to the script's standard input."),
+  file: many(
+    "file",
+    "[NAME=]PATH",
+    "Ship a local file with the job: each target gets it in a private directory named by $RUNCMD_FILES, as NAME (default: the file's name; conf/app.ini makes a subdirectory), mode 0700 if it is executable here, else 0600; the directory is removed when the script ends. Repeatable."
+  ),
   output: opt(
     "output",
     "human|json|jsonl",
@@ -175,6 +180,7 @@ const makeRoot = (rest: ReadonlyArray<string>, code: Ref.Ref<number>) => {
         cwd: get(o.cwd),
         secret: o.secret,
         stdin: get(o.stdin),
+        file: o.file,
         output,
         outDir: get(o.outDir),
         group: o.group,

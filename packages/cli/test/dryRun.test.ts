@@ -51,6 +51,16 @@ describe("runcmd run --dry-run", () => {
       assert.isFalse(fs.existsSync(marker), "nothing was run")
     }))
 
+  it.scopedLive("lists the files the job would ship", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const file = path.join(dir, "app.ini")
+      fs.writeFileSync(file, "k=v\n")
+      const r = yield* runcmd(["run", "--dry-run", "--file", `conf/app.ini=${file}`, "--", "true"])
+      assert.strictEqual(r.code, 0, r.stderr)
+      assert.match(r.stdout, /Files: conf\/app\.ini \(4 bytes, mode 0600\) \(in \$RUNCMD_FILES, removed afterwards\)/)
+    }))
+
   it.scopedLive("an invalid plan is still refused (exit 2)", () =>
     Effect.gen(function*() {
       const r = yield* runcmd(["run", "--dry-run", "--concurrency", "0%", "--", "true"])

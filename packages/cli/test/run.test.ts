@@ -172,6 +172,30 @@ describe("runcmd run", () => {
       assert.match(piped.stdout, /^\[local\] piped in$/m)
     }))
 
+  it.scopedLive("--file ships files into $RUNCMD_FILES (named, executable kept), removed afterwards", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const data = writeFile(dir, "data.txt", "shipped data\n")
+      const tool = writeFile(dir, "tool.sh", "#!/bin/sh\necho \"tool: $1\"\n")
+      fs.chmodSync(tool, 0o755)
+      const r = yield* runcmd([
+        "run",
+        "--file",
+        data,
+        "--file",
+        `bin/tool=${tool}`,
+        "--command",
+        "cat \"$RUNCMD_FILES/data.txt\"; \"$RUNCMD_FILES/bin/tool\" x; ls -l \"$RUNCMD_FILES/data.txt\" | cut -c1-10; echo \"dir=$RUNCMD_FILES\""
+      ])
+      assert.strictEqual(r.code, 0, r.stderr)
+      assert.match(r.stdout, /^\[local\] shipped data$/m)
+      assert.match(r.stdout, /^\[local\] tool: x$/m)
+      assert.match(r.stdout, /^\[local\] -rw-------$/m)
+      const shipped = /^\[local\] dir=(.+)$/m.exec(r.stdout)?.[1]
+      assert.isDefined(shipped)
+      assert.isFalse(fs.existsSync(shipped!), "removed after the run")
+    }))
+
   it.scopedLive("--timeout kills a target that runs too long (TimedOut, exit 1)", () =>
     Effect.gen(function*() {
       const r = yield* runcmd(["run", "--timeout", "500ms", "--kill-grace", "200ms", "--output", "json", "--", "sleep", "20"])

@@ -16,9 +16,11 @@ import * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
 import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Take from "effect/Take"
@@ -111,6 +113,7 @@ interface Prepared {
   readonly routes: ReadonlyMap<string, Transport.Transport>
   readonly source: ScriptSource.ResolvedSource
   readonly stdin: Uint8Array | undefined
+  readonly files: ReadonlyArray<Transport.ShippedFile> | undefined
   readonly redactor: Redactor.Redactor
   readonly concurrency: number
   readonly maxErrors: number | undefined
@@ -168,12 +171,16 @@ const prepare = (plan: RunPlan): Effect.Effect<Prepared, InvalidPlan, Transport.
       }
       if (job.stdin !== undefined && !caps.stdin) return yield* refuse("job.stdin", "stdin")
       if (policy.runAs !== undefined && !caps.runAs) return yield* refuse("policy.runAs", "run-as")
+      if ((job.files?.length ?? 0) > 0 && caps.files !== true) {
+        return yield* refuse("job.files", "shipping files with the job; remove them or use another transport")
+      }
       if (job.source._tag === "Native" && (!caps.native || job.source.transport !== transport.value.name)) {
         return yield* refuse("job.source", `native documents for ${job.source.transport}`)
       }
       routes.set(kind, transport.value)
     }
     const source = yield* resolveSource(job.source)
+    const files = yield* resolveFiles(job, policy)
     const secrets: Array<Redacted.Redacted<string>> = Object.values(job.secrets)
     if (policy.runAs?.password !== undefined) secrets.push(policy.runAs.password)
     const total = targets.length
@@ -184,6 +191,7 @@ const prepare = (plan: RunPlan): Effect.Effect<Prepared, InvalidPlan, Transport.
       routes,
       source,
       stdin: job.stdin === undefined ? undefined : typeof job.stdin === "string" ? new TextEncoder().encode(job.stdin) : job.stdin,
+      files,
       redactor: Redactor.make(secrets),
       concurrency: ExecutionPolicy.resolveAmount(policy.concurrency, total, true),
       maxErrors: policy.maxErrors === undefined ? undefined : ExecutionPolicy.resolveAmount(policy.maxErrors, total, false),
@@ -191,6 +199,70 @@ const prepare = (plan: RunPlan): Effect.Effect<Prepared, InvalidPlan, Transport.
       captureHead: Math.ceil(capture / 2),
       captureTail: Math.floor(capture / 2)
     }
+  })
+
+/** Checks the job's files and reads those given by path: every problem is found before anything runs. */
+const resolveFiles = (
+  job: ScriptSource.Job,
+  policy: RunPlan["policy"]
+): Effect.Effect<ReadonlyArray<Transport.ShippedFile> | undefined, InvalidPlan> =>
+  Effect.gen(function*() {
+    const files = job.files ?? []
+    if (files.length === 0) return undefined
+    if (policy.runAs !== undefined) {
+      return yield* invalid(
+        "InvalidValue",
+        "job.files",
+        "files cannot be shipped to a run-as job yet (their directory is private to the login user); remove policy.runAs or the files"
+      )
+    }
+    if (Transport.FILES_ENV in job.env || Transport.FILES_ENV in job.secrets) {
+      const where = Transport.FILES_ENV in job.env ? "env" : "secrets"
+      return yield* invalid(
+        "InvalidValue",
+        `job.${where}.${Transport.FILES_ENV}`,
+        `${Transport.FILES_ENV} names the directory of the job's files; use another name`
+      )
+    }
+    const names = new Map<string, number>()
+    const shipped: Array<Transport.ShippedFile> = []
+    for (let i = 0; i < files.length; i++) {
+      const file = files[i]!
+      const at = `job.files[${i}]`
+      const name = Schema.decodeUnknownEither(ScriptSource.FileName)(file.name)
+      if (Either.isLeft(name)) {
+        return yield* invalid("InvalidValue", `${at}.name`, ParseResult.TreeFormatter.formatErrorSync(name.left))
+      }
+      for (const [other, j] of names) {
+        if (other === file.name || other.startsWith(`${file.name}/`) || file.name.startsWith(`${other}/`)) {
+          return yield* invalid(
+            "InvalidValue",
+            `${at}.name`,
+            `${JSON.stringify(file.name)} collides with job.files[${j}] (${JSON.stringify(other)}); give each file its own path`
+          )
+        }
+      }
+      names.set(file.name, i)
+      if ((file.content === undefined) === (file.path === undefined)) {
+        return yield* invalid("InvalidValue", at, "give the file's content or its path, exactly one of them")
+      }
+      const bytes = file.content !== undefined
+        ? typeof file.content === "string" ? new TextEncoder().encode(file.content) : file.content
+        : yield* readLocal(file.path!, `${at}.path`)
+      shipped.push({ name: file.name, bytes, mode: file.mode ?? 0o600 })
+    }
+    return shipped
+  })
+
+const readLocal = (path: string, at: string): Effect.Effect<Uint8Array, InvalidPlan> =>
+  Effect.gen(function*() {
+    const fs = yield* Effect.serviceOption(FileSystem.FileSystem)
+    if (Option.isNone(fs)) {
+      return yield* invalid("FileUnreadable", at, "reading a file needs a FileSystem layer (e.g. NodeContext.layer)")
+    }
+    return yield* fs.value.readFile(path).pipe(
+      Effect.mapError((e) => invalid("FileUnreadable", at, `cannot read ${path}: ${e.message}`))
+    )
   })
 
 const interpreterFromShebang = (text: string): ScriptSource.Interpreter => {
@@ -655,6 +727,7 @@ const invocation = (prepared: Prepared, target: Target, attempt: number): Transp
     cwd: policy.cwd,
     runAs: policy.runAs,
     killGrace: policy.killGrace,
-    timeout: policy.timeout
+    timeout: policy.timeout,
+    files: prepared.files
   }
 }

@@ -108,6 +108,44 @@ export const EnvName = Schema.String.pipe(
 )
 
 /**
+ * Where a shipped file goes under the job's files directory: a relative path of names made of letters, digits and
+ * `._+@=,-` (`conf/app.ini`), without `.` or `..` segments.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const FileName = Schema.String.pipe(
+  Schema.filter((name) =>
+    /^[A-Za-z0-9._+@=,-]+(\/[A-Za-z0-9._+@=,-]+)*$/.test(name) && !name.split("/").some((part) => part === "." || part === "..")
+      ? undefined
+      : "a shipped file's name must be a relative path of names made of letters, digits and ._+@=,- (no . or .. segments), like conf/app.ini"
+  )
+)
+
+/**
+ * A file shipped with the job: before the script starts, each target gets it in a private directory (mode 0700)
+ * whose path is in the script's environment as `RUNCMD_FILES`; the directory is removed when the execution ends.
+ * Give the content (`content`: text, written as UTF-8, or bytes) or a local file read when the plan is prepared
+ * (`path`), not both.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const JobFile = Schema.Struct({
+  name: FileName,
+  content: Schema.optional(Schema.Union(Schema.String, Schema.Uint8ArrayFromSelf)),
+  path: Schema.optional(Schema.String),
+  /** Permission bits (default 0o600; 0o700 for a program). */
+  mode: Schema.optional(Schema.Int.pipe(Schema.between(0, 0o777)))
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type JobFile = typeof JobFile.Type
+
+/**
  * The job: what runs on every target.
  *
  * @since 0.1.0
@@ -122,7 +160,9 @@ export const Job = Schema.Struct({
   /** Delivered as environment variables over each transport's secure channel; never in argv or script text. */
   secrets: Schema.optionalWith(Schema.Record({ key: EnvName, value: Schema.Redacted(Schema.String) }), {
     default: () => ({})
-  })
+  }),
+  /** Files shipped next to the script, in the directory named by `$RUNCMD_FILES` (see `JobFile`). */
+  files: Schema.optional(Schema.Array(JobFile))
 })
 
 /**
@@ -155,5 +195,6 @@ export const job = (
   args: options.args ?? [],
   env: options.env ?? {},
   secrets: options.secrets ?? {},
-  ...(options.stdin === undefined ? {} : { stdin: options.stdin })
+  ...(options.stdin === undefined ? {} : { stdin: options.stdin }),
+  ...(options.files === undefined ? {} : { files: options.files })
 })

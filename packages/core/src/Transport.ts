@@ -42,7 +42,32 @@ export interface Invocation {
   readonly killGrace: Duration.Duration
   /** The per-execution timeout, for services that want one of their own (the Runner enforces it anyway). */
   readonly timeout?: Duration.Duration | undefined
+  /**
+   * Files to put in a private directory (0700) before the process starts, named to it by `FILES_ENV` in its
+   * environment, and to remove when it has ended (transports with `capabilities.files`).
+   */
+  readonly files?: ReadonlyArray<ShippedFile> | undefined
 }
+
+/**
+ * A file of the job's, read and checked by the Runner: `name` is a safe relative path (`ScriptSource.FileName`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ShippedFile {
+  readonly name: string
+  readonly bytes: Uint8Array
+  readonly mode: number
+}
+
+/**
+ * The environment variable that names the directory of the job's files.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const FILES_ENV = "RUNCMD_FILES"
 
 /**
  * How the process ended.
@@ -85,6 +110,8 @@ export interface Capabilities {
   readonly runAs: boolean
   /** Sources accepted beyond Command and Script (e.g. `Native`). */
   readonly native: boolean
+  /** The transport ships the job's files (`Invocation.files`); absent: it does not. */
+  readonly files?: boolean | undefined
 }
 
 /**

@@ -168,3 +168,86 @@ describe("bad input is refused before anything runs", () => {
       assert.strictEqual(ok.outcomes[0]!.stdout.head, body)
     }).pipe(Effect.provide(Layer.merge(recording(), NodeHttpClient.layerUndici))))
 })
+
+describe("files shipped with the job", () => {
+  const invocations: Array<Transport.Invocation> = []
+  const shipping = Transport.layer(Effect.succeed(Transport.make({
+    name: "shipping",
+    kinds: ["local"],
+    capabilities: { output: "live", cancel: "kills", secrets: true, stdin: true, runAs: true, native: false, files: true },
+    start: (_target, invocation) =>
+      Effect.sync(() => {
+        invocations.push(invocation)
+        return { output: Stream.empty, exit: Effect.succeed(Transport.exited(0)) }
+      })
+  })))
+  const withFiles = (files: ReadonlyArray<ScriptSource.JobFile>, options: Partial<Omit<ScriptSource.Job, "source">> = {}) =>
+    RunPlan.make({ targets: [Target.local("a")], job: ScriptSource.job(ScriptSource.command("true"), { ...options, files }) })
+
+  it.effect("a transport that does not ship files refuses them", () =>
+    Effect.gen(function*() {
+      const e = yield* Runner.run(withFiles([{ name: "a.txt", content: "x" }])).pipe(Effect.flip)
+      assert.strictEqual(e.reason, "UnsupportedByTransport")
+      assert.strictEqual(e.path, "job.files")
+      assert.match(e.description, /does not support shipping files/)
+    }).pipe(Effect.provide(recording())))
+
+  it.effect("bad names, collisions, content and path, RUNCMD_FILES, run-as: named, before anything runs", () =>
+    Effect.gen(function*() {
+      const refused = (plan: RunPlan.RunPlan) => Runner.run(plan).pipe(Effect.flip)
+      for (const name of ["../etc/passwd", "/abs", "a/../b", "./a", "a//b", "", "a b", "a/"]) {
+        const e = yield* refused(withFiles([{ name, content: "x" }]))
+        assert.strictEqual(e.path, "job.files[0].name", name)
+        assert.match(e.description, /relative path/)
+      }
+      const same = yield* refused(withFiles([{ name: "a", content: "x" }, { name: "a", content: "y" }]))
+      assert.strictEqual(same.path, "job.files[1].name")
+      const nested = yield* refused(withFiles([{ name: "conf/a.ini", content: "x" }, { name: "conf", content: "y" }]))
+      assert.match(nested.description, /collides with job\.files\[0\]/)
+      const both = yield* refused(withFiles([{ name: "a", content: "x", path: "/etc/hostname" }]))
+      assert.strictEqual(both.path, "job.files[0]")
+      const neither = yield* refused(withFiles([{ name: "a" }]))
+      assert.match(neither.description, /exactly one/)
+      const env = yield* refused(withFiles([{ name: "a", content: "x" }], { env: { RUNCMD_FILES: "/tmp" } }))
+      assert.strictEqual(env.path, "job.env.RUNCMD_FILES")
+      const runAs = yield* refused(RunPlan.make({
+        targets: [Target.local("a")],
+        job: ScriptSource.job(ScriptSource.command("true"), { files: [{ name: "a", content: "x" }] }),
+        policy: { runAs: { user: "nobody", method: "sudo" } }
+      }))
+      assert.strictEqual(runAs.path, "job.files")
+      assert.match(runAs.description, /run-as/)
+      assert.strictEqual(invocations.length, 0, "nothing was started")
+      // through the plan's schema, the name is checked as it is decoded
+      const decoded = yield* RunPlan.decode({
+        targets: [{ kind: "local", id: "a" }],
+        job: { source: { _tag: "Command", argv: ["true"] }, files: [{ name: "../x", content: "x" }] }
+      }).pipe(Effect.flip)
+      assert.strictEqual(decoded.path, "job.files.0.name")
+    }).pipe(Effect.provide(shipping)))
+
+  it.effect("files given by path are read when the plan is prepared (an unreadable one is FileUnreadable)", () =>
+    Effect.gen(function*() {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "runcmd-files-test-"))
+      try {
+        const local = path.join(dir, "tool.sh")
+        fs.writeFileSync(local, "#!/bin/sh\necho hi\n")
+        invocations.length = 0
+        yield* Runner.run(withFiles([
+          { name: "bin/tool.sh", path: local, mode: 0o700 },
+          { name: "data", content: Uint8Array.of(0, 1, 255) },
+          { name: "note.txt", content: "ünï ✓" }
+        ]))
+        const files = invocations[0]!.files!
+        assert.deepStrictEqual(files.map((f) => [f.name, f.mode]), [["bin/tool.sh", 0o700], ["data", 0o600], ["note.txt", 0o600]])
+        assert.strictEqual(new TextDecoder().decode(files[0]!.bytes), "#!/bin/sh\necho hi\n")
+        assert.deepStrictEqual([...files[1]!.bytes], [0, 1, 255])
+        assert.strictEqual(new TextDecoder().decode(files[2]!.bytes), "ünï ✓")
+        const e = yield* Runner.run(withFiles([{ name: "x", path: path.join(dir, "missing") }])).pipe(Effect.flip)
+        assert.strictEqual(e.reason, "FileUnreadable")
+        assert.strictEqual(e.path, "job.files[0].path")
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true })
+      }
+    }).pipe(Effect.provide(Layer.merge(shipping, NodeContext.layer))))
+})

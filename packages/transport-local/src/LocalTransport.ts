@@ -59,7 +59,8 @@ export const capabilities: Transport.Capabilities = {
   secrets: true,
   stdin: true,
   runAs: true,
-  native: false
+  native: false,
+  files: true
 }
 
 /**

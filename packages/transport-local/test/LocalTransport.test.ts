@@ -51,7 +51,8 @@ it.layer(LocalTransport.layer({ exitGrace: Duration.millis(700), direct }), { ti
         secrets: true,
         stdin: true,
         runAs: true,
-        native: false
+        native: false,
+        files: true
       })
     }))
 
@@ -311,6 +312,28 @@ describe("LocalTransport layer scope", () => {
       } finally {
         killMarked(mark)
       }
+    }), 30_000)
+
+  it.live("a job's files: in a private directory for the script, removed after a timeout kill", () =>
+    Effect.gen(function*() {
+      const Runner = yield* Effect.promise(() => import("@runcmd/core/Runner"))
+      const RunPlan = yield* Effect.promise(() => import("@runcmd/core/RunPlan"))
+      const Outcome = yield* Effect.promise(() => import("@runcmd/core/Outcome"))
+      const report = yield* Runner.run(
+        RunPlan.make({
+          targets: [target],
+          job: ScriptSource.job(ScriptSource.script(`printf '%s\\n' "$RUNCMD_FILES"; "$RUNCMD_FILES/run.sh"; sleep 300`), {
+            files: [{ name: "run.sh", content: "#!/bin/sh\necho ran\n", mode: 0o700 }]
+          }),
+          policy: { timeout: Duration.seconds(1), killGrace: Duration.millis(300) }
+        })
+      ).pipe(Effect.provide(LocalTransport.layer()))
+      const outcome = report.outcomes[0]!
+      assert.strictEqual(outcome._tag, "TimedOut")
+      const [dir, ran] = Outcome.capturedText(outcome.stdout).split("\n")
+      assert.strictEqual(ran, "ran")
+      assert.strictEqual(path.dirname(dir!), os.tmpdir())
+      assert.isFalse(fs.existsSync(dir!), "removed once the killed execution has ended")
     }), 30_000)
 })
 

@@ -8,8 +8,7 @@ import type { TransportError } from "@runcmd/core/TransportError"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import type { SFTPWrapper } from "ssh2"
-import * as Errors from "./internal/errors.js"
-import * as Pool from "./internal/pool.js"
+import { withSftpOn } from "./internal/sftpSession.js"
 import { SshConnections } from "./SshTransport.js"
 import type * as SshTarget from "./SshTarget.js"
 
@@ -50,50 +49,6 @@ export interface UploadOptions {
   readonly mode?: number | undefined
 }
 
-const openSftp = (pooled: Pool.Pooled): Effect.Effect<SFTPWrapper, Pool.OpenFailure> =>
-  Effect.suspend(() => {
-    let opened: SFTPWrapper | undefined
-    const open = Effect.async<SFTPWrapper, Pool.OpenFailure>((resume) => {
-      let cancelled = false
-      try {
-        pooled.connection.client.sftp((err, sftp) => {
-          if (cancelled) {
-            if (!err) sftp.end()
-            return
-          }
-          if (err) {
-            const failure = Pool.classifyOpenError(err, pooled)
-            resume(Effect.fail(
-              failure._tag === "Failed"
-                ? {
-                  _tag: "Failed",
-                  error: Errors.make(
-                    "Unsupported",
-                    "delivery",
-                    `the SFTP subsystem is not available on ${pooled.connection.label}: ${err.message}`,
-                    { cause: err }
-                  )
-                }
-                : failure
-            ))
-            return
-          }
-          sftp.on("error", () => {})
-          opened = sftp
-          resume(Effect.succeed(sftp))
-        })
-      } catch (e) {
-        resume(Effect.fail(Pool.classifyOpenError(e, pooled)))
-      }
-      return Effect.sync(() => {
-        cancelled = true
-      })
-    })
-    return Effect.uninterruptible(
-      Effect.interruptible(open).pipe(Effect.onInterrupt(() => Effect.sync(() => opened?.end())))
-    )
-  })
-
 /**
  * Runs `f` with an SFTP session on a pooled connection to `target`; the session ends afterwards.
  *
@@ -104,33 +59,7 @@ export const withSftp = <A, E>(
   target: SshTarget.SshTarget,
   f: (sftp: SFTPWrapper) => Effect.Effect<A, E>
 ): Effect.Effect<A, E | TransportError, SshConnections> =>
-  Effect.gen(function*() {
-    const { pool } = yield* SshConnections
-    return yield* Effect.acquireUseRelease(
-      pool.withChannel(target, openSftp),
-      ({ value }) => f(value),
-      ({ lease, value }) =>
-        // the channel slot is free once the server closed the session (bounded wait)
-        Effect.async<void>((resume) => {
-          let done = false
-          const finish = () => {
-            if (done) return
-            done = true
-            clearTimeout(timer)
-            lease.release()
-            resume(Effect.void)
-          }
-          const timer = setTimeout(finish, 2000)
-          value.once("close", finish)
-          try {
-            value.end()
-          } catch {
-            finish()
-          }
-          if (!lease.pooled.connection.isOpen()) finish()
-        })
-    )
-  })
+  Effect.flatMap(SshConnections, ({ pool }) => withSftpOn(pool, target, f))
 
 const toError = (operation: string, path: string, targetId: string) => (err: unknown): SftpError => {
   const e = err as Error & { code?: number | string }

@@ -19,6 +19,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Errors from "./internal/errors.js"
 import * as Exec from "./internal/exec.js"
+import * as Files from "./internal/files.js"
 import * as Launcher from "./internal/launcher.js"
 import * as LoginShell from "./internal/loginShell.js"
 import * as Pool from "./internal/pool.js"
@@ -69,7 +70,8 @@ export const capabilities: Transport.Capabilities = {
   secrets: true,
   stdin: true,
   runAs: true,
-  native: false
+  native: false,
+  files: true
 }
 
 /**
@@ -151,7 +153,9 @@ export const makeConnections = (options: Options = {}): Effect.Effect<SshConnect
             })
           )
         }
-        const launch = yield* Launcher.launch(invocation, target, { direct, posixLoginShell: posixLoginShell(target) })
+        // the files' finalizer comes first, so it runs after the execution's (which end its processes)
+        const shipped = yield* Files.ship(pool, target, invocation)
+        const launch = yield* Launcher.launch(shipped, target, { direct, posixLoginShell: posixLoginShell(target) })
         return yield* Exec.start({ pool, target, launch, killGrace: invocation.killGrace, killTimeout, exitGrace })
       }).pipe(
         Effect.mapError((e): TransportError => (e.targetId === undefined ? withTarget(e, target.id) : e)),

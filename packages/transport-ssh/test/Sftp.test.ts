@@ -4,8 +4,12 @@ import * as Layer from "effect/Layer"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import * as Outcome from "@runcmd/core/Outcome"
+import * as ScriptSource from "@runcmd/core/ScriptSource"
+import * as Duration from "effect/Duration"
 import * as Sftp from "../src/Sftp.js"
 import * as SshTransport from "../src/SshTransport.js"
+import { describeReport, run } from "./harness/helpers.js"
 import * as Sshd from "./harness/Sshd.js"
 
 describe.skipIf(!Sshd.enabled())("SFTP over the pooled connections", () => {
@@ -51,6 +55,24 @@ describe.skipIf(!Sshd.enabled())("SFTP over the pooled connections", () => {
       assert.strictEqual(stats().connections, 1)
       assert.strictEqual(stats().channels, 0, "every SFTP session released its channel")
     }).pipe(Effect.provide(layer)))
+
+  it.scopedLive("a job's files: shipped into a private directory, removed after a timeout kill", () =>
+    Effect.gen(function*() {
+      const target = sshd.target()
+      const report = yield* run(
+        [target],
+        ScriptSource.job(ScriptSource.script(`printf '%s\\n' "$RUNCMD_FILES"; cat "$RUNCMD_FILES/a/b.txt"; sleep 30\n`), {
+          files: [{ name: "a/b.txt", content: "shipped\n" }]
+        }),
+        { timeout: Duration.millis(1500), killGrace: Duration.millis(500) }
+      ).pipe(Effect.provide(SshTransport.layer()))
+      const o = report.outcomes[0]!
+      assert.strictEqual(o._tag, "TimedOut", describeReport(report))
+      const [dir, content] = Outcome.capturedText(o.stdout).split("\n")
+      assert.match(dir!, /^\/tmp\/runcmd-files-[0-9a-f]{24}$/)
+      assert.strictEqual(content, "shipped")
+      assert.isFalse(fs.existsSync(dir!), "the directory is removed once the killed execution has ended")
+    }))
 
   it.scopedLive("a missing remote file is SftpError NotFound; a missing local file is LocalIo/NotFound", () =>
     Effect.gen(function*() {

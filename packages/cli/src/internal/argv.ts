@@ -193,6 +193,7 @@ const examples: Record<string, string> = {
   cwd: "/tmp",
   secret: "TOKEN=MY_TOKEN_VAR",
   stdin: "input.txt",
+  file: "conf/app.ini=./app.ini",
   output: "json",
   "out-dir": "out",
   report: "report.json",

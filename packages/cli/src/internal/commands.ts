@@ -41,6 +41,7 @@ export const commandSpecs: ReadonlyArray<CommandSpec> = [
       { name: "cwd", value: true },
       { name: "secret", value: true },
       { name: "stdin", value: true },
+      { name: "file", value: true },
       { name: "output", alias: "o", value: true },
       { name: "out-dir", value: true },
       { name: "group", value: false },

@@ -18,6 +18,7 @@ import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import * as nodePath from "node:path"
 import { CliError, describeFsError, ensurePeriod, fromInvalidPlan, usage } from "./errors.js"
 import { ExitCode } from "./exitCode.js"
 import * as Prompt from "./prompt.js"
@@ -55,6 +56,7 @@ export interface RunFlags {
   readonly cwd: string | undefined
   readonly secret: ReadonlyArray<string>
   readonly stdin: string | undefined
+  readonly file: ReadonlyArray<string>
   readonly output: "human" | "json" | "jsonl"
   readonly outDir: string | undefined
   readonly group: boolean
@@ -401,6 +403,7 @@ export const interpreterFromShebang = (text: string): ScriptSource.Interpreter =
 }
 
 const envName = Schema.decodeUnknownEither(ScriptSource.EnvName)
+const fileName = Schema.decodeUnknownEither(ScriptSource.FileName)
 
 /**
  * The job the flags describe.
@@ -505,6 +508,28 @@ export const buildJob = (flags: RunFlags): Effect.Effect<ResolvedJob, CliError, 
       }
     }
 
+    const files: Array<{ readonly name: string; readonly content: Uint8Array; readonly mode: number }> = []
+    for (const item of flags.file) {
+      // NAME=PATH when what is before the first = is a valid name, else all of it is the path
+      const eq = item.indexOf("=")
+      const named = eq > 0 && Either.isRight(fileName(item.slice(0, eq)))
+      const path = named ? item.slice(eq + 1) : item
+      const name = named ? item.slice(0, eq) : nodePath.basename(path)
+      if (path === "") return yield* fail(`--file ${item}: no path. Fix: write --file PATH or --file NAME=PATH.`)
+      if (Either.isLeft(fileName(name))) {
+        return yield* fail(
+          `--file ${item}: ${JSON.stringify(name)} cannot be the file's name on the targets (letters, digits and ._+@=,- in a relative path). Fix: name it, e.g. --file data.txt=${path}.`
+        )
+      }
+      const fs = yield* FileSystem.FileSystem
+      const cannot = (e: Parameters<typeof reasonOf>[0]) =>
+        usage(`runcmd run: --file ${item}: cannot read ${path}: ${reasonOf(e)}. Fix: check the path and its permissions. Nothing was run.`)
+      const info = yield* Effect.mapError(fs.stat(path), cannot)
+      if (info.type !== "File") return yield* fail(`--file ${item}: ${path} is not a regular file.`)
+      const content = yield* Effect.mapError(fs.readFile(path), cannot)
+      files.push({ name, content, mode: (info.mode & 0o100) !== 0 ? 0o700 : 0o600 })
+    }
+
     // what the library accepts is what the CLI accepts: the job (without the secrets' values) through its schema
     const encoded = {
       source: source._tag === "Command"
@@ -512,7 +537,8 @@ export const buildJob = (flags: RunFlags): Effect.Effect<ResolvedJob, CliError, 
         : { _tag: "Script", text: source.text, interpreter: source.interpreter },
       args,
       env,
-      ...(stdin === undefined ? {} : { stdin })
+      ...(stdin === undefined ? {} : { stdin }),
+      ...(files.length === 0 ? {} : { files })
     }
     const decoded = Schema.decodeUnknownEither(ScriptSource.Job)(encoded, { errors: "first", onExcessProperty: "error" })
     if (Either.isLeft(decoded)) {

@@ -127,6 +127,11 @@ const dryRun = (plan: RunPlan.RunPlan, job: Plan.ResolvedJob, policy: ExecutionP
     out.push(`${paint(style, "bold", "Policy:")} ${describePolicy(policy)}`)
     const secrets = Object.keys(job.secrets)
     if (secrets.length > 0) out.push(`${paint(style, "bold", "Secrets:")} ${secrets.join(", ")} (values redacted; delivered on stdin)`)
+    const files = job.files ?? []
+    if (files.length > 0) {
+      const list = files.map((f) => `${f.name} (${f.content?.length ?? 0} bytes, mode ${(f.mode ?? 0o600).toString(8).padStart(4, "0")})`)
+      out.push(`${paint(style, "bold", "Files:")} ${list.join(", ")} (in $RUNCMD_FILES, removed afterwards)`)
+    }
     out.push("")
     const first = plan.targets[0]!
     const rendered = yield* Effect.try({

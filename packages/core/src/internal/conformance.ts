@@ -659,6 +659,55 @@ export const conformance = <E>(
         assert.strictEqual(asText.text(asText.outcome.targetId, "stdout"), "text stdin ✓\nsecond line")
       }))
 
+    // -- files -----------------------------------------------------------------------------------------------
+    test("shipped files: in a private $RUNCMD_FILES, byte for byte, with their modes, removed afterwards (declared files: false → refused)", (ctx) =>
+      Effect.gen(function*() {
+        const ini = "key = it's $HOME `id`\nünï ✓\n"
+        const files: ReadonlyArray<ScriptSource.JobFile> = [
+          { name: "conf/app.ini", content: ini },
+          { name: "bin/tool.sh", content: "#!/bin/sh\necho tool ran\n", mode: 0o700 },
+          { name: "data.bin", content: C.allBytes }
+        ]
+        const script = `d="$RUNCMD_FILES"
+printf 'dir=%s\\n' "$d"
+ls -ld "$d" | cut -c1-10
+ls -l "$d/conf/app.ini" | cut -c1-10
+ls -l "$d/bin/tool.sh" | cut -c1-10
+"$d/bin/tool.sh"
+cat "$d/conf/app.ini"
+cat "$d/data.bin"
+`
+        const spec: RunSpec = {
+          job: ScriptSource.job(sh(script), { files }),
+          behaviour: [Step.emitWith((inv) => [stdoutChunk(`dir=${inv.env[Transport.FILES_ENV] ?? "<unset>"}\n`)]), Step.exit(0)]
+        }
+        if (ctx.transport.capabilities.files !== true) {
+          const refused = yield* Effect.either(ctx.exec(spec))
+          assert.isTrue(Either.isLeft(refused), "a plan with files is refused")
+          if (Either.isLeft(refused)) assert.strictEqual(refused.left.reason, "UnsupportedByTransport")
+          return
+        }
+        const r = yield* ctx.exec(spec)
+        expectTag(r.outcome, "Succeeded")
+        if (ctx.memory !== undefined) {
+          // simulated: what the transport was given
+          const started = (yield* ctx.memory.starts)[0]!.invocation.files ?? []
+          assert.deepStrictEqual(started.map((f) => [f.name, f.mode]), [["conf/app.ini", 0o600], ["bin/tool.sh", 0o700], ["data.bin", 0o600]])
+          assert.isTrue(C.sameBytes(started[2]!.bytes, C.allBytes), "bytes as given")
+          return
+        }
+        const out = r.bytes(r.outcome.targetId, "stdout")
+        const head = new TextDecoder().decode(out.subarray(0, out.length - C.allBytes.length))
+        const lines = head.split("\n")
+        const dir = lines[0]!.replace(/^dir=/, "")
+        assert.match(dir, /^\//, `RUNCMD_FILES is an absolute directory: ${lines[0]}`)
+        assert.deepStrictEqual(lines.slice(1, 5), ["drwx------", "-rw-------", "-rwx------", "tool ran"])
+        assert.strictEqual(lines.slice(5).join("\n"), ini)
+        assert.isTrue(C.sameBytes(out.subarray(out.length - C.allBytes.length), C.allBytes), "data.bin byte for byte")
+        const after = yield* ctx.helper(r.targets[0]!, `if [ -e "$1" ]; then echo present; else echo gone; fi\n`, [dir])
+        assert.strictEqual(after.text(after.outcome.targetId, "stdout"), "gone\n", "the directory is removed after the execution")
+      }))
+
     // -- secrets ---------------------------------------------------------------------------------------------
     test("a secret is delivered, and appears nowhere in the report, events or errors (also split across chunks)", (ctx) =>
       Effect.gen(function*() {

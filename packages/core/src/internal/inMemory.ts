@@ -208,7 +208,7 @@ export interface Options {
   readonly behaviours?: { readonly [targetId: string]: BehaviourInput } | undefined
   /** Behaviour of targets without one (default: exit 0, no output). */
   readonly default?: BehaviourInput | undefined
-  /** Overrides of the capabilities (default: live output, kills, secrets, stdin, run-as). */
+  /** Overrides of the capabilities (default: live output, kills, secrets, stdin, run-as, files: recorded in `starts`). */
   readonly capabilities?: Partial<Transport.Capabilities> | undefined
   /** With `output: "polled"`: how often output is delivered (default 1 second). */
   readonly pollInterval?: Duration.DurationInput | undefined
@@ -245,7 +245,8 @@ export const defaultCapabilities: Transport.Capabilities = {
   secrets: true,
   stdin: true,
   runAs: true,
-  native: false
+  native: false,
+  files: true
 }
 
 const EMPTY = new Uint8Array(0)

@@ -10,7 +10,7 @@
  */
 import * as ScriptRender from "@runcmd/core/ScriptRender"
 import type { Target } from "@runcmd/core/Target"
-import type { ExitStatus, Invocation, RawExecution } from "@runcmd/core/Transport"
+import { type ExitStatus, FILES_ENV, type Invocation, type RawExecution } from "@runcmd/core/Transport"
 import { TransportError } from "@runcmd/core/TransportError"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -21,6 +21,7 @@ import * as Stream from "effect/Stream"
 import * as cp from "node:child_process"
 import * as fs from "node:fs"
 import type { Readable, Writable } from "node:stream"
+import * as Files from "./files.js"
 import * as Output from "./output.js"
 import { anyLeft, type Selector, signalAll, survivors } from "./processes.js"
 import * as registry from "./registry.js"
@@ -64,6 +65,20 @@ const failWith = (target: Target): Fail => (reason, phase, description, options)
 
 /** @internal */
 export const start = (
+  settings: Settings,
+  target: Target,
+  invocation: Invocation
+): Effect.Effect<RawExecution, TransportError, Scope.Scope> => {
+  const files = invocation.files ?? []
+  if (files.length === 0) return launch(settings, target, invocation)
+  // the directory's finalizer comes first, so it runs after the execution's (which end its processes)
+  return Effect.flatMap(
+    Files.ship(files, (description, cause) => failWith(target)("SpawnFailed", "delivery", description, { cause })),
+    (dir) => launch(settings, target, { ...invocation, env: { ...invocation.env, [FILES_ENV]: dir } })
+  )
+}
+
+const launch = (
   settings: Settings,
   target: Target,
   invocation: Invocation
