@@ -254,14 +254,15 @@ const resolveFiles = (
     return shipped
   })
 
-const readLocal = (path: string, at: string): Effect.Effect<Uint8Array, InvalidPlan> =>
+/** Reads a local file of the plan (`what`: how messages call it), `FileUnreadable` at `at` if it cannot. */
+const readLocal = (path: string, at: string, what = "file"): Effect.Effect<Uint8Array, InvalidPlan> =>
   Effect.gen(function*() {
     const fs = yield* Effect.serviceOption(FileSystem.FileSystem)
     if (Option.isNone(fs)) {
-      return yield* invalid("FileUnreadable", at, "reading a file needs a FileSystem layer (e.g. NodeContext.layer)")
+      return yield* invalid("FileUnreadable", at, `reading a ${what} needs a FileSystem layer (e.g. NodeContext.layer)`)
     }
     return yield* fs.value.readFile(path).pipe(
-      Effect.mapError((e) => invalid("FileUnreadable", at, `cannot read ${path}: ${e.message}`))
+      Effect.mapError((e) => invalid("FileUnreadable", at, `cannot read ${what} ${path}: ${e.message}`))
     )
   })
 
@@ -282,16 +283,8 @@ const resolveSource = (source: ScriptSource.ScriptSource): Effect.Effect<ScriptS
     case "Native":
       return Effect.succeed(source)
     case "File":
-      return Effect.gen(function*() {
-        const fs = yield* Effect.serviceOption(FileSystem.FileSystem)
-        if (Option.isNone(fs)) {
-          return yield* invalid("FileUnreadable", "job.source.path", "reading a script file needs a FileSystem layer (e.g. NodeContext.layer)")
-        }
-        const text = yield* fs.value.readFileString(source.path).pipe(
-          Effect.mapError((e) =>
-            invalid("FileUnreadable", "job.source.path", `cannot read script file ${source.path}: ${e.message}`)
-          )
-        )
+      return Effect.map(readLocal(source.path, "job.source.path", "script file"), (bytes) => {
+        const text = new TextDecoder().decode(bytes)
         return new ScriptSource.Script({ text, interpreter: source.interpreter ?? interpreterFromShebang(text) })
       })
     case "Url":
