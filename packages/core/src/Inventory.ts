@@ -57,7 +57,7 @@ import * as NodePath from "node:path"
 import { parseInventory } from "./internal/inventory.js"
 import * as Selector from "./Selector.js"
 import type * as Target from "./Target.js"
-import { InvalidPlan } from "./TransportError.js"
+import { InvalidPlan } from "./InvalidPlan.js"
 
 /**
  * A set of targets, with the groups they were declared in (group name to target ids).

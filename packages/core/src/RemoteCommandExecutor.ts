@@ -77,9 +77,9 @@ let nextPid = 1
  * @since 0.1.0
  * @category constructors
  */
-export const make = (target: Target, options: Options = {}): Effect.Effect<CommandExecutor.CommandExecutor, never, Transport.Transports> =>
+export const make = (target: Target, options: Options = {}): Effect.Effect<CommandExecutor.CommandExecutor, never, Transport.Registry> =>
   Effect.gen(function*() {
-    const registry = yield* Transport.Transports
+    const registry = yield* Transport.Registry
     const killGrace = Duration.decode(options.killGrace ?? Duration.seconds(5))
     const start = (command: Command.Command) =>
       Effect.gen(function*() {
@@ -138,5 +138,5 @@ export const make = (target: Target, options: Options = {}): Effect.Effect<Comma
  * @since 0.1.0
  * @category layers
  */
-export const layer = (target: Target, options: Options = {}): Layer.Layer<CommandExecutor.CommandExecutor, never, Transport.Transports> =>
+export const layer = (target: Target, options: Options = {}): Layer.Layer<CommandExecutor.CommandExecutor, never, Transport.Registry> =>
   Layer.effect(CommandExecutor.CommandExecutor, make(target, options))

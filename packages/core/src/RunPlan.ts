@@ -10,7 +10,7 @@ import * as ExecutionPolicy from "./ExecutionPolicy.js"
 import type { OutputSink } from "./OutputSink.js"
 import { Job } from "./ScriptSource.js"
 import * as Target from "./Target.js"
-import { InvalidPlan } from "./TransportError.js"
+import { InvalidPlan } from "./InvalidPlan.js"
 
 /**
  * @since 0.1.0

@@ -38,7 +38,8 @@ import * as RunReport from "./RunReport.js"
 import * as ScriptSource from "./ScriptSource.js"
 import type { Target } from "./Target.js"
 import * as Transport from "./Transport.js"
-import { classify, InvalidPlan, isTransient, type TransportError } from "./TransportError.js"
+import { InvalidPlan } from "./InvalidPlan.js"
+import { classify, isTransient, type TransportError } from "./TransportError.js"
 
 /**
  * @since 0.1.0
@@ -69,7 +70,7 @@ const outputEvent = (chunk: OutputChunk): RunEvent.Output => {
  * @since 0.1.0
  * @category running
  */
-export const run = (plan: RunPlan, options: RunOptions = {}): Effect.Effect<RunReport.RunReport, InvalidPlan, Transport.Transports> =>
+export const run = (plan: RunPlan, options: RunOptions = {}): Effect.Effect<RunReport.RunReport, InvalidPlan, Transport.Registry> =>
   Effect.flatMap(prepare(plan), (prepared) => execute(prepared, undefined, options)).pipe(
     Effect.withSpan("Runner.run", { attributes: { "runcmd.targets": plan.targets.length } })
   )
@@ -80,7 +81,7 @@ export const run = (plan: RunPlan, options: RunOptions = {}): Effect.Effect<RunR
  * @since 0.1.0
  * @category running
  */
-export const stream = (plan: RunPlan, options: RunOptions = {}): Stream.Stream<RunEvent.RunEvent, InvalidPlan, Transport.Transports> =>
+export const stream = (plan: RunPlan, options: RunOptions = {}): Stream.Stream<RunEvent.RunEvent, InvalidPlan, Transport.Registry> =>
   Stream.unwrapScoped(
     Effect.gen(function*() {
       const prepared = yield* prepare(plan)
@@ -104,7 +105,7 @@ export const stream = (plan: RunPlan, options: RunOptions = {}): Stream.Stream<R
  * @since 0.1.0
  * @category running
  */
-export const validate = (plan: RunPlan): Effect.Effect<void, InvalidPlan, Transport.Transports> =>
+export const validate = (plan: RunPlan): Effect.Effect<void, InvalidPlan, Transport.Registry> =>
   Effect.asVoid(prepare(plan))
 
 interface Prepared {
@@ -125,7 +126,7 @@ interface Prepared {
 const invalid = (reason: InvalidPlan["reason"], path: string, description: string) =>
   new InvalidPlan({ reason, path, description })
 
-const prepare = (plan: RunPlan): Effect.Effect<Prepared, InvalidPlan, Transport.Transports> =>
+const prepare = (plan: RunPlan): Effect.Effect<Prepared, InvalidPlan, Transport.Registry> =>
   Effect.gen(function*() {
     const { job, policy, targets } = plan
     if (targets.length === 0) {
@@ -147,7 +148,7 @@ const prepare = (plan: RunPlan): Effect.Effect<Prepared, InvalidPlan, Transport.
     if (Duration.toMillis(policy.killGrace) < 0) {
       return yield* invalid("InvalidValue", "policy.killGrace", "must not be negative")
     }
-    const registry = yield* Transport.Transports
+    const registry = yield* Transport.Registry
     const routes = new Map<string, Transport.Transport>()
     for (let i = 0; i < targets.length; i++) {
       const kind = targets[i]!.kind
@@ -720,7 +721,6 @@ const invocation = (prepared: Prepared, target: Target, attempt: number): Transp
     cwd: policy.cwd,
     runAs: policy.runAs,
     killGrace: policy.killGrace,
-    timeout: policy.timeout,
     files: prepared.files
   }
 }

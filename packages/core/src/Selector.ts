@@ -25,7 +25,7 @@
  */
 import * as Effect from "effect/Effect"
 import type { Target } from "./Target.js"
-import { InvalidPlan } from "./TransportError.js"
+import { InvalidPlan } from "./InvalidPlan.js"
 
 /**
  * One term of a selector.

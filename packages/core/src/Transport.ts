@@ -10,6 +10,7 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
+import * as Schema from "effect/Schema"
 import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -18,7 +19,7 @@ import type { RunAs } from "./ExecutionPolicy.js"
 import type { OutputChunk, RawChunk } from "./OutputChunk.js"
 import type { ResolvedSource } from "./ScriptSource.js"
 import type { Target } from "./Target.js"
-import type { TransportError } from "./TransportError.js"
+import { TransportError } from "./TransportError.js"
 
 /**
  * Everything a transport needs to run one execution on one target.
@@ -40,8 +41,6 @@ export interface Invocation {
   readonly runAs?: RunAs | undefined
   /** Time between TERM and KILL when the execution's scope closes early. */
   readonly killGrace: Duration.Duration
-  /** The per-execution timeout, for services that want one of their own (the Runner enforces it anyway). */
-  readonly timeout?: Duration.Duration | undefined
   /**
    * Files to put in a private directory (0700) before the process starts, named to it by `FILES_ENV` in its
    * environment, and to remove when it has ended (transports with `capabilities.files`).
@@ -115,40 +114,53 @@ export interface Capabilities {
 }
 
 /**
- * What a transport's `start` returns. Closing the scope `start` ran in ends the process (TERM, grace, KILL).
- * Output is given either as a `Stream` (`output`) or as a push loop (`pump`), whichever fits the transport;
- * core derives the other. `pump` avoids a stream per execution, which matters for cheap executions.
+ * What a transport's `start` returns: one shape. Closing the scope `start` ran in ends the process (TERM, grace,
+ * KILL). Output is a push loop (`pump`); a transport whose output is a `Stream` builds this with {@link fromStream}.
  *
  * @since 0.1.0
  * @category models
  */
-export type RawExecution = RawExecutionBase & (
-  | {
-    /** stdout and stderr chunks, in order per stream; ends when both streams are fully drained. */
-    readonly output: Stream.Stream<RawChunk, TransportError>
-    readonly pump?: undefined
-  }
-  | {
-    readonly output?: undefined
-    /** Calls `emit` for every chunk, in order per stream, awaiting it (backpressure); completes when both
-     * streams are fully drained. Called at most once. */
-    readonly pump: (emit: (chunk: RawChunk) => Effect.Effect<void>) => Effect.Effect<void, TransportError>
-  }
-)
-
-/**
- * @since 0.1.0
- * @category models
- */
-export interface RawExecutionBase {
+export interface RawExecution {
+  /**
+   * Calls `emit` for every chunk, in order per stream, awaiting it (backpressure); completes when both streams are
+   * fully drained. Called at most once.
+   */
+  readonly pump: (emit: (chunk: RawChunk) => Effect.Effect<void>) => Effect.Effect<void, TransportError>
   /** The exit status; never 0 when the status is missing (fail with `TransportError` instead). */
   readonly exit: Effect.Effect<ExitStatus, TransportError>
-  /** Read after the scope closed early: whether the process group is known to be gone. */
+  /** Read after the scope closed early: whether the process group is known to be gone. Absent: `false`. */
   readonly killConfirmed?: Effect.Effect<boolean> | undefined
 }
 
 /**
- * An execution as the Runner sees it.
+ * A {@link RawExecution} from output given as a `Stream` (the shape Effect code reaches for first): the stream is
+ * run by `pump`, chunk by chunk, with the consumer's backpressure. Nothing is added per chunk.
+ *
+ * @example
+ * ```ts
+ * start: (target, invocation) =>
+ *   Effect.succeed(Transport.fromStream({
+ *     output: Stream.make({ stream: "stdout", bytes: new TextEncoder().encode("hi\n") }),
+ *     exit: Effect.succeed(Transport.exited(0))
+ *   }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const fromStream = (execution: {
+  /** stdout and stderr chunks, in order per stream; ends when both streams are fully drained. */
+  readonly output: Stream.Stream<RawChunk, TransportError>
+  readonly exit: Effect.Effect<ExitStatus, TransportError>
+  readonly killConfirmed?: Effect.Effect<boolean> | undefined
+}): RawExecution => ({
+  pump: (emit) => Stream.runForEach(execution.output, emit),
+  exit: execution.exit,
+  killConfirmed: execution.killConfirmed
+})
+
+/**
+ * An execution as the Runner sees it: output stamped with the target id, a per-stream seq and the time.
  *
  * @since 0.1.0
  * @category models
@@ -158,20 +170,26 @@ export interface Execution {
   readonly output: Stream.Stream<OutputChunk, TransportError>
   /** The output pushed to `emit` (cheaper than the stream for small executions). */
   readonly pump: (emit: (chunk: OutputChunk) => Effect.Effect<void>) => Effect.Effect<void, TransportError>
-  /** Resolves only after `output` has been fully drained. */
+  /** Resolves only after the output has been fully drained. */
   readonly exit: Effect.Effect<ExitStatus, TransportError>
   readonly killConfirmed: Effect.Effect<boolean>
 }
 
 /**
+ * What a transport author writes: a name, the target kinds served, the capabilities, and `start`.
+ *
  * @since 0.1.0
  * @category models
  */
-export interface StartOptions {
+export interface MakeOptions {
   readonly name: string
   /** Target kinds this transport serves (`ssh`, `local`...). */
   readonly kinds: ReadonlyArray<string>
   readonly capabilities: Capabilities
+  /**
+   * Starts one execution on `target`. Errors need not name the target: `make` stamps `targetId` on every
+   * `TransportError` from `start`, the pump and the exit.
+   */
   readonly start: (target: Target, invocation: Invocation) => Effect.Effect<RawExecution, TransportError, Scope.Scope>
 }
 
@@ -207,23 +225,14 @@ export interface Transport {
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: StartOptions): Transport => {
+export const make = (options: MakeOptions): Transport => {
   const start = (target: Target, invocation: Invocation) =>
     Effect.gen(function*() {
-      const raw = yield* options.start(target, invocation)
+      const stampError = (error: TransportError): TransportError =>
+        error.targetId !== undefined ? error : withTargetId(error, target.id)
+      const raw = yield* Effect.mapError(options.start(target, invocation), stampError)
       const clock = yield* Effect.clock
-      // a plain latch: a Deferred per execution costs more than the rest of this wrapper
-      let drained = false
-      const waiters: Array<() => void> = []
-      const done = Effect.sync(() => {
-        drained = true
-        for (const wake of waiters.splice(0)) wake()
-      })
-      const awaitDrained = Effect.suspend(() =>
-        drained ? Effect.void : Effect.async<void>((resume) => {
-          waiters.push(() => resume(Effect.void))
-        })
-      )
+      const drained = Effect.unsafeMakeLatch(false)
       const seq = { stdout: 0, stderr: 0 }
       const stamp = (chunk: RawChunk): OutputChunk => ({
         targetId: target.id,
@@ -233,32 +242,25 @@ export const make = (options: StartOptions): Transport => {
         at: clock.unsafeCurrentTimeMillis()
       })
       const pump = (emit: (chunk: OutputChunk) => Effect.Effect<void>): Effect.Effect<void, TransportError> =>
-        Effect.ensuring(
-          raw.pump !== undefined
-            ? raw.pump((chunk) => emit(stamp(chunk)))
-            : Stream.runForEach(raw.output, (chunk) => emit(stamp(chunk))),
-          done
-        )
-      const output: Stream.Stream<OutputChunk, TransportError> = raw.pump === undefined
-        ? raw.output.pipe(Stream.map(stamp), Stream.ensuring(done))
-        : Stream.unwrapScoped(
-          Effect.gen(function*() {
-            const queue = yield* Effect.acquireRelease(
-              Queue.bounded<Take.Take<OutputChunk, TransportError>>(16),
-              Queue.shutdown
-            )
-            yield* pump((chunk) => Queue.offer(queue, Take.of(chunk))).pipe(
-              Effect.exit,
-              Effect.flatMap((exit) => Queue.offer(queue, Exit.isSuccess(exit) ? Take.end : Take.failCause(exit.cause))),
-              Effect.forkScoped
-            )
-            return Stream.fromQueue(queue).pipe(Stream.flattenTake)
-          })
-        )
+        raw.pump((chunk) => emit(stamp(chunk))).pipe(Effect.mapError(stampError), Effect.ensuring(drained.open))
+      const output: Stream.Stream<OutputChunk, TransportError> = Stream.unwrapScoped(
+        Effect.gen(function*() {
+          const queue = yield* Effect.acquireRelease(
+            Queue.bounded<Take.Take<OutputChunk, TransportError>>(16),
+            Queue.shutdown
+          )
+          yield* pump((chunk) => Queue.offer(queue, Take.of(chunk))).pipe(
+            Effect.exit,
+            Effect.flatMap((exit) => Queue.offer(queue, Exit.isSuccess(exit) ? Take.end : Take.failCause(exit.cause))),
+            Effect.forkScoped
+          )
+          return Stream.fromQueue(queue).pipe(Stream.flattenTake)
+        })
+      )
       const execution: Execution = {
         output,
         pump,
-        exit: Effect.zipRight(awaitDrained, raw.exit),
+        exit: Effect.zipRight(drained.await, Effect.mapError(raw.exit, stampError)),
         killConfirmed: raw.killConfirmed ?? Effect.succeed(false)
       }
       return execution
@@ -282,6 +284,17 @@ export const make = (options: StartOptions): Transport => {
   return { name: options.name, kinds: options.kinds, capabilities: options.capabilities, start, run }
 }
 
+const withTargetId = (error: TransportError, targetId: string): TransportError =>
+  new TransportError({
+    reason: error.reason,
+    transport: error.transport,
+    phase: error.phase,
+    description: error.description,
+    targetId,
+    ...(error.detail === undefined ? {} : { detail: error.detail }),
+    ...(error.cause === undefined ? {} : { cause: error.cause })
+  })
+
 const concat = (chunks: ReadonlyArray<OutputChunk>): Uint8Array => {
   let size = 0
   for (const c of chunks) size += c.bytes.length
@@ -295,44 +308,101 @@ const concat = (chunks: ReadonlyArray<OutputChunk>): Uint8Array => {
 }
 
 /**
- * The registry routing targets to transports by kind. Transport layers register themselves into it, so one run
- * can mix kinds.
+ * Two transports registered for one target kind without `replace`: refused when the layers are built.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class DuplicateTransport extends Schema.TaggedError<DuplicateTransport>("@runcmd/core/DuplicateTransport")(
+  "DuplicateTransport",
+  {
+    kind: Schema.String,
+    /** The transport already serving the kind. */
+    existing: Schema.String,
+    /** The transport that asked to serve it too. */
+    added: Schema.String
+  }
+) {
+  /**
+   * @since 0.1.0
+   */
+  override get message(): string {
+    return `target kind ${JSON.stringify(this.kind)} is served by the ${this.existing} transport already; the ${this.added} ` +
+      `transport cannot serve it too. Provide one transport per kind, or register it with Transport.layer(make, { replace: true })`
+  }
+}
+
+/**
+ * The registry routing targets to transports by kind, so one run can mix kinds. Transport layers register into it;
+ * however they are provided (merged, or by several `Effect.provide` calls in any order) a program sees one registry
+ * with every transport: a registry built where another is in scope extends it.
  *
  * @since 0.1.0
  * @category tags
  */
-export class Transports extends Context.Tag("@runcmd/core/Transport/Transports")<Transports, Transports.Service>() {}
+export class Registry extends Context.Tag("@runcmd/core/Transport/Registry")<Registry, Registry.Service>() {}
 
 /**
  * @since 0.1.0
  */
-export declare namespace Transports {
+export declare namespace Registry {
   /**
    * @since 0.1.0
    * @category models
    */
   export interface Service {
     readonly get: (kind: string) => Option.Option<Transport>
+    /** Every kind served, sorted. */
     readonly kinds: () => ReadonlyArray<string>
-    readonly register: (transport: Transport) => Effect.Effect<void, never, Scope.Scope>
+    /**
+     * Registers `transport` for its kinds until the scope closes. Fails with `DuplicateTransport` when a kind is
+     * served already (here or in an enclosing registry), unless `replace` is set.
+     */
+    readonly register: (
+      transport: Transport,
+      options?: RegisterOptions
+    ) => Effect.Effect<void, DuplicateTransport, Scope.Scope>
   }
 }
 
 /**
- * An empty registry. It is one value, so layers that each provide it share one registry when built together.
- *
  * @since 0.1.0
- * @category layers
+ * @category models
  */
-export const layerRegistry: Layer.Layer<Transports> = Layer.sync(Transports, () => {
+export interface RegisterOptions {
+  /** Serve the transport's kinds even when another transport serves them already (this one wins). */
+  readonly replace?: boolean | undefined
+}
+
+const makeRegistry = (parent: Option.Option<Registry.Service>): Registry.Service => {
   const byKind = new Map<string, Transport>()
+  const get = (kind: string): Option.Option<Transport> => {
+    const own = byKind.get(kind)
+    if (own !== undefined) return Option.some(own)
+    return Option.isSome(parent) ? parent.value.get(kind) : Option.none()
+  }
   return {
-    get: (kind) => Option.fromNullable(byKind.get(kind)),
-    kinds: () => [...byKind.keys()].sort(),
-    register: (transport) =>
+    get,
+    kinds: () => {
+      const all = new Set(byKind.keys())
+      if (Option.isSome(parent)) for (const kind of parent.value.kinds()) all.add(kind)
+      return [...all].sort()
+    },
+    register: (transport, options) =>
       Effect.acquireRelease(
-        Effect.sync(() => {
+        Effect.suspend(() => {
+          if (options?.replace !== true) {
+            for (const kind of transport.kinds) {
+              const existing = get(kind)
+              if (Option.isSome(existing) && existing.value !== transport) {
+                return Effect.fail(
+                  new DuplicateTransport({ kind, existing: existing.value.name, added: transport.name })
+                )
+              }
+            }
+          }
           for (const kind of transport.kinds) byKind.set(kind, transport)
+          return Effect.void
         }),
         () =>
           Effect.sync(() => {
@@ -342,19 +412,35 @@ export const layerRegistry: Layer.Layer<Transports> = Layer.sync(Transports, () 
           })
       )
   }
-})
+}
 
 /**
- * A layer registering the transport built by `make` (and providing the registry it registered into).
+ * A registry: empty, or extending the one in scope where the layer is built. It is one value, so layers that each
+ * provide it share one registry when built together.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer = <E, R>(make: Effect.Effect<Transport, E, R>): Layer.Layer<Transports, E, Exclude<R, Scope.Scope>> =>
+export const layerRegistry: Layer.Layer<Registry> = Layer.effect(
+  Registry,
+  Effect.map(Effect.serviceOption(Registry), makeRegistry)
+)
+
+/**
+ * A layer registering the transport built by `make` (and providing the registry it registered into). Fails with
+ * `DuplicateTransport` when its kinds are served already, unless `options.replace` is set.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = <E, R>(
+  make: Effect.Effect<Transport, E, R>,
+  options?: RegisterOptions
+): Layer.Layer<Registry, E | DuplicateTransport, Exclude<R, Scope.Scope>> =>
   Layer.scopedDiscard(
     Effect.gen(function*() {
       const transport = yield* make
-      const registry = yield* Transports
-      yield* registry.register(transport)
+      const registry = yield* Registry
+      yield* registry.register(transport, options)
     })
-  ).pipe(Layer.provideMerge(layerRegistry)) as Layer.Layer<Transports, E, Exclude<R, Scope.Scope>>
+  ).pipe(Layer.provideMerge(layerRegistry)) as Layer.Layer<Registry, E | DuplicateTransport, Exclude<R, Scope.Scope>>

@@ -1,5 +1,5 @@
 /**
- * Typed errors: what a transport can fail with, and what a bad plan is refused with.
+ * The one error every transport fails with, and how its reasons classify outcomes and retries.
  *
  * @since 0.1.0
  */
@@ -120,36 +120,42 @@ export const isTransportError = (u: unknown): u is TransportError => Predicate.h
 export type FailureClass = "Unreachable" | "Rejected" | "TransportFailed"
 
 /**
+ * Every reason's outcome class and whether it is worth retrying at all (whether a retry is *safe* also depends on
+ * the phase and the policy). `classify` and `isTransient` read this one table.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const reasons: { readonly [R in TransportErrorReason]: { readonly class: FailureClass; readonly transient: boolean } } = {
+  ConnectRefused: { class: "Unreachable", transient: true },
+  ConnectTimeout: { class: "Unreachable", transient: true },
+  HandshakeTimeout: { class: "Unreachable", transient: true },
+  DnsFailed: { class: "Unreachable", transient: true },
+  NotManaged: { class: "Unreachable", transient: false },
+  TargetNotFound: { class: "Unreachable", transient: false },
+  ChannelLimitReached: { class: "Unreachable", transient: true },
+  TargetBusy: { class: "Unreachable", transient: true },
+  Throttled: { class: "Unreachable", transient: true },
+  HandshakeFailed: { class: "Rejected", transient: false },
+  AuthFailed: { class: "Rejected", transient: false },
+  HostKeyRejected: { class: "Rejected", transient: false },
+  EscalationFailed: { class: "Rejected", transient: false },
+  Unauthorized: { class: "Rejected", transient: false },
+  Unsupported: { class: "Rejected", transient: false },
+  ConnectionLost: { class: "TransportFailed", transient: true },
+  SpawnFailed: { class: "TransportFailed", transient: false },
+  ProtocolError: { class: "TransportFailed", transient: true },
+  OutputLost: { class: "TransportFailed", transient: false },
+  Unknown: { class: "TransportFailed", transient: true }
+}
+
+/**
+ * Which outcome a failure with this reason maps to.
+ *
  * @since 0.1.0
  * @category utils
  */
-export const classify = (reason: TransportErrorReason): FailureClass => {
-  switch (reason) {
-    case "ConnectRefused":
-    case "ConnectTimeout":
-    case "HandshakeTimeout":
-    case "DnsFailed":
-    case "NotManaged":
-    case "TargetNotFound":
-    case "ChannelLimitReached":
-    case "TargetBusy":
-    case "Throttled":
-      return "Unreachable"
-    case "HandshakeFailed":
-    case "AuthFailed":
-    case "HostKeyRejected":
-    case "EscalationFailed":
-    case "Unauthorized":
-    case "Unsupported":
-      return "Rejected"
-    case "ConnectionLost":
-    case "SpawnFailed":
-    case "ProtocolError":
-    case "OutputLost":
-    case "Unknown":
-      return "TransportFailed"
-  }
-}
+export const classify = (reason: TransportErrorReason): FailureClass => reasons[reason].class
 
 /**
  * Reasons worth retrying at all; whether a retry is *safe* also depends on the phase and the policy.
@@ -157,67 +163,4 @@ export const classify = (reason: TransportErrorReason): FailureClass => {
  * @since 0.1.0
  * @category utils
  */
-export const isTransient = (reason: TransportErrorReason): boolean => {
-  switch (reason) {
-    case "ConnectRefused":
-    case "ConnectTimeout":
-    case "HandshakeTimeout":
-    case "DnsFailed":
-    case "ChannelLimitReached":
-    case "TargetBusy":
-    case "Throttled":
-    case "ConnectionLost":
-    case "ProtocolError":
-    case "Unknown":
-      return true
-    default:
-      return false
-  }
-}
-
-/**
- * Why a plan is refused before anything runs.
- *
- * @since 0.1.0
- * @category models
- */
-export const InvalidPlanReason = Schema.Literal(
-  "DecodeFailed",
-  "NoTargets",
-  "DuplicateTargetId",
-  "SelectorMatchedNothing",
-  "NoTransportForKind",
-  "UnsupportedByTransport",
-  "ChecksumMismatch",
-  "FetchFailed",
-  "FileUnreadable",
-  "InvalidInventory",
-  "InvalidValue"
-)
-
-/**
- * @since 0.1.0
- * @category models
- */
-export type InvalidPlanReason = typeof InvalidPlanReason.Type
-
-/**
- * A plan, policy, inventory or script that cannot run; names the field (`path`) and the fix.
- *
- * @since 0.1.0
- * @category errors
- */
-export class InvalidPlan extends Schema.TaggedError<InvalidPlan>("@runcmd/core/InvalidPlan")("InvalidPlan", {
-  reason: InvalidPlanReason,
-  /** Where the problem is: a field path (`policy.concurrency`), a file (`inventory.yaml: groups.web.hosts[2]`)... */
-  path: Schema.String,
-  description: Schema.String,
-  cause: Schema.optional(Schema.Defect)
-}) {
-  /**
-   * @since 0.1.0
-   */
-  override get message(): string {
-    return this.path === "" ? `${this.reason}: ${this.description}` : `${this.reason} at ${this.path}: ${this.description}`
-  }
-}
+export const isTransient = (reason: TransportErrorReason): boolean => reasons[reason].transient

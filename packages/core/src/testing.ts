@@ -162,7 +162,7 @@ export type InMemory = internal.InMemory
  */
 export const InMemoryTransport: {
   readonly make: (options?: InMemoryOptions) => Effect.Effect<InMemoryTransport>
-  readonly layer: (options?: InMemoryOptions) => Layer.Layer<Transport.Transports | InMemory>
+  readonly layer: (options?: InMemoryOptions) => Layer.Layer<Transport.Registry | InMemory, Transport.DuplicateTransport>
   readonly defaultCapabilities: Transport.Capabilities
 } = {
   make: internal.make,
@@ -259,7 +259,7 @@ export interface ConformanceOptions {
  */
 export const conformance = async <E>(
   name: string,
-  transportLayer: Layer.Layer<Transport.Transports, E>,
+  transportLayer: Layer.Layer<Transport.Registry, E>,
   options: ConformanceOptions
 ): Promise<void> => {
   const suite = await import("./internal/conformance.js")

@@ -28,7 +28,7 @@ const recording = (caps: Partial<Transport.Capabilities> = {}) =>
       Effect.sync(() => {
         started.push(target.id)
         const text = invocation.source._tag === "Script" ? invocation.source.text : ""
-        return { output: Stream.make({ stream: "stdout" as const, bytes: new TextEncoder().encode(text) }), exit: Effect.succeed(Transport.exited(0)) }
+        return Transport.fromStream({ output: Stream.make({ stream: "stdout" as const, bytes: new TextEncoder().encode(text) }), exit: Effect.succeed(Transport.exited(0)) })
       })
   })))
 
@@ -178,7 +178,7 @@ describe("files shipped with the job", () => {
     start: (_target, invocation) =>
       Effect.sync(() => {
         invocations.push(invocation)
-        return { output: Stream.empty, exit: Effect.succeed(Transport.exited(0)) }
+        return Transport.fromStream({ output: Stream.empty, exit: Effect.succeed(Transport.exited(0)) })
       })
   })))
   const withFiles = (files: ReadonlyArray<ScriptSource.JobFile>, options: Partial<Omit<ScriptSource.Job, "source">> = {}) =>

@@ -86,7 +86,7 @@ describe("InMemoryTransport", () => {
 
     it.effect("the layer registers the transport and provides the instance as InMemory", () =>
       Effect.gen(function*() {
-        const registry = yield* Transport.Transports
+        const registry = yield* Transport.Registry
         const mem = yield* InMemory
         const found = registry.get("memory")
         assert.isTrue(Option.isSome(found))

@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url"
 import * as YAML from "yaml"
 import * as Inventory from "../src/Inventory.js"
 import * as Target from "../src/Target.js"
-import type { InvalidPlan } from "../src/TransportError.js"
+import type { InvalidPlan } from "../src/InvalidPlan.js"
 
 const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), "fixtures", "inventory")
 

@@ -44,7 +44,7 @@ const leaky = Transport.layer(Effect.succeed(Transport.make({
       )
     }
     const half = SECRET.length / 2
-    return Effect.succeed({
+    return Effect.succeed(Transport.fromStream({
       output: Stream.make(
         OutputChunk.stdout(`token=${SECRET.slice(0, half)}`),
         OutputChunk.stdout(`${SECRET.slice(half)}\n`),
@@ -52,7 +52,7 @@ const leaky = Transport.layer(Effect.succeed(Transport.make({
         OutputChunk.stdout(`partial ${SECRET.slice(0, 5)}`)
       ),
       exit: Effect.succeed(Transport.exited(0))
-    })
+    }))
   }
 })))
 

@@ -122,11 +122,11 @@ const start = (target: Target.Target, inv: Transport.Invocation) =>
         child.stderr.destroy()
       })
     )
-    const raw: Transport.RawExecution = {
+    const raw: Transport.RawExecution = Transport.fromStream({
       output: Stream.fromQueue(output).pipe(Stream.flattenTake),
       exit: Deferred.await(exited),
       killConfirmed: Effect.sync(() => confirmed)
-    }
+    })
     return raw
   })
 

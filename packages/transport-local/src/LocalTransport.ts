@@ -128,7 +128,7 @@ export const make = (options: Options = {}): Effect.Effect<Transport.Transport, 
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Options = {}): Layer.Layer<Transport.Transports> => Transport.layer(make(options))
+export const layer = (options: Options = {}): Layer.Layer<Transport.Registry, Transport.DuplicateTransport> => Transport.layer(make(options))
 
 /**
  * @since 0.1.0
@@ -136,7 +136,7 @@ export const layer = (options: Options = {}): Layer.Layer<Transport.Transports> 
  */
 export const layerConfig = (
   config: Config.Config.Wrap<Options>
-): Layer.Layer<Transport.Transports, ConfigError.ConfigError> =>
+): Layer.Layer<Transport.Registry, ConfigError.ConfigError | Transport.DuplicateTransport> =>
   Layer.unwrapEffect(Effect.map(Config.unwrap(config), (options) => layer(options)))
 
 /**

@@ -26,7 +26,7 @@ export const invocation = (
 export const sh = (text: string, over: Partial<Transport.Invocation> = {}) =>
   invocation(ScriptSource.script(text, "sh"), over)
 
-export const local = Effect.flatMap(Transport.Transports, (registry) =>
+export const local = Effect.flatMap(Transport.Registry, (registry) =>
   Effect.sync(() => Option.getOrThrowWith(registry.get("local"), () => new Error("no local transport registered"))))
 
 const statOf = (pid: string) => {

@@ -7,7 +7,7 @@
  * @since 0.1.0
  */
 import type * as Inventory from "@runcmd/core/Inventory"
-import { InvalidPlan } from "@runcmd/core/TransportError"
+import { InvalidPlan } from "@runcmd/core/InvalidPlan"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"

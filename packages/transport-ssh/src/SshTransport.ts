@@ -193,7 +193,7 @@ export const layerConnections = (options: Options = {}): Layer.Layer<SshConnecti
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Options = {}): Layer.Layer<Transport.Transports | SshConnections> =>
+export const layer = (options: Options = {}): Layer.Layer<Transport.Registry | SshConnections, Transport.DuplicateTransport> =>
   Transport.layer(Effect.map(SshConnections, (c) => c.transport)).pipe(Layer.provideMerge(layerConnections(options)))
 
 /**
@@ -204,7 +204,7 @@ export const layer = (options: Options = {}): Layer.Layer<Transport.Transports |
  */
 export const layerConfig = (
   config: Config.Config.Wrap<Options>
-): Layer.Layer<Transport.Transports | SshConnections, ConfigError.ConfigError> =>
+): Layer.Layer<Transport.Registry | SshConnections, ConfigError.ConfigError | Transport.DuplicateTransport> =>
   Layer.unwrapEffect(Effect.map(Config.unwrap(config), (options) => layer(options)))
 
 /**

@@ -14,7 +14,7 @@ import * as SshTransport from "../src/SshTransport.js"
 describe("SshTransport layers and the target schema", () => {
   it.scoped("layer registers the transport for kind ssh, with its capabilities", () =>
     Effect.gen(function*() {
-      const registry = yield* Transport.Transports
+      const registry = yield* Transport.Registry
       const ssh = registry.get("ssh")
       assert.isTrue(Option.isSome(ssh))
       if (Option.isSome(ssh)) {
@@ -29,7 +29,7 @@ describe("SshTransport layers and the target schema", () => {
 
   it.scoped("layerConfig reads its options from Config", () =>
     Effect.gen(function*() {
-      const registry = yield* Transport.Transports
+      const registry = yield* Transport.Registry
       assert.deepStrictEqual(registry.kinds(), ["ssh"])
     }).pipe(
       Effect.provide(

@@ -4,7 +4,7 @@
  * @since 0.1.0
  * @internal
  */
-import type { InvalidPlan } from "@runcmd/core/TransportError"
+import type { InvalidPlan } from "@runcmd/core/InvalidPlan"
 import * as Data from "effect/Data"
 import { ExitCode } from "./exitCode.js"
 

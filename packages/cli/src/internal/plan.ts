@@ -570,6 +570,5 @@ export const invocationFor = (
     cwd: policy.cwd,
     runAs: policy.runAs,
     killGrace: policy.killGrace,
-    timeout: policy.timeout
   }
 }

@@ -41,7 +41,7 @@ const load = <A>(name: string, module: () => Promise<A>): Effect.Effect<A, Trans
  *
  * @internal
  */
-export const localLayer: Layer.Layer<Transport.Transports, TransportSetupError> = Layer.unwrapEffect(
+export const localLayer: Layer.Layer<Transport.Registry, TransportSetupError | Transport.DuplicateTransport> = Layer.unwrapEffect(
   load("local", () => import("@runcmd/transport-local/LocalTransport")).pipe(
     Effect.map((LocalTransport) => LocalTransport.layer())
   )
@@ -52,7 +52,7 @@ export const localLayer: Layer.Layer<Transport.Transports, TransportSetupError> 
  *
  * @internal
  */
-export const sshLayer: Layer.Layer<Transport.Transports, TransportSetupError> = Layer.unwrapEffect(
+export const sshLayer: Layer.Layer<Transport.Registry, TransportSetupError | Transport.DuplicateTransport> = Layer.unwrapEffect(
   load("SSH", () => import("@runcmd/transport-ssh/SshTransport")).pipe(
     Effect.map((SshTransport) => SshTransport.layer())
   )
@@ -65,5 +65,5 @@ export const sshLayer: Layer.Layer<Transport.Transports, TransportSetupError> = 
  */
 export const layerFor = (
   targets: ReadonlyArray<Target.Target>
-): Layer.Layer<Transport.Transports, TransportSetupError> =>
+): Layer.Layer<Transport.Registry, TransportSetupError | Transport.DuplicateTransport> =>
   targets.some((t) => t.kind === "ssh") ? Layer.merge(localLayer, sshLayer) : localLayer

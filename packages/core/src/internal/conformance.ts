@@ -26,7 +26,8 @@ import * as RunReport from "../RunReport.js"
 import * as ScriptSource from "../ScriptSource.js"
 import type { Target } from "../Target.js"
 import * as Transport from "../Transport.js"
-import { classify, type InvalidPlan, type TransportError } from "../TransportError.js"
+import type { InvalidPlan } from "../InvalidPlan.js"
+import { classify, type TransportError } from "../TransportError.js"
 import * as C from "./conformanceCases.js"
 import { type BehaviourInput, InMemory, type InMemoryTransport, Step } from "./inMemory.js"
 import { drive } from "./inMemoryClock.js"
@@ -120,11 +121,11 @@ interface Ctx {
   readonly timeout: Duration.Duration
   readonly margin: number
   /** Runs a plan through the Runner (driving the TestClock when simulated). */
-  readonly exec: (spec: RunSpec) => Effect.Effect<RunResult, InvalidPlan, Transport.Transports>
+  readonly exec: (spec: RunSpec) => Effect.Effect<RunResult, InvalidPlan, Transport.Registry>
   /** Runs the job straight through the transport's `run` (bytes exactly as the transport delivers them). */
   readonly direct: (spec: RunSpec) => Effect.Effect<Transport.Collected, TransportError>
   /** Real transports: a helper job on a target (checks, cleanup). */
-  readonly helper: (target: Target, script: string, args: ReadonlyArray<string>) => Effect.Effect<RunResult, InvalidPlan, Transport.Transports>
+  readonly helper: (target: Target, script: string, args: ReadonlyArray<string>) => Effect.Effect<RunResult, InvalidPlan, Transport.Registry>
 }
 
 const decoder = new TextDecoder()
@@ -202,7 +203,7 @@ const checkRun = (result: RunResult) => {
 const makeCtx = (options: ConformanceOptions) =>
   Effect.gen(function*() {
     const simulated = options.simulated === true
-    const registry = yield* Transport.Transports
+    const registry = yield* Transport.Registry
     const sample = options.targets(1)
     assert.isAtLeast(sample.length, 1, "options.targets(1) must give a target")
     const kind = sample[0]!.kind
@@ -391,19 +392,19 @@ const secretsIn = (result: { readonly report: RunReport.RunReport; readonly even
 /** @internal */
 export const conformance = <E>(
   name: string,
-  transportLayer: Layer.Layer<Transport.Transports, E>,
+  transportLayer: Layer.Layer<Transport.Registry, E>,
   options: ConformanceOptions
 ): void => {
   const simulated = options.simulated === true
   const testTimeout = options.testTimeout ?? (simulated ? 30_000 : 60_000)
-  const withCtx = <A>(f: (ctx: Ctx) => Effect.Effect<A, unknown, Transport.Transports>) =>
+  const withCtx = <A>(f: (ctx: Ctx) => Effect.Effect<A, unknown, Transport.Registry>) =>
     () => Effect.flatMap(makeCtx(options), f)
 
   layer(transportLayer, {
     excludeTestServices: !simulated,
     timeout: options.layerTimeout ?? Duration.seconds(60)
   })(`transport conformance: ${name}`, (it) => {
-    const test = (title: string, f: (ctx: Ctx) => Effect.Effect<unknown, unknown, Transport.Transports>) =>
+    const test = (title: string, f: (ctx: Ctx) => Effect.Effect<unknown, unknown, Transport.Registry>) =>
       it.effect(title, withCtx(f) as () => Effect.Effect<unknown, unknown, never>, testTimeout)
 
     test("declares what it serves and what it can do, consistently", (ctx) =>

@@ -536,7 +536,7 @@ const unsafeMake = (options: Options): InMemoryTransport => {
 }
 
 /** @internal */
-export const layer = (options: Options = {}): Layer.Layer<Transport.Transports | InMemory> =>
+export const layer = (options: Options = {}): Layer.Layer<Transport.Registry | InMemory, Transport.DuplicateTransport> =>
   Transport.layer(Effect.map(InMemory, (m) => m.transport)).pipe(
     Layer.provideMerge(Layer.effect(InMemory, make(options)))
   )

@@ -10,7 +10,7 @@ import * as Schema from "effect/Schema"
 import * as SchemaAST from "effect/SchemaAST"
 import * as YAML from "yaml"
 import * as Target from "../Target.js"
-import { InvalidPlan } from "../TransportError.js"
+import { InvalidPlan } from "../InvalidPlan.js"
 
 type Segment = string | number
 type Path = ReadonlyArray<Segment>

@@ -41,7 +41,7 @@ export const run = (
   targets: ReadonlyArray<Target.Target>,
   job: ScriptSource.Job | string,
   policy: Partial<ExecutionPolicy.ExecutionPolicy> = {}
-): Effect.Effect<RunReport, never, Transport.Transports> =>
+): Effect.Effect<RunReport, never, Transport.Registry> =>
   Runner.run(
     RunPlan.make({
       targets,
