@@ -28,6 +28,22 @@ export const Interpreter = Schema.Literal("sh", "bash", "powershell", "python")
 export type Interpreter = typeof Interpreter.Type
 
 /**
+ * The interpreter a script's `#!` line names (`bash`, `python3`, `pwsh`...); `sh` when it names none we know.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const interpreterFromShebang = (text: string): Interpreter => {
+  if (!text.startsWith("#!")) return "sh"
+  const end = text.indexOf("\n")
+  const first = end === -1 ? text : text.slice(0, end)
+  if (/\bbash\b/.test(first)) return "bash"
+  if (/\bpython[0-9.]*\b/.test(first)) return "python"
+  if (/\bpwsh\b|\bpowershell\b/.test(first)) return "powershell"
+  return "sh"
+}
+
+/**
  * Script text run by an interpreter; `args` become its positional parameters.
  *
  * @since 0.1.0

@@ -45,7 +45,9 @@ export const Labels = Schema.Record({ key: Schema.String, value: Schema.String }
 export const baseFields = {
   id: TargetId,
   labels: Schema.optionalWith(Labels, { default: () => ({}) }),
-  os: Schema.optionalWith(Os, { default: () => "linux" as const })
+  os: Schema.optionalWith(Os, { default: () => "linux" as const }),
+  /** Extra environment for every execution on this target (the job's own `env` wins on a clash). */
+  env: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String }))
 }
 
 /**
@@ -59,6 +61,8 @@ export interface Target {
   readonly id: string
   readonly labels: { readonly [key: string]: string }
   readonly os: Os
+  /** Extra environment for every execution on this target (the job's own `env` wins on a clash). */
+  readonly env?: { readonly [name: string]: string } | undefined
 }
 
 /**
@@ -84,10 +88,7 @@ export const make = <const Kind extends string, Fields extends Schema.Struct.Fie
  * @since 0.1.0
  * @category schemas
  */
-export const Local = make("local", {
-  /** Extra environment merged into every execution on this target. */
-  env: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String }))
-})
+export const Local = make("local", {})
 
 /**
  * @since 0.1.0

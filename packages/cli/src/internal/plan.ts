@@ -387,21 +387,6 @@ export interface ResolvedJob extends ScriptSource.Job {
   readonly source: ScriptSource.Command | ScriptSource.Script
 }
 
-/**
- * The interpreter named by a script's shebang line (`sh` without one).
- *
- * @internal
- */
-export const interpreterFromShebang = (text: string): ScriptSource.Interpreter => {
-  if (!text.startsWith("#!")) return "sh"
-  const nl = text.indexOf("\n")
-  const first = nl === -1 ? text : text.slice(0, nl)
-  if (/\bbash\b/.test(first)) return "bash"
-  if (/\bpython[0-9.]*\b/.test(first)) return "python"
-  if (/\bpwsh\b|\bpowershell\b/.test(first)) return "powershell"
-  return "sh"
-}
-
 const envName = Schema.decodeUnknownEither(ScriptSource.EnvName)
 const fileName = Schema.decodeUnknownEither(ScriptSource.FileName)
 
@@ -438,7 +423,7 @@ export const buildJob = (flags: RunFlags): Effect.Effect<ResolvedJob, CliError, 
           )
         )
       )
-      source = ScriptSource.script(text, flags.interpreter ?? interpreterFromShebang(text))
+      source = ScriptSource.script(text, flags.interpreter ?? ScriptSource.interpreterFromShebang(text))
       args = flags.argv
     } else if (flags.command !== undefined) {
       if (flags.command.trim() === "") return yield* fail("--command is empty. Fix: give the shell text to run, e.g. --command 'uptime'.")
