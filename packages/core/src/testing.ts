@@ -208,23 +208,37 @@ export const DriveError = clock.DriveError
 export interface ConformanceOptions {
   /** `n` targets of this transport with distinct ids (the concurrency case asks for 6). */
   readonly targets: (n: number) => ReadonlyArray<Target>
-  /** The layer is the in-memory transport (it must also provide `InMemory`); time is virtual. */
+  /**
+   * The layer is the in-memory transport (it must also provide `InMemory`): each case configures it with the
+   * behaviour equivalent to its script, and time is virtual (`TestClock`).
+   */
   readonly simulated?: boolean | undefined
   /** Declared: output arrives while the script runs. Default: `capabilities.output === "live"`. */
   readonly liveOutput?: boolean | undefined
-  /** Declared: what closing an execution's scope achieves. Default: `capabilities.cancel`. */
+  /**
+   * Declared: what closing an execution's scope achieves. Default: `capabilities.cancel`. With `"kills"`, the
+   * process-tree cases (real transports) check from the target's process table that nothing of a killed execution
+   * is left, a grandchild in a session of its own (`setsid`) ignoring TERM and HUP included, and that the kill is
+   * reported confirmed; with `"best-effort"`, that a kill reported confirmed left nothing.
+   */
   readonly cancel?: Transport.Capabilities["cancel"] | undefined
   /** Declared: a service cap on output per stream (bytes). Default: `capabilities.maxInlineOutputBytes`. */
   readonly maxOutputBytes?: number | undefined
   /** Declared: a death by a signal is reported as `Signaled` (default `true`); `false`: as `Failed{128+n}`. */
   readonly signals?: boolean | undefined
-  /** A target that cannot be reached (e.g. a closed loopback port); omit when targets are always reachable. */
+  /**
+   * A target of this transport that cannot be reached (e.g. a closed loopback port). Omit when every target is
+   * always reachable (the local transport): the case then asserts that a target is reached.
+   */
   readonly unreachableTarget?: (() => Target) | undefined
-  /** The per-execution timeout of the timeout cases (default 2 s). */
+  /** The per-execution timeout used by the timeout cases (default 2 s). */
   readonly timeout?: Duration.DurationInput | undefined
-  /** The kill grace of the cases (default 1 s). */
+  /** The kill grace used by the cases (default 1 s). */
   readonly killGrace?: Duration.DurationInput | undefined
-  /** Slack on expected durations (default 5 s; 0 when simulated). */
+  /**
+   * Slack allowed on top of the expected durations, and how long (beyond the kill grace) the process checks after
+   * a kill poll the process table (default 5 s; 0 when simulated).
+   */
   readonly margin?: Duration.DurationInput | undefined
   /** How long a grandchild holding the output pipe may hold the run after the script exited (default 30 s). */
   readonly pipeHoldLimit?: Duration.DurationInput | undefined

@@ -9,6 +9,7 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
 import type * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -25,6 +26,7 @@ import * as RunPlan from "../RunPlan.js"
 import * as RunReport from "../RunReport.js"
 import * as ScriptSource from "../ScriptSource.js"
 import type { Target } from "../Target.js"
+import type { ConformanceOptions } from "../testing.js"
 import * as Transport from "../Transport.js"
 import type { InvalidPlan } from "../InvalidPlan.js"
 import { classify, type TransportError } from "../TransportError.js"
@@ -33,42 +35,8 @@ import { type BehaviourInput, InMemory, type InMemoryTransport, Step } from "./i
 import { drive } from "./inMemoryClock.js"
 
 // ---------------------------------------------------------------------------------------------------------------
-// options
+// options (`ConformanceOptions` is declared once, in `testing.ts`)
 // ---------------------------------------------------------------------------------------------------------------
-
-/** @internal */
-export interface ConformanceOptions {
-  /** `n` targets of this transport with distinct ids (the concurrency case asks for 6). */
-  readonly targets: (n: number) => ReadonlyArray<Target>
-  /**
-   * The layer is the in-memory transport (it must also provide `InMemory`): each case configures it with the
-   * behaviour equivalent to its script, and time is virtual (`TestClock`).
-   */
-  readonly simulated?: boolean | undefined
-  /** Declared: output arrives while the script runs. Default: `capabilities.output === "live"`. */
-  readonly liveOutput?: boolean | undefined
-  /** Declared: what closing an execution's scope achieves. Default: `capabilities.cancel`. */
-  readonly cancel?: Transport.Capabilities["cancel"] | undefined
-  /** Declared: a service cap on output per stream (bytes). Default: `capabilities.maxInlineOutputBytes`. */
-  readonly maxOutputBytes?: number | undefined
-  /** Declared: a death by a signal is reported as `Signaled` (default `true`); `false`: as `Failed{128+n}`. */
-  readonly signals?: boolean | undefined
-  /** A target of this transport that cannot be reached (e.g. a closed loopback port). Omit when every target
-   * is always reachable (the local transport): the case then asserts that a target is reached. */
-  readonly unreachableTarget?: (() => Target) | undefined
-  /** The per-execution timeout used by the timeout cases (default 2 s). */
-  readonly timeout?: Duration.DurationInput | undefined
-  /** The kill grace used by the cases (default 1 s). */
-  readonly killGrace?: Duration.DurationInput | undefined
-  /** Slack allowed on top of the expected durations (default 5 s; 0 when simulated). */
-  readonly margin?: Duration.DurationInput | undefined
-  /** How long a grandchild holding the output pipe may hold the run after the script exited (default 30 s). */
-  readonly pipeHoldLimit?: Duration.DurationInput | undefined
-  /** Per-case vitest timeout in ms (default 60 000; 30 000 when simulated). */
-  readonly testTimeout?: number | undefined
-  /** Timeout for building the layer (default 60 s). */
-  readonly layerTimeout?: Duration.DurationInput | undefined
-}
 
 interface Declared {
   readonly liveOutput: boolean
@@ -110,7 +78,8 @@ interface RunResult extends Collector {
   readonly targets: ReadonlyArray<Target>
 }
 
-interface Ctx {
+/** @internal */
+export interface Ctx {
   readonly simulated: boolean
   readonly transport: Transport.Transport
   readonly memory: InMemoryTransport | undefined
@@ -384,6 +353,101 @@ const secretsIn = (result: { readonly report: RunReport.RunReport; readonly even
   })
   return places
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// the process tree, checked from the process table (real transports)
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * A case of the suite as a value: registered by {@link conformance}, or run directly by a test of the suite itself
+ * ({@link runCase}).
+ *
+ * @internal
+ */
+export interface Case {
+  readonly title: string
+  readonly run: (ctx: Ctx) => Effect.Effect<void, unknown, Transport.Registry>
+}
+
+/**
+ * KILLs every process of the target carrying the mark, in a fiber of its own (a finalizer runs uninterruptibly,
+ * and a helper run needs interruption for its timeouts), bounded by the helper's own timeout.
+ */
+const killMarked = (ctx: Ctx, target: Target, hex: string) =>
+  ctx.simulated ? Effect.void : Effect.ignore(
+    Effect.exit(ctx.exec({
+      job: ScriptSource.job(sh(C.markedProcessesScript), { args: [hex, "10", "kill"] }),
+      behaviour: [Step.exit(0)],
+      targets: [target],
+      policy: { timeout: Duration.seconds(30) }
+    }))
+  ).pipe(Effect.interruptible, Effect.forkDaemon, Effect.flatMap(Fiber.await), Effect.asVoid)
+
+/**
+ * The execution's scope is closed early (by its timeout, or by a cancel) while a grandchild in a session of its
+ * own ignores TERM and HUP. Afterwards the target's process table, searched for the case's mark (in the
+ * environment every descendant inherits and in the grandchild's argv), must hold none of the execution's processes
+ * (`cancel: "kills"`), and the kill must be reported as it is: confirmed under `"kills"`, and never confirmed with
+ * a process left.
+ */
+const killTreeCase = (path: "timeout" | "cancel"): Case => ({
+  title: path === "timeout"
+    ? "timeout kills a setsid grandchild ignoring TERM and HUP: none of the execution's processes is left in the process table, killConfirmed told truthfully"
+    : "cancel kills a setsid grandchild ignoring TERM and HUP: none of the execution's processes is left in the process table, confirmed told truthfully",
+  run: (ctx) => {
+    const target = ctx.targets(1)[0]!
+    const { hex, mark } = C.newMark()
+    return Effect.gen(function*() {
+      if (ctx.simulated) return
+      const r = yield* ctx.exec({
+        job: ScriptSource.job(sh(C.setsidGrandchildScript(mark, path === "timeout")), { env: { [C.MARK_VARIABLE]: mark } }),
+        behaviour: [Step.hang],
+        targets: [target],
+        policy: path === "timeout" ? { timeout: ctx.timeout, killGrace: ctx.killGrace } : { killGrace: ctx.killGrace },
+        ...(path === "cancel" ? { cancelWhen: (run: Collector) => run.waitForText(target.id, "stdout", "grandchild ") } : {})
+      })
+      const stdout = r.text(target.id, "stdout")
+      const stderr = r.text(target.id, "stderr")
+      assert.notInclude(stderr, "no setsid", "the case needs setsid on the target")
+      assert.strictEqual(C.pidsAfter(stdout, "grandchild").length, 1, `the grandchild started: ${stdout}${stderr}`)
+      assert.notInclude(stdout, "never")
+      const confirmed = path === "timeout"
+        ? expectTag(r.outcome, "TimedOut").killConfirmed
+        : expectTag(r.outcome, "Cancelled").confirmed
+      if (path === "cancel") assert.isTrue(r.report.interrupted, "the report says the run was interrupted")
+      if (ctx.declared.cancel !== "none") {
+        // the scope is closed: the transport's kill, its grace included, is over; allow for the reaping
+        const seconds = Math.max(1, Math.ceil((Duration.toMillis(ctx.killGrace) + ctx.margin) / 1000))
+        const check = yield* ctx.helper(target, C.markedProcessesScript, [hex, String(seconds), "check"])
+        const said = `${path === "timeout" ? "killConfirmed" : "confirmed"}: ${confirmed}`
+        if (check.outcome._tag !== "Succeeded" && (ctx.declared.cancel === "kills" || confirmed)) {
+          assert.fail(
+            `${said} (declared cancel: ${ctx.declared.cancel}), yet processes of the execution are still running ` +
+              `${seconds} s after its scope closed (found by the mark ${mark} in the target's process table; ` +
+              `the check ended ${check.outcome._tag}):\n${text(check.outcome.stdout)}${text(check.outcome.stderr)}`
+          )
+        }
+      }
+      expectConfirmation(ctx, confirmed)
+    }).pipe(Effect.ensuring(killMarked(ctx, target, hex)))
+  }
+})
+
+/**
+ * The process-tree cases, run for real transports (whatever they declare: `kills` asserts the most).
+ *
+ * @internal
+ */
+export const killTreeCases: ReadonlyArray<Case> = [killTreeCase("timeout"), killTreeCase("cancel")]
+
+/**
+ * Runs one case against the transport the environment's registry serves for `options.targets`: the effect fails
+ * (dies with the assertion) where the registered test would fail. For tests of the suite itself.
+ *
+ * @internal
+ */
+export const runCase = (c: Case, options: ConformanceOptions): Effect.Effect<void, unknown, Transport.Registry> =>
+  Effect.flatMap(makeCtx(options), c.run)
 
 // ---------------------------------------------------------------------------------------------------------------
 // the suite
@@ -865,6 +929,11 @@ while :; do sleep 1; done
           assert.strictEqual(cancels[0]!.confirmed, o.confirmed)
         }
       }))
+
+    // -- the process tree, from the process table (real transports) -------------------------------------
+    if (!simulated) {
+      for (const c of killTreeCases) test(c.title, c.run)
+    }
 
     // -- concurrency -----------------------------------------------------------------------------------------
     test("the concurrency limit is honoured (6 targets, concurrency 2: never more than 2 running)", (ctx) =>

@@ -156,3 +156,95 @@ export const randomHex = (n: number): string => {
 
 /** @internal */
 export const signalNumbers: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// the process tree of an execution, found from the process table by a mark
+// ---------------------------------------------------------------------------------------------------------------
+
+/** The environment variable carrying a kill-tree case's mark (every descendant inherits it). @internal */
+export const MARK_VARIABLE = "RUNCMD_CONFORMANCE_MARK"
+
+/** @internal */
+export const MARK_PREFIX = "runcmd-conformance-"
+
+/**
+ * A fresh mark: `runcmd-conformance-<hex>`. The case puts it in its job's environment and in the command line of
+ * the grandchild; the process table is searched for it. Helpers are given only the hex part (so that no helper
+ * process ever carries the whole mark in its own argv or environment).
+ *
+ * @internal
+ */
+export const newMark = (): { readonly mark: string; readonly hex: string } => {
+  const hex = randomHex(8)
+  return { mark: `${MARK_PREFIX}${hex}`, hex }
+}
+
+/**
+ * A script leaving a grandchild in a session of its own (`setsid`) that ignores TERM and HUP (a shell carrying the
+ * mark as its `$0`, and its `sleep`); with `ignoreTerm` the script itself ignores TERM as well (the kill needs the
+ * KILL after the grace). It prints `child <pid>` and, from the grandchild, `grandchild <pid>`, then waits.
+ * Exits 97 when the target has no `setsid`.
+ *
+ * @internal
+ */
+export const setsidGrandchildScript = (mark: string, ignoreTerm: boolean): string =>
+  `command -v setsid >/dev/null 2>&1 || { echo "runcmd-conformance: no setsid on the target" >&2; exit 97; }
+${ignoreTerm ? "trap '' TERM\n" : ""}setsid sh -c 'trap "" TERM HUP; echo "grandchild $$"; sleep 300; :' '${mark}' &
+echo "child $$"
+wait
+echo never
+`
+
+/**
+ * Scans the process table for the live processes whose argv or environment carries the mark
+ * `runcmd-conformance-$1` (`/proc`, else the command lines `ps` shows), polling up to `$2` seconds:
+ * - `$3 = check`: until none is left; prints `gone` and exits 0, else prints `left:` and one line per process
+ *   (pid, name, parent, group, session, command line) and exits 1;
+ * - `$3 = kill`: KILLs them until none is left (same output).
+ * The mark is assembled here and handed to grep on its stdin: no process of this script carries it.
+ *
+ * @internal
+ */
+export const markedProcessesScript = `m="${MARK_PREFIX}$1"
+limit=$(( $2 * 4 ))
+action=$3
+marked() {
+  if [ -r /proc/self/stat ]; then
+    for f in $(printf '%s\\n' "$m" | grep -lsF -f - /proc/[0-9]*/cmdline /proc/[0-9]*/environ 2>/dev/null); do
+      p=\${f#/proc/}; p=\${p%%/*}
+      [ "$p" = "$$" ] && continue
+      l=; read -r l 2>/dev/null < "/proc/$p/stat" || continue
+      l=\${l##*) }
+      case $l in Z* | X* | x*) continue ;; esac
+      echo "$p"
+    done | sort -u
+  else
+    ps -A -o pid= -o args= 2>/dev/null | while read -r p a; do
+      case $a in *"$m"*) [ "$p" = "$$" ] || echo "$p" ;; esac
+    done
+  fi
+}
+describe() {
+  for p in "$@"; do
+    c=; read -r c 2>/dev/null < "/proc/$p/comm"
+    l=; read -r l 2>/dev/null < "/proc/$p/stat"
+    l=\${l##*) }
+    set -- $l
+    a=$(tr '\\0' ' ' < "/proc/$p/cmdline" 2>/dev/null)
+    echo "  pid $p ($c) state $1 ppid $2 pgrp $3 sid $4: $a"
+  done
+}
+i=0
+while :; do
+  left=$(marked)
+  if [ -z "$left" ]; then echo gone; exit 0; fi
+  if [ "$action" = kill ]; then for p in $left; do kill -s KILL "$p" 2>/dev/null; done; fi
+  i=$((i + 1))
+  if [ "$i" -gt "$limit" ]; then
+    echo "left:"
+    describe $left
+    exit 1
+  fi
+  sleep 0.25 2>/dev/null || sleep 1
+done
+`
