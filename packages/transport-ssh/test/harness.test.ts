@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as fs from "node:fs"
-import * as Connect from "../src/internal/connect.js"
+import * as Connection from "../src/internal/connection.js"
 import * as Sshd from "./harness/Sshd.js"
 
 describe.skipIf(!Sshd.enabled())("the sshd test harness", () => {
@@ -11,7 +11,7 @@ describe.skipIf(!Sshd.enabled())("the sshd test harness", () => {
       const sshd = yield* Effect.promise(() => Sshd.start({ addresses: 17 }))
       try {
         assert.strictEqual(sshd.pids().length, 2, "17 addresses need 2 daemons (16 listen sockets each)")
-        const c = yield* Connect.connect(sshd.target({ address: sshd.addresses[16] }), {
+        const c = yield* Connection.connect(sshd.target({ address: sshd.addresses[16] }), {
           hopIndex: 0,
           hops: 1,
           defaults: { connectTimeout: Duration.seconds(5), readyTimeout: Duration.seconds(10), keepalive: false }

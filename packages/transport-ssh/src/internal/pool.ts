@@ -4,7 +4,8 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as SshTarget from "../SshTarget.js"
-import * as Connect from "./connect.js"
+import * as Connection from "./connection.js"
+import * as Hop from "./hop.js"
 import * as Errors from "./errors.js"
 
 /** @internal */
@@ -25,7 +26,7 @@ export interface PoolOptions {
 /** A pooled connection and its bookkeeping. @internal */
 export interface Pooled {
   readonly key: string
-  readonly connection: Connect.Connection
+  readonly connection: Connection.Connection
   /** Channels (exec, sftp, kill) currently open, as far as the server is concerned. */
   channels: number
   /** Connections tunnelled through this one (it is a jump host for them). */
@@ -95,7 +96,7 @@ export const classifyOpenError = (err: unknown, pooled: Pooled): OpenFailure =>
       })
     }
 
-const chainKey = (hops: ReadonlyArray<SshTarget.Hop>): string => hops.map(Connect.hopIdentity).join(" -> ")
+const chainKey = (hops: ReadonlyArray<SshTarget.Hop>): string => hops.map(Hop.hopIdentity).join(" -> ")
 
 /** A target's hops and pool key, computed once per target object (the key hashes the credentials). */
 const routes = new WeakMap<SshTarget.SshTarget, { readonly hops: ReadonlyArray<SshTarget.Hop>; readonly key: string }>()
@@ -184,7 +185,7 @@ export const make = (options: PoolOptions): Pool => {
     }
   }
 
-  const register = (key: string, connection: Connect.Connection, parent: Pooled | undefined, cap: number): Pooled => {
+  const register = (key: string, connection: Connection.Connection, parent: Pooled | undefined, cap: number): Pooled => {
     const pooled: Pooled = {
       key,
       connection,
@@ -223,12 +224,12 @@ export const make = (options: PoolOptions): Pool => {
         keepalive: options.keepalive
       }
       if (index === 0) {
-        const connection = yield* retryDropped(Connect.connect(hop, { ...ctx, defaults }))
+        const connection = yield* retryDropped(Connection.connect(hop, { ...ctx, defaults }))
         return register(chainKey(hops), connection, undefined, cap)
       }
       const parent = yield* acquireDependent(target, hops.slice(0, index))
-      const connection = yield* Connect.forwardOut(parent.connection, hop, ctx).pipe(
-        Effect.flatMap((sock) => Connect.connect(hop, { ...ctx, sock, defaults })),
+      const connection = yield* Connection.forwardOut(parent.connection, hop, ctx).pipe(
+        Effect.flatMap((sock) => Connection.connect(hop, { ...ctx, sock, defaults })),
         Effect.onError(() =>
           Effect.sync(() => {
             parent.dependents--

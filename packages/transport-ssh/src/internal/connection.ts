@@ -1,18 +1,22 @@
-/** @internal */
+/**
+ * The connection itself: a TCP connection (or a jump host's forwarded channel), the SSH handshake with the hop's
+ * host-key verification and authentication, and the live `Connection` handed to the pool.
+ *
+ * @internal
+ */
 import type { TransportError } from "@runcmd/core/TransportError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Redacted from "effect/Redacted"
-import * as crypto from "node:crypto"
-import * as fs from "node:fs"
 import * as net from "node:net"
 import type { Duplex } from "node:stream"
 // ssh2 is CommonJS: Node's ESM loader only sees its default export reliably
 import ssh2 from "ssh2"
-import type { AnyAuthMethod, AuthenticationType, Client, ParsedKey } from "ssh2"
-import * as KnownHosts from "../KnownHosts.js"
-import * as SshTarget from "../SshTarget.js"
+import type { Client } from "ssh2"
+import type * as SshTarget from "../SshTarget.js"
+import * as Authentication from "./authentication.js"
 import * as Errors from "./errors.js"
+import { hopLabel } from "./hop.js"
+import * as HostKeyVerification from "./hostKeyVerification.js"
 
 let nextId = 1
 
@@ -45,191 +49,6 @@ export interface ConnectOptions {
     readonly keepalive: SshTarget.Keepalive
   }
 }
-
-/** @internal */
-export const hopLabel = (hop: SshTarget.Hop): string => `${hop.user}@${hop.host}:${hop.port}`
-
-const secret = crypto.randomBytes(32)
-
-/** A stable, non-reversible identity of a hop's credentials and trust settings (for pool keys). @internal */
-export const hopIdentity = (hop: SshTarget.Hop): string => {
-  const h = crypto.createHmac("sha256", secret)
-  const auth = hop.auth
-  switch (auth.type) {
-    case "key":
-      h.update("key\0")
-      if (auth.key !== undefined) h.update(Redacted.value(auth.key))
-      else h.update("path\0" + auth.path)
-      if (auth.passphrase !== undefined) h.update("\0pp\0" + Redacted.value(auth.passphrase))
-      break
-    case "agent":
-      h.update("agent\0" + (auth.socket ?? process.env.SSH_AUTH_SOCK ?? ""))
-      break
-    case "password":
-      h.update("password\0" + Redacted.value(auth.password))
-      break
-  }
-  h.update("\0hostKey\0" + JSON.stringify(hop.hostKey))
-  h.update("\0alg\0" + JSON.stringify(hop.algorithms ?? null))
-  h.update("\0ka\0" + JSON.stringify(hop.keepalive ?? null))
-  return `${hop.user}@${hop.host}:${hop.port}#${h.digest("base64url").slice(0, 22)}`
-}
-
-/** Credentials resolved and parsed before dialling, so a bad key fails fast and clearly. */
-interface ResolvedAuth {
-  readonly methods: ReadonlyArray<(username: string) => AnyAuthMethod>
-  readonly names: ReadonlyArray<AuthenticationType>
-}
-
-const resolveAuth = (hop: SshTarget.Hop, fail: (description: string, cause?: unknown) => TransportError) =>
-  Effect.gen(function*() {
-    const auth = hop.auth
-    switch (auth.type) {
-      case "key": {
-        const text = auth.key !== undefined
-          ? Redacted.value(auth.key)
-          : yield* Effect.tryPromise({
-            try: () => fs.promises.readFile(KnownHosts.expandHome(auth.path!), "utf8"),
-            catch: (e) => fail(`cannot read the private key file ${auth.path}: ${(e as Error).message}`, e)
-          })
-        const parsed = ssh2.utils.parseKey(
-          text,
-          auth.passphrase === undefined ? undefined : Redacted.value(auth.passphrase)
-        )
-        if (parsed instanceof Error) {
-          // the ssh2 message never contains the key or the passphrase
-          return yield* Effect.fail(
-            fail(`cannot use the private key${auth.path === undefined ? "" : ` ${auth.path}`}: ${parsed.message}`)
-          )
-        }
-        const key: ParsedKey = Array.isArray(parsed) ? parsed[0] : parsed
-        return {
-          methods: [(username: string): AnyAuthMethod => ({ type: "publickey", username, key })],
-          names: ["publickey"]
-        } satisfies ResolvedAuth
-      }
-      case "agent": {
-        const socket = auth.socket ?? process.env.SSH_AUTH_SOCK
-        if (socket === undefined || socket === "") {
-          return yield* Effect.fail(fail("agent authentication: no agent socket (set `socket` or SSH_AUTH_SOCK)"))
-        }
-        return {
-          methods: [(username: string): AnyAuthMethod => ({ type: "agent", username, agent: socket })],
-          names: ["agent"]
-        } satisfies ResolvedAuth
-      }
-      case "password": {
-        const password = auth.password
-        return {
-          methods: [
-            (username: string): AnyAuthMethod => ({ type: "password", username, password: Redacted.value(password) }),
-            (username: string): AnyAuthMethod => ({
-              type: "keyboard-interactive",
-              username,
-              prompt: (_name, _instructions, _lang, prompts, finish) => finish(prompts.map(() => Redacted.value(password)))
-            })
-          ],
-          names: ["password", "keyboard-interactive"]
-        } satisfies ResolvedAuth
-      }
-    }
-  })
-
-/** A host-key check: synchronous where possible; `accept-new` writes its store. */
-type Verifier = (key: Buffer) => Promise<Errors.HostKeyRejection | undefined>
-
-const makeVerifier = (hop: SshTarget.Hop, fail: (description: string, cause?: unknown) => TransportError) =>
-  Effect.gen(function*() {
-    const policy = hop.hostKey
-    const presentedDetail = (key: Buffer) => ({
-      policy: policy.policy,
-      host: hop.host,
-      port: hop.port,
-      presented: `${KnownHosts.blobType(key) ?? "unknown"} ${KnownHosts.fingerprint(key)}`,
-      presentedFingerprint: KnownHosts.fingerprint(key)
-    })
-    const explain = (verdict: KnownHosts.Verdict, key: Buffer, where: string): Errors.HostKeyRejection | undefined => {
-      const name = KnownHosts.hostName(hop.host, hop.port)
-      switch (verdict._tag) {
-        case "Known":
-          return undefined
-        case "Unknown":
-          return {
-            description: `host key of ${name} is not in ${where} (presented ${KnownHosts.fingerprint(key)})`,
-            detail: { ...presentedDetail(key), expected: [] }
-          }
-        case "Mismatch":
-          return {
-            description: `HOST KEY CHANGED for ${name}: presented ${KnownHosts.fingerprint(key)}, ${where} expects ${
-              verdict.expected.join(" or ")
-            } (possible man-in-the-middle; if the host was reinstalled, update ${where})`,
-            detail: {
-              ...presentedDetail(key),
-              expected: verdict.expected,
-              expectedFingerprints: verdict.entries.map((e) => KnownHosts.fingerprint(e.key)),
-              entries: verdict.entries.map((e) => `${e.file ?? ""}:${e.line}`)
-            }
-          }
-        case "Revoked":
-          return {
-            description: `host key of ${name} (${KnownHosts.fingerprint(key)}) is marked @revoked in ${
-              verdict.entry.file ?? where
-            }:${verdict.entry.line}`,
-            detail: { ...presentedDetail(key), revoked: `${verdict.entry.file ?? ""}:${verdict.entry.line}` }
-          }
-        case "CertAuthorityUnsupported":
-          return {
-            description: `${where} lists only @cert-authority keys for ${name}: host certificates are not supported ` +
-              `by runcmd's SSH transport; add the host's own key (ssh-keyscan) or pin its fingerprint`,
-            detail: { ...presentedDetail(key), unsupported: "cert-authority" }
-          }
-      }
-    }
-    switch (policy.policy) {
-      case "insecure": {
-        yield* Effect.logWarning(
-          `ssh: host key checking is OFF for ${hopLabel(hop)} (hostKey.policy "insecure"): any server is trusted`
-        )
-        const verifier: Verifier = () => Promise.resolve(undefined)
-        return verifier
-      }
-      case "pinned": {
-        const pins = new Set(policy.fingerprints.map((f) => f.replace(/=+$/, "")))
-        const verifier: Verifier = (key) => {
-          const fp = KnownHosts.fingerprint(key)
-          return Promise.resolve(
-            pins.has(fp) ? undefined : {
-              description: `host key of ${KnownHosts.hostName(hop.host, hop.port)} is ${fp}, not a pinned one (${
-                [...pins].join(", ")
-              })`,
-              detail: { ...presentedDetail(key), expected: [...pins], expectedFingerprints: [...pins] }
-            }
-          )
-        }
-        return verifier
-      }
-      case "strict": {
-        const files = policy.knownHosts ?? KnownHosts.defaultFiles()
-        const known = yield* KnownHosts.readFiles(files).pipe(
-          Effect.mapError((e) => fail(`cannot read known_hosts (${files.join(", ")}): ${e.message}`, e))
-        )
-        const verifier: Verifier = (key) =>
-          Promise.resolve(explain(KnownHosts.verify(known, hop.host, hop.port, key), key, files.join(", ")))
-        return verifier
-      }
-      case "accept-new": {
-        const verifier: Verifier = (key) =>
-          KnownHosts.acceptNew(policy.store, hop.host, hop.port, key).then(
-            (verdict) => explain(verdict, key, policy.store),
-            (e: Error) => ({
-              description: `cannot use the host key store ${policy.store}: ${e.message}`,
-              detail: { ...presentedDetail(key), store: policy.store }
-            })
-          )
-        return verifier
-      }
-    }
-  })
 
 const tcpConnect = (
   hop: SshTarget.Hop,
@@ -317,8 +136,8 @@ const connectWith = (hop: SshTarget.Hop, options: ConnectOptions, holder: Holder
         detail: { hop: label },
         cause
       })
-    const auth = yield* resolveAuth(hop, fail("AuthFailed"))
-    const verify = yield* makeVerifier(hop, fail("HostKeyRejected"))
+    const auth = yield* Authentication.resolve(hop, fail("AuthFailed"))
+    const verify = yield* HostKeyVerification.make(hop, fail("HostKeyRejected"))
     const sock = options.sock ?? (yield* tcpConnect(hop, hop.connectTimeout ?? options.defaults.connectTimeout, ctxBase, holder))
     const keepalive = hop.keepalive ?? options.defaults.keepalive
     const readyTimeout = hop.readyTimeout ?? options.defaults.readyTimeout
@@ -332,15 +151,13 @@ const connectWith = (hop: SshTarget.Hop, options: ConnectOptions, holder: Holder
       let closedBecause: TransportError | undefined
       let lastError: Errors.Ssh2Error | undefined
       let rejection: Errors.HostKeyRejection | undefined
-      const tried: Array<string> = []
-      let nextMethod = 0
-      let offered: ReadonlyArray<string> | undefined
+      const { authHandler, progress } = Authentication.handler(auth, hop.user)
       const listeners = new Set<(reason: TransportError) => void>()
       const ctx = (): Errors.ConnectContext => ({
         ...ctxBase,
         hostKeyRejection: rejection,
-        authMethodsTried: tried,
-        authMethodsOffered: offered,
+        authMethodsTried: progress.tried,
+        authMethodsOffered: progress.offered(),
         debug,
         ready
       })
@@ -453,23 +270,7 @@ const connectWith = (hop: SshTarget.Hop, options: ConnectOptions, holder: Holder
               }
             )
           },
-          authHandler: (
-            methodsLeft: ReadonlyArray<string> | null | undefined,
-            _partial: boolean | null,
-            next: (method: AnyAuthMethod | false) => void
-          ) => {
-            if (methodsLeft !== null && methodsLeft !== undefined) offered = methodsLeft
-            while (nextMethod < auth.methods.length) {
-              const i = nextMethod++
-              const name = auth.names[i]!
-              if (offered === undefined || offered.includes(name)) {
-                tried.push(name)
-                next(auth.methods[i]!(hop.user))
-                return
-              }
-            }
-            next(false)
-          }
+          authHandler
         } as never)
         client.setNoDelay(true)
       } catch (e) {
