@@ -6,7 +6,12 @@ export default defineConfig([
     entry: ["src/*.ts"],
     format: ["esm", "cjs"],
     tsconfig: "tsconfig.build.json",
-    dts: { compilerOptions: { composite: false, incremental: false } },
+    // declarations come from tsc (`codegen-index.mjs --declarations`, after tsup); see packages/core/tsup.config.ts
+    dts: false,
+    // every bare import stays an import (the library shares the consumer's copy of each dependency)
+    skipNodeModulesBundle: true,
+    removeNodeProtocol: false,
+    splitting: true,
     sourcemap: true,
     // dist/bundle is the next build's (both run at once)
     clean: ["!bundle/**"],
