@@ -12,7 +12,6 @@ import * as RunReport from "@runcmd/core/RunReport"
 import * as ScriptSource from "@runcmd/core/ScriptSource"
 import * as Selector from "@runcmd/core/Selector"
 import * as Target from "@runcmd/core/Target"
-import type * as Transport from "@runcmd/core/Transport"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
@@ -532,28 +531,3 @@ export const buildJob = (flags: RunFlags): Effect.Effect<ResolvedJob, CliError, 
     }
     return { ...decoded.right, source, secrets }
   })
-
-/**
- * What a transport would receive for this target (for `--dry-run`).
- *
- * @internal
- */
-export const invocationFor = (
-  target: Target.Target,
-  job: ResolvedJob,
-  policy: ExecutionPolicy.ExecutionPolicy
-): Transport.Invocation => {
-  const targetEnv = (target as { readonly env?: Record<string, string> }).env
-  return {
-    runId: "dry-run",
-    attempt: 1,
-    source: job.source,
-    args: job.args,
-    env: targetEnv === undefined ? job.env : { ...targetEnv, ...job.env },
-    secrets: job.secrets,
-    stdin: job.stdin === undefined ? undefined : typeof job.stdin === "string" ? new TextEncoder().encode(job.stdin) : job.stdin,
-    cwd: policy.cwd,
-    runAs: policy.runAs,
-    killGrace: policy.killGrace,
-  }
-}

@@ -111,7 +111,7 @@ const describePolicy = (p: ExecutionPolicy.ExecutionPolicy): string => {
  */
 const dryRun = (plan: RunPlan.RunPlan, job: Plan.ResolvedJob, policy: ExecutionPolicy.ExecutionPolicy) =>
   Effect.gen(function*() {
-    yield* Runner.validate(plan).pipe(
+    const preview = yield* Runner.preview(plan).pipe(
       Effect.provide(Transports.layerFor(plan.targets)),
       Effect.catchAll((e) =>
         Effect.fail(
@@ -133,12 +133,12 @@ const dryRun = (plan: RunPlan.RunPlan, job: Plan.ResolvedJob, policy: ExecutionP
       out.push(`${paint(style, "bold", "Files:")} ${list.join(", ")} (in $RUNCMD_FILES, removed afterwards)`)
     }
     out.push("")
-    const first = plan.targets[0]!
+    const first = preview.targets[0]!
     const rendered = yield* Effect.try({
-      try: () => ScriptRender.preview(Plan.invocationFor(first, job, policy)),
+      try: () => ScriptRender.preview(first.invocation),
       catch: (e) => usage(`runcmd run: cannot render the wrapper: ${e instanceof Error ? e.message : String(e)}. Nothing was run.`)
     })
-    out.push(paint(style, "bold", `Wrapper (as ${first.id} would run it${plan.targets.length > 1 ? "; the same on every target but for target env" : ""}):`))
+    out.push(paint(style, "bold", `Wrapper (as ${first.target.id} would run it${plan.targets.length > 1 ? "; the same on every target but for target env" : ""}):`))
     out.push(rendered.endsWith("\n") ? rendered.slice(0, -1) : rendered)
     out.push("")
     out.push(paint(style, "dim", "Nothing was run (--dry-run)."))
