@@ -399,18 +399,39 @@ const killTreeCase = (path: "timeout" | "cancel"): Case => ({
     const { hex, mark } = C.newMark()
     return Effect.gen(function*() {
       if (ctx.simulated) return
+      const context = yield* Effect.context<Transport.Registry>()
+      // cancel path: before the cancel, the same check must see the running grandchild (a check that sees
+      // nothing proves nothing: e.g. a process table it cannot read)
+      let seenBefore: RunResult | undefined
+      const seeThenCancel = (run: Collector) =>
+        run.waitForText(target.id, "stdout", "grandchild ").pipe(
+          Effect.zipRight(ctx.helper(target, C.markedProcessesScript, [hex, "0", "check"])),
+          Effect.tap((check) => Effect.sync(() => (seenBefore = check))),
+          Effect.provide(context),
+          Effect.exit,
+          Effect.asVoid
+        )
       const r = yield* ctx.exec({
         job: ScriptSource.job(sh(C.setsidGrandchildScript(mark, path === "timeout")), { env: { [C.MARK_VARIABLE]: mark } }),
         behaviour: [Step.hang],
         targets: [target],
         policy: path === "timeout" ? { timeout: ctx.timeout, killGrace: ctx.killGrace } : { killGrace: ctx.killGrace },
-        ...(path === "cancel" ? { cancelWhen: (run: Collector) => run.waitForText(target.id, "stdout", "grandchild ") } : {})
+        ...(path === "cancel" ? { cancelWhen: seeThenCancel } : {})
       })
       const stdout = r.text(target.id, "stdout")
       const stderr = r.text(target.id, "stderr")
       assert.notInclude(stderr, "no setsid", "the case needs setsid on the target")
-      assert.strictEqual(C.pidsAfter(stdout, "grandchild").length, 1, `the grandchild started: ${stdout}${stderr}`)
+      const grandchild = C.pidsAfter(stdout, "grandchild")
+      assert.strictEqual(grandchild.length, 1, `the grandchild started: ${stdout}${stderr}`)
       assert.notInclude(stdout, "never")
+      if (path === "cancel") {
+        const seen = seenBefore === undefined ? "" : text(seenBefore.outcome.stdout)
+        assert.include(
+          seen,
+          `pid ${grandchild[0]} `,
+          `while the execution ran, the process-table check on the target found its grandchild by the mark: ${seen}`
+        )
+      }
       const confirmed = path === "timeout"
         ? expectTag(r.outcome, "TimedOut").killConfirmed
         : expectTag(r.outcome, "Cancelled").confirmed
