@@ -1,71 +1,346 @@
 /**
- * The commands' flags as the pre-parser knows them (kept in step with the `@effect/cli` options by a test).
+ * The commands of `runcmd` as one declared table: every flag and argument with its help line and group, each
+ * command's usage and examples. The pre-parser (`argv.ts`), the `@effect/cli` parser (`parser.ts`) and the help
+ * (`help.ts`) are all made from it, so the help cannot drift from what the command accepts. Plain data: `--help`
+ * reads it without loading the parser.
  *
  * @since 0.1.0
  * @internal
  */
-import type { CommandSpec } from "./argv.js"
+import type { CommandSpec, FlagSpec } from "./argv.js"
 
 /**
- * The flags of each command, for the pre-parser (kept in step with the options above by a test).
+ * A flag: `value` takes one value (optional), `values` takes one per use (repeatable), `switch` takes none.
  *
  * @internal
  */
-export const commandSpecs: ReadonlyArray<CommandSpec> = [
-  {
-    path: ["run"],
-    positional: 0,
-    strayHint:
-      "Put the command to run after -- (runcmd run -- uptime), or use --command 'shell text' or --script FILE. Nothing was run.",
-    flags: [
-      { name: "inventory", alias: "i", value: true },
-      { name: "ssh-config", value: true },
-      { name: "select", alias: "s", value: true },
-      { name: "target", alias: "t", value: true },
-      { name: "script", value: true },
-      { name: "command", alias: "c", value: true },
-      { name: "interpreter", value: true },
-      { name: "concurrency", value: true },
-      { name: "max-errors", value: true },
-      { name: "timeout", value: true },
-      { name: "deadline", value: true },
-      { name: "kill-grace", value: true },
-      { name: "retry", value: true },
-      { name: "retry-backoff", value: true },
-      { name: "batch", value: true },
-      { name: "idempotent", value: false },
-      { name: "run-as", value: true },
-      { name: "become-method", value: true },
-      { name: "ask-become-pass", value: false },
-      { name: "env", alias: "e", value: true },
-      { name: "cwd", value: true },
-      { name: "secret", value: true },
-      { name: "stdin", value: true },
-      { name: "file", value: true },
-      { name: "output", alias: "o", value: true },
-      { name: "out-dir", value: true },
-      { name: "group", value: false },
-      { name: "report", value: true },
-      { name: "dry-run", value: false },
-      { name: "rerun-failed", value: true }
-    ]
-  },
-  {
-    path: ["inventory", "check"],
-    positional: 1,
-    strayHint: "It takes one inventory file: runcmd inventory check FILE.",
-    flags: [
-      { name: "select", alias: "s", value: true },
-      { name: "output", alias: "o", value: true }
-    ]
-  },
-  {
-    path: ["report"],
-    positional: 1,
-    strayHint: "It takes one report file: runcmd report FILE.json.",
-    flags: [
-      { name: "failed", value: false },
-      { name: "show-output", value: false }
-    ]
+export interface Flag extends FlagSpec {
+  readonly _tag: "Flag"
+  readonly kind: "value" | "values" | "switch"
+  readonly name: string
+  readonly alias?: string | undefined
+  /** The value's placeholder (`FILE`); empty for a switch. */
+  readonly arg: string
+  /** The only values accepted, when they are a fixed set (each one named by `help`). */
+  readonly choices?: ReadonlyArray<string> | undefined
+  /** The id of its group in its command's `groups`. */
+  readonly group: string
+  /** One line, lower case, no final period. */
+  readonly help: string
+}
+
+/** @internal */
+export interface ValueFlag extends Flag {
+  readonly kind: "value"
+}
+
+/** @internal */
+export interface ValuesFlag extends Flag {
+  readonly kind: "values"
+}
+
+/** @internal */
+export interface SwitchFlag extends Flag {
+  readonly kind: "switch"
+}
+
+/**
+ * A positional argument (`runcmd report FILE.json`).
+ *
+ * @internal
+ */
+export interface Positional {
+  readonly _tag: "Positional"
+  readonly name: string
+  readonly help: string
+}
+
+/** @internal */
+export type Field = Flag | Positional
+
+/**
+ * A command: what the pre-parser needs (`CommandSpec`) and what its help shows.
+ *
+ * @internal
+ */
+export interface CommandDoc<F extends Record<string, Field> = Record<string, Field>> extends CommandSpec {
+  readonly path: ReadonlyArray<string>
+  /** One line for the list of commands. */
+  readonly summary: string
+  /** A sentence or two under the usage. */
+  readonly about: ReadonlyArray<string>
+  /** Synopses, after `runcmd`. */
+  readonly usage: ReadonlyArray<string>
+  /** The flag groups in the order shown, with their headings. */
+  readonly groups: ReadonlyArray<{ readonly id: string; readonly title: string }>
+  /** The flags and arguments by the name the parser gives their values. */
+  readonly fields: F
+  readonly flags: ReadonlyArray<Flag>
+  readonly positionals: ReadonlyArray<Positional>
+  readonly positional: number
+  readonly strayHint: string
+  /** Command lines, after `runcmd`. */
+  readonly examples: ReadonlyArray<string>
+  /** Closing lines (exit status...). */
+  readonly notes: ReadonlyArray<string>
+}
+
+type Extra = { readonly alias?: string; readonly choices?: ReadonlyArray<string> }
+
+const value = (group: string, name: string, arg: string, help: string, extra: Extra = {}): ValueFlag => ({
+  _tag: "Flag",
+  kind: "value",
+  value: true,
+  group,
+  name,
+  arg,
+  help,
+  ...extra
+})
+
+const values = (group: string, name: string, arg: string, help: string, extra: Extra = {}): ValuesFlag => ({
+  _tag: "Flag",
+  kind: "values",
+  value: true,
+  group,
+  name,
+  arg,
+  help,
+  ...extra
+})
+
+const toggle = (group: string, name: string, help: string): SwitchFlag => ({
+  _tag: "Flag",
+  kind: "switch",
+  value: false,
+  group,
+  name,
+  arg: "",
+  help
+})
+
+const positional = (name: string, help: string): Positional => ({ _tag: "Positional", name, help })
+
+const command = <F extends Record<string, Field>>(
+  doc: Omit<CommandDoc<F>, "flags" | "positionals" | "positional">
+): CommandDoc<F> => {
+  const fields = Object.values(doc.fields)
+  const positionals = fields.filter((f): f is Positional => f._tag === "Positional")
+  return {
+    ...doc,
+    flags: fields.filter((f): f is Flag => f._tag === "Flag"),
+    positionals,
+    positional: positionals.length
   }
+}
+
+/** @internal */
+export const interpreters = ["sh", "bash", "python", "powershell"] as const
+/** @internal */
+export const becomeMethods = ["sudo", "su", "runuser", "doas"] as const
+/** @internal */
+export const runOutputs = ["human", "json", "jsonl"] as const
+/** @internal */
+export const checkOutputs = ["human", "json"] as const
+
+const exitStatus = "Exit status: 0 all succeeded, 1 some did not, 2 bad usage (nothing ran), 130 interrupted."
+
+/**
+ * `runcmd run`.
+ *
+ * @internal
+ */
+export const run = command({
+  path: ["run"],
+  summary: "run a script, shell text or command on targets",
+  about: [
+    "Runs one job on many targets in parallel under a policy, with one outcome per target",
+    "(live on a terminal, prefixed lines in a log, or JSON)."
+  ],
+  usage: [
+    "run [flags] --script FILE [-- ARG...]",
+    "run [flags] --command TEXT [-- ARG...]",
+    "run [flags] -- COMMAND [ARG...]"
+  ],
+  groups: [
+    { id: "targets", title: "Targets (none given: this machine, as the target \"local\")" },
+    { id: "job", title: "Job (one of --script, --command, -- COMMAND)" },
+    { id: "policy", title: "Policy" },
+    { id: "runAs", title: "Run as another user" },
+    { id: "output", title: "Output" }
+  ],
+  fields: {
+    inventory: value("targets", "inventory", "FILE", "a YAML inventory: defaults, groups, targets (local, ssh)", {
+      alias: "i"
+    }),
+    sshConfig: value("targets", "ssh-config", "FILE", "add the Host aliases of an OpenSSH config as ssh targets"),
+    select: values("targets", "select", "EXPR", "targets matching role=web,env!=prod or id=web-*; repeat to OR", {
+      alias: "s"
+    }),
+    target: values("targets", "target", "ID", "a target by id (without an inventory: a local one)", {
+      alias: "t"
+    }),
+    rerunFailed: value("targets", "rerun-failed", "FILE.json", "only the targets that did not succeed in a saved report"),
+    script: value("job", "script", "FILE", "a script file (interpreter from its shebang, else sh)"),
+    command: value("job", "command", "TEXT", "shell text, run with sh (arguments after -- are its $1, $2...)", {
+      alias: "c"
+    }),
+    interpreter: value("job", "interpreter", "NAME", "for --script and --command: sh, bash, python or powershell", {
+      choices: interpreters
+    }),
+    env: values("job", "env", "NAME=VALUE", "an environment variable of the script", { alias: "e" }),
+    secret: values("job", "secret", "NAME=ENVVAR", "a secret: $NAME from runcmd's $ENVVAR, redacted"),
+    file: values("job", "file", "[NAME=]PATH", "ship a local file to $RUNCMD_FILES/NAME (removed after)"),
+    cwd: value("job", "cwd", "DIR", "working directory on each target"),
+    stdin: value("job", "stdin", "FILE|-", "the script's standard input (- for runcmd's own)"),
+    concurrency: value("policy", "concurrency", "N|N%", "targets running at once (default 10)"),
+    maxErrors: value("policy", "max-errors", "N|N%", "failures tolerated; once exceeded, the rest is skipped"),
+    timeout: value("policy", "timeout", "DURATION", "per target, e.g. 30s: TERM, then KILL after the kill grace"),
+    deadline: value("policy", "deadline", "DURATION", "for the whole run, e.g. 10m"),
+    killGrace: value("policy", "kill-grace", "DURATION", "between TERM and KILL (default 5s)"),
+    retry: value("policy", "retry", "N", "retries of failures before delivery (connection refused, busy...)"),
+    retryBackoff: value("policy", "retry-backoff", "DURATION", "first delay between retries, doubling (default 1s)"),
+    idempotent: toggle("policy", "idempotent", "safe to run twice: also retry failures after it started"),
+    batch: value("policy", "batch", "N|N%", "rolling batches: waves of N or N% of the targets"),
+    runAs: value("runAs", "run-as", "USER", "run the script as USER"),
+    becomeMethod: value("runAs", "become-method", "METHOD", "sudo (default), su, runuser or doas", {
+      choices: becomeMethods
+    }),
+    askBecomePass: toggle("runAs", "ask-become-pass", "ask for the password on the terminal (or RUNCMD_BECOME_PASS)"),
+    output: value("output", "output", "FORMAT", "human (default), json (the report on stdout) or jsonl (events)", {
+      alias: "o",
+      choices: runOutputs
+    }),
+    group: toggle("output", "group", "each target's output as one block when it finishes"),
+    outDir: value("output", "out-dir", "DIR", "each target's output in DIR/<target>.stdout and .stderr"),
+    report: value("output", "report", "FILE", "write the JSON report to FILE (also when interrupted)"),
+    dryRun: toggle("output", "dry-run", "show the targets, the policy and the wrapper script; run nothing")
+  },
+  strayHint:
+    "Put the command to run after -- (runcmd run -- uptime), or use --command 'shell text' or --script FILE. Nothing was run.",
+  examples: [
+    "run -i inventory.yaml --script deploy.sh",
+    "run -i inventory.yaml -s role=web,canary!=true -- uname -sr",
+    "run -i inventory.yaml --batch 25% --max-errors 1 --timeout 30s -c 'systemctl restart app'",
+    "run --ssh-config ~/.ssh/config -s 'id=build-*' -o json -- uptime > report.json",
+    "run -i inventory.yaml --rerun-failed report.json --script deploy.sh"
+  ],
+  notes: [exitStatus]
+})
+
+/**
+ * `runcmd inventory check FILE`.
+ *
+ * @internal
+ */
+export const inventoryCheck = command({
+  path: ["inventory", "check"],
+  summary: "validate an inventory and list its targets and labels",
+  about: [
+    "Validates an inventory and lists its targets, groups and labels (credentials are never printed).",
+    "Exit 2 with the file and the place in it when it is invalid."
+  ],
+  usage: ["inventory check FILE [flags]"],
+  groups: [{ id: "flags", title: "Flags" }],
+  fields: {
+    file: positional("FILE", "the YAML inventory"),
+    select: values("flags", "select", "EXPR", "only the targets matching a selector; repeat to OR", { alias: "s" }),
+    output: value("flags", "output", "FORMAT", "human (default) or json (ids, kinds and labels)", {
+      alias: "o",
+      choices: checkOutputs
+    })
+  },
+  strayHint: "It takes one inventory file: runcmd inventory check FILE.",
+  examples: [
+    "inventory check inventory.yaml",
+    "inventory check inventory.yaml -s role=web -o json"
+  ],
+  notes: []
+})
+
+/**
+ * `runcmd report FILE.json`.
+ *
+ * @internal
+ */
+export const report = command({
+  path: ["report"],
+  summary: "render a saved JSON report",
+  about: [
+    "Renders a report saved by `runcmd run --report FILE` (or --output json): the summary table.",
+    "Exits as that run did (0, 1 or 130)."
+  ],
+  usage: ["report FILE.json [flags]"],
+  groups: [{ id: "flags", title: "Flags" }],
+  fields: {
+    file: positional("FILE.json", "a JSON report"),
+    failed: toggle("flags", "failed", "print only the ids of the targets that did not succeed, one per line"),
+    showOutput: toggle("flags", "show-output", "also print each target's captured output")
+  },
+  strayHint: "It takes one report file: runcmd report FILE.json.",
+  examples: [
+    "report report.json",
+    "report report.json --failed"
+  ],
+  notes: []
+})
+
+/**
+ * The commands that run something, for the pre-parser.
+ *
+ * @internal
+ */
+export const commandSpecs: ReadonlyArray<CommandDoc> = [run, inventoryCheck, report]
+
+/**
+ * A command that only groups others (`runcmd inventory`).
+ *
+ * @internal
+ */
+export interface GroupDoc {
+  readonly path: ReadonlyArray<string>
+  readonly summary: string
+  readonly commands: ReadonlyArray<CommandDoc>
+}
+
+/** @internal */
+export const inventory: GroupDoc = {
+  path: ["inventory"],
+  summary: "inventory tools",
+  commands: [inventoryCheck]
+}
+
+/**
+ * The flags every command accepts (`@effect/cli`'s built-in options, as `argv.ts` lets them through), with help.
+ *
+ * @internal
+ */
+export const globalFlags: ReadonlyArray<Flag> = [
+  { ...toggle("global", "help", "show help"), alias: "h" },
+  toggle("global", "version", "print the version"),
+  value("global", "log-level", "LEVEL", "minimum level of log messages, e.g. debug (shows retries)"),
+  value("global", "completions", "SHELL", "print a completion script for sh, bash, fish or zsh"),
+  toggle("global", "wizard", "build a command line interactively, then run it")
 ]
+
+/**
+ * What `runcmd --help` shows.
+ *
+ * @internal
+ */
+export const root = {
+  about: [
+    "Run a script, shell text or command on many targets at once (local processes, SSH hosts...)",
+    "under a policy, and get one outcome per target."
+  ],
+  usage: ["COMMAND [flags]"],
+  /** The commands in the order shown (`inventory check` under its full name). */
+  commands: commandSpecs,
+  groups: [inventory],
+  examples: [
+    "run -i inventory.yaml --script deploy.sh",
+    "run -t web-1 -t web-2 -- uptime",
+    "inventory check inventory.yaml",
+    "report report.json --failed"
+  ]
+} as const
