@@ -9,7 +9,7 @@ export const renderedWrapper = async (
   invocation: Transport.Invocation,
   transport: string
 ): Promise<{ readonly argv: ReadonlyArray<string>; readonly commandLine: string; readonly input: Buffer }> => {
-  const launch = ScriptRender.posix(invocation, { transport })
+  const launch = ScriptRender.wrapper(invocation, { transport })
   const parts: Array<Uint8Array> = []
   await Effect.runPromise(
     Effect.scoped(

@@ -31,7 +31,7 @@ interface ShellRun {
 }
 
 /** Runs a ShellLaunch as SSH would: `<login shell> -c COMMANDLINE`, the input on stdin, stderr filtered. */
-const runShell = (launch: ScriptRender.ShellLaunch, shell: string) =>
+const runShell = (launch: ScriptRender.DirectShellLaunch, shell: string) =>
   Effect.async<ShellRun>((resume) => {
     const child = cp.spawn(shell, ["-c", launch.commandLine], { detached: true, stdio: ["pipe", "pipe", "pipe"] })
     const out: Array<Buffer> = []

@@ -53,7 +53,7 @@ const probeOptions = (cwd: string): Partial<Invocation> => ({
   stdin: new Uint8Array([...new TextEncoder().encode("stdin"), 0, 0xff])
 })
 
-describe.skipIf(!isRoot)("ScriptRender.posix run-as, started as root", () => {
+describe.skipIf(!isRoot)("ScriptRender.wrapper run-as, started as root", () => {
   let target: TestUser
   beforeAll(() => {
     target = createUser(`rct${suffix()}`)
@@ -64,7 +64,7 @@ describe.skipIf(!isRoot)("ScriptRender.posix run-as, started as root", () => {
   for (const method of methods) {
     it.live(`${method} switches user; env, secrets, args, cwd and stdin survive the switch`, () =>
       Effect.gen(function*() {
-        const r = yield* run(ScriptRender.posix(sh(probe, { user: target.name, method }, probeOptions(target.home))))
+        const r = yield* run(ScriptRender.wrapper(sh(probe, { user: target.name, method }, probeOptions(target.home))))
         checkProbe(r, target.name, target.home)
       }), 30_000)
   }
@@ -73,28 +73,28 @@ describe.skipIf(!isRoot)("ScriptRender.posix run-as, started as root", () => {
     Effect.gen(function*() {
       if (!hasCommand("sudo")) return
       const r = yield* run(
-        ScriptRender.posix(sh(probe, { user: target.name, method: "sudo", password: Redacted.make("unused") }, probeOptions(target.home)))
+        ScriptRender.wrapper(sh(probe, { user: target.name, method: "sudo", password: Redacted.make("unused") }, probeOptions(target.home)))
       )
       checkProbe(r, target.name, target.home)
     }), 30_000)
 
   it.live("signal deaths and exit codes are faithful across the switch", () =>
     Effect.gen(function*() {
-      const r1 = yield* run(ScriptRender.posix(sh("kill -KILL $$", { user: target.name, method: "runuser" })))
+      const r1 = yield* run(ScriptRender.wrapper(sh("kill -KILL $$", { user: target.name, method: "runuser" })))
       assert.deepStrictEqual(exitOf(r1), { _tag: "Signaled", signal: "SIGKILL" })
-      const r2 = yield* run(ScriptRender.posix(sh("exit 42", { user: target.name, method: "su" })))
+      const r2 = yield* run(ScriptRender.wrapper(sh("exit 42", { user: target.name, method: "su" })))
       assert.deepStrictEqual(exitOf(r2), { _tag: "Exited", code: 42 })
     }), 30_000)
 
   it.live("an unknown user or a missing tool is EscalationFailed", () =>
     Effect.gen(function*() {
-      const r = yield* run(ScriptRender.posix(sh("echo never", { user: `nouser${suffix()}`, method: "runuser" })))
+      const r = yield* run(ScriptRender.wrapper(sh("echo never", { user: `nouser${suffix()}`, method: "runuser" })))
       const e = errorOf(r)
       assert.strictEqual(e.reason, "EscalationFailed")
       assert.strictEqual(e.phase, "delivery")
       assert.strictEqual(r.stdout.length, 0)
       if (!hasCommand("doas")) {
-        const d = yield* run(ScriptRender.posix(sh("echo never", { user: target.name, method: "doas" })))
+        const d = yield* run(ScriptRender.wrapper(sh("echo never", { user: target.name, method: "doas" })))
         assert.strictEqual(errorOf(d).reason, "EscalationFailed")
         assert.include(errorOf(d).description, "doas-not-found")
       }
@@ -102,7 +102,7 @@ describe.skipIf(!isRoot)("ScriptRender.posix run-as, started as root", () => {
 
   it.live("TERM reaches the escalated script's tree; nothing carrying the token survives", () =>
     Effect.gen(function*() {
-      const launch = ScriptRender.posix(
+      const launch = ScriptRender.wrapper(
         sh(`trap '' TERM; (trap '' TERM; sleep 300) & setsid sleep 300 & echo up; wait`, { user: target.name, method: "sudo" }, {
           killGrace: Duration.millis(500)
         })
@@ -125,7 +125,7 @@ describe.skipIf(!isRoot)("ScriptRender.posix run-as, started as root", () => {
     }), 30_000)
 })
 
-describe.skipIf(!isRoot || !hasCommand("sudo"))("ScriptRender.posix sudo, started as an unprivileged user", () => {
+describe.skipIf(!isRoot || !hasCommand("sudo"))("ScriptRender.wrapper sudo, started as an unprivileged user", () => {
   let caller: TestUser
   let target: TestUser
   let other: TestUser
@@ -148,7 +148,7 @@ describe.skipIf(!isRoot || !hasCommand("sudo"))("ScriptRender.posix sudo, starte
   it.live("the right password: answered on the prompt, then everything reaches the script", () =>
     Effect.gen(function*() {
       const inv = sh(probe, { user: target.name, method: "sudo", password: Redacted.make(PASSWORD) }, probeOptions("/tmp"))
-      const launch = ScriptRender.posix(inv)
+      const launch = ScriptRender.wrapper(inv)
       const r = yield* run(launch, { asUser: caller.name })
       checkProbe(r, target.name, "/tmp")
       // the prompt is gone from stderr; the password was never in any text
@@ -160,7 +160,7 @@ describe.skipIf(!isRoot || !hasCommand("sudo"))("ScriptRender.posix sudo, starte
   it.live("a wrong password is EscalationFailed within seconds, never a hang", () =>
     Effect.gen(function*() {
       const r = yield* run(
-        ScriptRender.posix(sh("echo never", { user: target.name, method: "sudo", password: Redacted.make("wrong") })),
+        ScriptRender.wrapper(sh("echo never", { user: target.name, method: "sudo", password: Redacted.make("wrong") })),
         { asUser: caller.name }
       )
       const e = errorOf(r)
@@ -174,7 +174,7 @@ describe.skipIf(!isRoot || !hasCommand("sudo"))("ScriptRender.posix sudo, starte
   it.live("no sudo rule for the requested user is EscalationFailed", () =>
     Effect.gen(function*() {
       const r = yield* run(
-        ScriptRender.posix(sh("echo never", { user: other.name, method: "sudo", password: Redacted.make(PASSWORD) })),
+        ScriptRender.wrapper(sh("echo never", { user: other.name, method: "sudo", password: Redacted.make(PASSWORD) })),
         { asUser: caller.name }
       )
       assert.strictEqual(errorOf(r).reason, "EscalationFailed")
@@ -184,7 +184,7 @@ describe.skipIf(!isRoot || !hasCommand("sudo"))("ScriptRender.posix sudo, starte
 
   it.live("sudo -n where the rule needs a password is EscalationFailed at once", () =>
     Effect.gen(function*() {
-      const r = yield* run(ScriptRender.posix(sh("echo never", { user: target.name, method: "sudo" })), {
+      const r = yield* run(ScriptRender.wrapper(sh("echo never", { user: target.name, method: "sudo" })), {
         asUser: caller.name
       })
       assert.strictEqual(errorOf(r).reason, "EscalationFailed")
@@ -193,7 +193,7 @@ describe.skipIf(!isRoot || !hasCommand("sudo"))("ScriptRender.posix sudo, starte
 
   it.live("runuser as a non-root caller is EscalationFailed", () =>
     Effect.gen(function*() {
-      const r = yield* run(ScriptRender.posix(sh("echo never", { user: target.name, method: "runuser" })), {
+      const r = yield* run(ScriptRender.wrapper(sh("echo never", { user: target.name, method: "runuser" })), {
         asUser: caller.name
       })
       assert.strictEqual(errorOf(r).reason, "EscalationFailed")

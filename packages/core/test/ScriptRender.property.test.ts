@@ -72,7 +72,7 @@ const decodeNul = (bytes: Buffer): Array<string> => {
   return parts.slice(0, -1)
 }
 
-describe("ScriptRender.posix: values round-trip byte for byte (property)", () => {
+describe("ScriptRender.wrapper: values round-trip byte for byte (property)", () => {
   it.live(`argv, env and secret values (${NUM_RUNS} runs, many values per process, dash and bash)`, () =>
     Effect.promise(() =>
       fc.assert(
@@ -96,7 +96,7 @@ describe("ScriptRender.posix: values round-trip byte for byte (property)", () =>
               secrets,
               killGrace: Duration.seconds(1)
             }
-            const launch = ScriptRender.posix(invocation)
+            const launch = ScriptRender.wrapper(invocation)
             const r = await Effect.runPromise(run(launch, useBash ? { shell: "/bin/bash" } : {}))
             assert.isTrue(Either.isRight(r.result), r.stderr.toString())
             assert.deepStrictEqual(Either.getOrThrow(r.result), { _tag: "Exited", code: 0 }, r.stderr.toString())
@@ -116,7 +116,7 @@ describe("ScriptRender.posix: values round-trip byte for byte (property)", () =>
     ), 600_000)
 })
 
-describe("ScriptRender.posix: large inputs", () => {
+describe("ScriptRender.wrapper: large inputs", () => {
   it.live("a script beyond the argv limit runs from a here-document; big env values and big stdin", () =>
     Effect.gen(function*() {
       const filler = "# " + "x".repeat(200) + "\n"
@@ -124,7 +124,7 @@ describe("ScriptRender.posix: large inputs", () => {
       const big = "y".repeat(200_000)
       const stdin = new Uint8Array(3 * 1024 * 1024).map((_, i) => i % 251)
       const r = yield* run(
-        ScriptRender.posix({
+        ScriptRender.wrapper({
           runId: "large",
           attempt: 1,
           source: ScriptSource.script(text, "sh"),

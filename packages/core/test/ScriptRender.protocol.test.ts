@@ -56,7 +56,7 @@ const fakeIo = Effect.gen(function*() {
 describe("ScriptRender protocol (no processes)", () => {
   it.scoped("removes protocol lines split at any byte, keeps everything else, reads pgid and status", () =>
     Effect.gen(function*() {
-      const launch = ScriptRender.posix(invocation(), { nonce: "N0nce" })
+      const launch = ScriptRender.wrapper(invocation(), { nonce: "N0nce" })
       const fake = yield* fakeIo
       const out = yield* launch.drive(fake.io)
       const text = "user err 1\npartial-line" + "runcmd-N0nce:ready\n" + "runcmd-N0nce:pgid 4242\n" +
@@ -74,7 +74,7 @@ describe("ScriptRender protocol (no processes)", () => {
 
   it.scoped("writes the wrapper then the rest at once when no prompt can come; secrets only on stdin", () =>
     Effect.gen(function*() {
-      const launch = ScriptRender.posix(
+      const launch = ScriptRender.wrapper(
         invocation({ secrets: { K: Redacted.make("v\nw") }, stdin: enc("DATA"), env: { E: "e" } }),
         { nonce: "N1" }
       )
@@ -90,7 +90,7 @@ describe("ScriptRender protocol (no processes)", () => {
 
   it.scoped("sudo with a password: waits for the prompt, answers once; a second prompt ends stdin", () =>
     Effect.gen(function*() {
-      const launch = ScriptRender.posix(
+      const launch = ScriptRender.wrapper(
         invocation({ runAs: { user: "bob", method: "sudo", password: Redacted.make("pa ss") }, stdin: enc("IN") }),
         { nonce: "N2" }
       )
@@ -119,7 +119,7 @@ describe("ScriptRender protocol (no processes)", () => {
 
   it.scoped("sudo with a password and no prompt (cached or NOPASSWD): the password is never written", () =>
     Effect.gen(function*() {
-      const launch = ScriptRender.posix(
+      const launch = ScriptRender.wrapper(
         invocation({ runAs: { user: "bob", method: "sudo", password: Redacted.make("pw") }, stdin: enc("IN") }),
         { nonce: "N3" }
       )
@@ -137,7 +137,7 @@ describe("ScriptRender protocol (no processes)", () => {
       const check = (lines: string, status: { _tag: "Exited"; code: number } | { _tag: "Signaled"; signal: string }, over: Partial<Invocation> = {}) =>
         Effect.scoped(
           Effect.gen(function*() {
-            const launch = ScriptRender.posix(invocation(over), { nonce: "S" })
+            const launch = ScriptRender.wrapper(invocation(over), { nonce: "S" })
             const fake = yield* fakeIo
             const out = yield* launch.drive(fake.io)
             yield* fake.emit(lines)
@@ -174,7 +174,7 @@ describe("ScriptRender protocol (no processes)", () => {
     }))
 
   it("killScript names the group, the token and the grace, and nothing of the user's", () => {
-    const launch = ScriptRender.posix(invocation({ env: { SECRETISH: "zzz-env" }, secrets: { K: Redacted.make("zzz-secret") } }))
+    const launch = ScriptRender.wrapper(invocation({ env: { SECRETISH: "zzz-env" }, secrets: { K: Redacted.make("zzz-secret") } }))
     const text = launch.killScript(1234, Duration.millis(1500))
     assert.include(text, "__rc_pg=1234")
     assert.include(text, launch.token)

@@ -34,10 +34,10 @@ const shells = [
 const exitOf = (r: { readonly result: Either.Either<ExitStatus, unknown> }): ExitStatus =>
   Either.getOrThrowWith(r.result, (e) => new Error(`expected an exit status, got ${String(e)}`))
 
-describe("ScriptRender.posix: the launch", () => {
+describe("ScriptRender.wrapper: the launch", () => {
   it("has a constant bootstrap with no user data", () => {
-    const a = ScriptRender.posix(sh("echo secret-looking-text", { env: { A: "value-a" } }))
-    const b = ScriptRender.posix(sh("echo other"))
+    const a = ScriptRender.wrapper(sh("echo secret-looking-text", { env: { A: "value-a" } }))
+    const b = ScriptRender.wrapper(sh("echo other"))
     assert.deepStrictEqual(a.argv, b.argv)
     assert.strictEqual(a.argv[0], "/bin/sh")
     assert.strictEqual(a.argv[1], "-c")
@@ -59,11 +59,11 @@ describe("ScriptRender.posix: the launch", () => {
 })
 
 for (const { name, shell } of shells) {
-  describe(`ScriptRender.posix with ${name} as the bootstrap shell`, () => {
+  describe(`ScriptRender.wrapper with ${name} as the bootstrap shell`, () => {
     it.live("exit codes 0, 1, 42, 255 and clean stderr", () =>
       Effect.gen(function*() {
         for (const code of [0, 1, 42, 255]) {
-          const r = yield* run(ScriptRender.posix(sh(`echo out; echo err >&2; exit ${code}`)), { shell })
+          const r = yield* run(ScriptRender.wrapper(sh(`echo out; echo err >&2; exit ${code}`)), { shell })
           assert.deepStrictEqual(exitOf(r), { _tag: "Exited", code }, r.stderr.toString())
           assert.strictEqual(r.stdout.toString(), "out\n")
           assert.strictEqual(r.stderr.toString(), "err\n")
@@ -72,14 +72,14 @@ for (const { name, shell } of shells) {
 
     it.live("exit 137 is an exit, not a signal", () =>
       Effect.gen(function*() {
-        const r = yield* run(ScriptRender.posix(sh("exit 137")), { shell })
+        const r = yield* run(ScriptRender.wrapper(sh("exit 137")), { shell })
         assert.deepStrictEqual(exitOf(r), { _tag: "Exited", code: 137 })
       }), 30_000)
 
     it.live("signal deaths: SIGKILL, SIGTERM, SIGSEGV", () =>
       Effect.gen(function*() {
         for (const [sig, expected] of [["KILL", "SIGKILL"], ["TERM", "SIGTERM"], ["SEGV", "SIGSEGV"]] as const) {
-          const r = yield* run(ScriptRender.posix(sh(`echo before; kill -${sig} $$; echo after`)), { shell })
+          const r = yield* run(ScriptRender.wrapper(sh(`echo before; kill -${sig} $$; echo after`)), { shell })
           assert.deepStrictEqual(exitOf(r), { _tag: "Signaled", signal: expected }, r.stderr.toString())
           assert.strictEqual(r.stdout.toString(), "before\n")
         }
@@ -89,7 +89,7 @@ for (const { name, shell } of shells) {
       Effect.gen(function*() {
         const args = ["a b", "it's", "$(echo no)", "`no`", "\\n", "-n", "--", "", "ü ✓ 🎉", "line1\nline2\n"]
         const r = yield* run(
-          ScriptRender.posix(invocation(ScriptSource.command("printf", "%s\\0", ...args.slice(0, 3)), { args: args.slice(3) })),
+          ScriptRender.wrapper(invocation(ScriptSource.command("printf", "%s\\0", ...args.slice(0, 3)), { args: args.slice(3) })),
           { shell }
         )
         assert.deepStrictEqual(exitOf(r), { _tag: "Exited", code: 0 }, r.stderr.toString())
@@ -102,7 +102,7 @@ for (const { name, shell } of shells) {
         try {
           const stdin = new Uint8Array(256).map((_, i) => i)
           const r = yield* run(
-            ScriptRender.posix(
+            ScriptRender.wrapper(
               sh(`printf '%s|' "$#" "$1" "$2" "$FOO" "$(pwd)"; cat > "$PWD/stdin.bin"`, {
                 args: ["one two", "-x"],
                 env: { FOO: "it's $HOME" },
@@ -123,14 +123,14 @@ for (const { name, shell } of shells) {
     it.live("bash and python interpreters", () =>
       Effect.gen(function*() {
         const b = yield* run(
-          ScriptRender.posix(invocation(ScriptSource.script(`echo "\${BASH_VERSION:+bash} $1"`, "bash"), { args: ["x y"] })),
+          ScriptRender.wrapper(invocation(ScriptSource.script(`echo "\${BASH_VERSION:+bash} $1"`, "bash"), { args: ["x y"] })),
           { shell }
         )
         assert.strictEqual(b.stdout.toString(), "bash x y\n", b.stderr.toString())
         const hasPython = cp.spawnSync("sh", ["-c", "command -v python3 || command -v python"]).status === 0
         if (hasPython) {
           const p = yield* run(
-            ScriptRender.posix(
+            ScriptRender.wrapper(
               invocation(ScriptSource.script("import sys\nprint(repr(sys.argv[1:]))\nsys.exit(3)", "python"), {
                 args: ["a", "b c"]
               })
@@ -144,7 +144,7 @@ for (const { name, shell } of shells) {
 
     it.live("a missing cwd is a clear reserved failure", () =>
       Effect.gen(function*() {
-        const r = yield* run(ScriptRender.posix(sh("echo hi", { cwd: "/nonexistent/runcmd-dir" })), { shell })
+        const r = yield* run(ScriptRender.wrapper(sh("echo hi", { cwd: "/nonexistent/runcmd-dir" })), { shell })
         assert.isTrue(Either.isLeft(r.result))
         const e = Either.getLeft(r.result).pipe(Option.getOrThrow)
         assert.strictEqual(e.reason, "SpawnFailed")
@@ -160,7 +160,7 @@ for (const { name, shell } of shells) {
           secrets: { TOKEN_A: Redacted.make(secret) },
           stdin: new TextEncoder().encode("stdin after secrets")
         })
-        const launch = ScriptRender.posix(inv)
+        const launch = ScriptRender.wrapper(inv)
         const r = yield* run(launch, { shell })
         assert.deepStrictEqual(exitOf(r), { _tag: "Exited", code: 0 }, r.stderr.toString())
         const [value, cmdline, rest] = r.stdout.toString().split("\0")
@@ -174,7 +174,7 @@ for (const { name, shell } of shells) {
 
     it.live("reports the pgid of the user's own session", () =>
       Effect.gen(function*() {
-        const launch = ScriptRender.posix(sh(`ps -o pgid= -o sid= -p $$ | tr -s ' ' ' '; echo " $$"`))
+        const launch = ScriptRender.wrapper(sh(`ps -o pgid= -o sid= -p $$ | tr -s ' ' ' '; echo " $$"`))
         const r = yield* run(launch, { shell })
         const pgid = yield* launch.pgid
         const [pg, sid, pid] = r.stdout.toString().trim().split(/\s+/).map(Number)
@@ -186,7 +186,7 @@ for (const { name, shell } of shells) {
   })
 }
 
-describe("ScriptRender.posix: termination", () => {
+describe("ScriptRender.wrapper: termination", () => {
   const tree = `
 trap '' TERM
 (trap '' TERM; sleep 300) &
@@ -199,7 +199,7 @@ wait
   for (const { name, shell } of shells) {
     it.live(`TERM to the wrapper (${name}) kills the tree, TERM-ignoring and setsid'd grandchildren included`, () =>
       Effect.gen(function*() {
-        const launch = ScriptRender.posix(sh(tree, { killGrace: Duration.millis(500) }))
+        const launch = ScriptRender.wrapper(sh(tree, { killGrace: Duration.millis(500) }))
         try {
           const r = yield* run(launch, {
             shell,
@@ -225,7 +225,7 @@ wait
 
   it.live("killScript kills the group and every token carrier and says so truthfully", () =>
     Effect.gen(function*() {
-      const launch = ScriptRender.posix(sh(tree))
+      const launch = ScriptRender.wrapper(sh(tree))
       try {
         let killOutput = ""
         const r = yield* run(launch, {
@@ -253,7 +253,7 @@ wait
       // a group member the script's signals never reach (its `kill` is shadowed): it must say "alive 1"
       const child = cp.spawn("sleep", ["30"], { detached: true, stdio: "ignore" })
       try {
-        const text = ScriptRender.posix(sh("true")).killScript(child.pid!, Duration.millis(100))
+        const text = ScriptRender.wrapper(sh("true")).killScript(child.pid!, Duration.millis(100))
         const out = cp.spawnSync("/bin/sh", ["-c", `kill() { :; }\n${text}`], { timeout: 20_000 })
         assert.deepStrictEqual(ScriptRender.parseKillResult(out.stdout.toString()), Option.some({ gone: false, alive: 1 }))
       } finally {

@@ -1,16 +1,12 @@
 /**
- * The local transport: runs executions on this machine with `child_process`, each in its own session. A command
- * or a sh/bash script without run-as is spawned directly (its env, secrets and token in its environment, never
- * in argv); anything else runs the core POSIX wrapper, the wrapper, secrets and the user's stdin written to its
- * stdin. Closing an execution's scope early TERMs the execution's groups and every process carrying its token,
- * waits for the observed exit up to the kill grace, then KILLs and confirms.
+ * The local transport: runs executions on this machine with `child_process`, each in its own session, and kills
+ * what an execution started when its scope closes early (`internal/start.ts` says how).
  *
  * @since 0.1.0
  */
 import * as ScriptRender from "@runcmd/core/ScriptRender"
 import type * as Target from "@runcmd/core/Target"
 import * as Transport from "@runcmd/core/Transport"
-import { TransportError } from "@runcmd/core/TransportError"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
@@ -18,8 +14,9 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
-import * as internal from "./internal/execution.js"
+import * as Errors from "./internal/errors.js"
 import * as registry from "./internal/registry.js"
+import * as Start from "./internal/start.js"
 
 /**
  * @since 0.1.0
@@ -31,16 +28,18 @@ export interface Options {
    * carrier are killed and the pipes closed. Default 2 seconds.
    */
   readonly exitGrace?: Duration.DurationInput | undefined
-  /** How long to wait for the processes to be gone after the KILL before reporting `killConfirmed: false`. Default 2 s. */
-  readonly killWait?: Duration.DurationInput | undefined
+  /**
+   * How long the kill may take beyond the kill grace (the KILL, then the check that every process is gone) before
+   * `killConfirmed: false` is reported. Default 2 seconds.
+   */
+  readonly killTimeout?: Duration.DurationInput | undefined
   /** The base environment of every execution (the job's env and secrets are added to it). Default: `process.env`. */
   readonly env?: { readonly [name: string]: string | undefined } | undefined
   /** The bootstrap shell of the wrapper. Default `/bin/sh`. */
   readonly shell?: string | undefined
   /**
-   * Spawn the program itself, in a new session with the job's env, secrets and token in its environment, when
-   * the wrapper has nothing else to do: no run-as, a `Command` or a `sh`/`bash` script (`ScriptRender.direct`).
-   * Default `true`; `false` runs every execution through the wrapper.
+   * Spawn the program itself when the wrapper would have nothing to do (no run-as, a `Command` or a `sh`/`bash`
+   * script: `ScriptRender.direct`). Default `true`; `false` runs every execution through the wrapper.
    */
   readonly direct?: boolean | undefined
   /** Target kinds served. Default `["local"]`. */
@@ -67,10 +66,9 @@ export const capabilities: Transport.Capabilities = {
  * @since 0.1.0
  * @category constants
  */
-export const name = "local"
+export const name = Errors.TRANSPORT
 
-const unsupported = (target: Target.Target, description: string) =>
-  new TransportError({ reason: "Unsupported", transport: name, phase: "delivery", targetId: target.id, description })
+const unsupported = (description: string) => Errors.make("Unsupported", "delivery", description)
 
 /**
  * Builds the transport. Its scope owns the executions it starts: when it closes, those still alive are killed.
@@ -81,9 +79,9 @@ const unsupported = (target: Target.Target, description: string) =>
 export const make = (options: Options = {}): Effect.Effect<Transport.Transport, never, Scope.Scope> =>
   Effect.gen(function*() {
     const owner = Symbol("runcmd/transport-local")
-    const settings: internal.Settings = {
+    const settings: Start.Settings = {
       exitGrace: Duration.decode(options.exitGrace ?? Duration.seconds(2)),
-      killWait: Duration.decode(options.killWait ?? Duration.seconds(2)),
+      killTimeout: Duration.decode(options.killTimeout ?? Duration.seconds(2)),
       env: options.env ?? process.env,
       shell: options.shell ?? "/bin/sh",
       direct: options.direct ?? true,
@@ -104,26 +102,29 @@ export const make = (options: Options = {}): Effect.Effect<Transport.Transport, 
       start: (target, invocation) =>
         Effect.suspend(() => {
           if (process.platform === "win32") {
-            return Effect.fail(unsupported(target, "the local transport runs the POSIX wrapper; Windows is not supported yet"))
+            return Effect.fail(unsupported("the local transport runs the POSIX wrapper; Windows is not supported yet"))
           }
           if (invocation.source._tag === "Native") {
-            return Effect.fail(unsupported(target, "the local transport cannot run a Native source"))
+            return Effect.fail(unsupported("the local transport cannot run a Native source"))
           }
           if (invocation.source._tag === "Script" && invocation.source.interpreter === "powershell") {
-            return Effect.fail(unsupported(target, "PowerShell scripts are not supported by the local transport on POSIX"))
+            return Effect.fail(unsupported("PowerShell scripts are not supported by the local transport on POSIX"))
           }
           const targetEnv = (target as Partial<Target.Local>).env
           const merged = targetEnv === undefined ? invocation : { ...invocation, env: { ...targetEnv, ...invocation.env } }
-          return internal.start(settings, target, merged)
+          return Start.start(settings, target, merged)
         }).pipe(
           // no stack capture: it costs more than the rest of a cheap execution's span
-          Effect.withSpan("LocalTransport.start", { attributes: { targetId: target.id }, captureStackTrace: false })
+          Effect.withSpan("LocalTransport.start", {
+            attributes: { "runcmd.target.id": target.id, "runcmd.transport": name },
+            captureStackTrace: false
+          })
         )
     })
   })
 
 /**
- * The local transport, registered in the `Transports` registry under kind `local`.
+ * The local transport, registered in the `Transport.Registry` under kind `local`.
  *
  * @since 0.1.0
  * @category layers
@@ -140,7 +141,7 @@ export const layerConfig = (
   Layer.unwrapEffect(Effect.map(Config.unwrap(config), (options) => layer(options)))
 
 /**
- * Options from the environment: `RUNCMD_LOCAL_EXIT_GRACE`, `RUNCMD_LOCAL_KILL_WAIT` (durations),
+ * Options from the environment: `RUNCMD_LOCAL_EXIT_GRACE`, `RUNCMD_LOCAL_KILL_TIMEOUT` (durations),
  * `RUNCMD_LOCAL_SHELL` (all optional).
  *
  * @since 0.1.0
@@ -148,12 +149,12 @@ export const layerConfig = (
  */
 export const configFromEnv: Config.Config<Options> = Config.all({
   exitGrace: Config.option(Config.duration("RUNCMD_LOCAL_EXIT_GRACE")),
-  killWait: Config.option(Config.duration("RUNCMD_LOCAL_KILL_WAIT")),
+  killTimeout: Config.option(Config.duration("RUNCMD_LOCAL_KILL_TIMEOUT")),
   shell: Config.option(Config.string("RUNCMD_LOCAL_SHELL"))
 }).pipe(
   Config.map((o): Options => ({
     exitGrace: Option.getOrUndefined(o.exitGrace),
-    killWait: Option.getOrUndefined(o.killWait),
+    killTimeout: Option.getOrUndefined(o.killTimeout),
     shell: Option.getOrUndefined(o.shell)
   }))
 )

@@ -7,7 +7,6 @@
  */
 import type { Target } from "@runcmd/core/Target"
 import * as Transport from "@runcmd/core/Transport"
-import type { TransportError } from "@runcmd/core/TransportError"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
@@ -18,11 +17,9 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Errors from "./internal/errors.js"
-import * as Exec from "./internal/exec.js"
-import * as Files from "./internal/files.js"
-import * as Launcher from "./internal/launcher.js"
 import * as LoginShell from "./internal/loginShell.js"
 import * as Pool from "./internal/pool.js"
+import * as Start from "./internal/start.js"
 import * as SshTarget from "./SshTarget.js"
 
 /**
@@ -42,7 +39,10 @@ export interface Options {
   readonly keepalive?: SshTarget.Keepalive | undefined
   /** Refused channel opens (server session limit) tolerated in a row before `ChannelLimitReached`. Default 40. */
   readonly channelOpenAttempts?: number | undefined
-  /** Time allowed to the kill script beyond the kill grace. Default 10 seconds. */
+  /**
+   * How long the kill may take beyond the kill grace (the kill script over a second channel: KILL, then the check
+   * that every process is gone) before `killConfirmed: false` is reported. Default 10 seconds.
+   */
   readonly killTimeout?: Duration.DurationInput | undefined
   /**
    * After the script exited, how long its output may stay open with nothing written (a background process left
@@ -135,39 +135,34 @@ export const makeConnections = (options: Options = {}): Effect.Effect<SshConnect
       Effect.sync(() => Pool.make(toPoolOptions(options))),
       (pool) => pool.shutdown
     )
-    const killTimeout = Duration.decode(options.killTimeout ?? Duration.seconds(10))
-    const exitGrace = Duration.decode(options.exitGrace ?? Duration.seconds(2))
-    const direct = options.direct ?? true
-    const posixLoginShell = LoginShell.makeCache(pool)
+    const settings: Start.Settings = {
+      pool,
+      killTimeout: Duration.decode(options.killTimeout ?? Duration.seconds(10)),
+      exitGrace: Duration.decode(options.exitGrace ?? Duration.seconds(2)),
+      direct: options.direct ?? true,
+      posixLoginShell: LoginShell.makeCache(pool)
+    }
     const start = (target: Target, invocation: Transport.Invocation) =>
-      Effect.gen(function*() {
+      Effect.suspend(() => {
         if (!isValidSsh(target)) {
-          return yield* Effect.fail(
-            Errors.make("Unsupported", "delivery", `target ${target.id} is not a valid ssh target`, { targetId: target.id })
-          )
+          return Effect.fail(Errors.make("Unsupported", "delivery", `target ${target.id} is not a valid ssh target`))
         }
         if (invocation.source._tag === "Native") {
-          return yield* Effect.fail(
-            Errors.make("Unsupported", "delivery", "the ssh transport runs commands and scripts, not native documents", {
-              targetId: target.id
-            })
+          return Effect.fail(
+            Errors.make("Unsupported", "delivery", "the ssh transport runs commands and scripts, not native documents")
           )
         }
-        // the files' finalizer comes first, so it runs after the execution's (which end its processes)
-        const shipped = yield* Files.ship(pool, target, invocation)
-        const launch = yield* Launcher.launch(shipped, target, { direct, posixLoginShell: posixLoginShell(target) })
-        return yield* Exec.start({ pool, target, launch, killGrace: invocation.killGrace, killTimeout, exitGrace })
+        return Start.start(settings, target, invocation)
       }).pipe(
-        Effect.mapError((e): TransportError => (e.targetId === undefined ? withTarget(e, target.id) : e)),
         // no stack capture: it costs more than the rest of the span, once per execution
-        Effect.withSpan("SshTransport.start", { attributes: { "runcmd.target": target.id }, captureStackTrace: false })
+        Effect.withSpan("SshTransport.start", {
+          attributes: { "runcmd.target.id": target.id, "runcmd.transport": Errors.TRANSPORT },
+          captureStackTrace: false
+        })
       )
-    const transport = Transport.make({ name: "ssh", kinds: ["ssh"], capabilities, start })
+    const transport = Transport.make({ name: Errors.TRANSPORT, kinds: ["ssh"], capabilities, start })
     return { transport, pool, stats: pool.stats }
   })
-
-const withTarget = (e: TransportError, targetId: string): TransportError =>
-  Errors.make(e.reason, e.phase, e.description, { targetId, detail: e.detail, cause: e.cause })
 
 /**
  * The transport alone (its pool closes with the scope).
@@ -209,7 +204,8 @@ export const layerConfig = (
 
 /**
  * Options from environment variables `RUNCMD_SSH_MAX_CHANNELS`, `RUNCMD_SSH_MAX_CONNECTIONS`,
- * `RUNCMD_SSH_IDLE_TTL`, `RUNCMD_SSH_CONNECT_TIMEOUT`, `RUNCMD_SSH_READY_TIMEOUT` (all optional).
+ * `RUNCMD_SSH_IDLE_TTL`, `RUNCMD_SSH_CONNECT_TIMEOUT`, `RUNCMD_SSH_READY_TIMEOUT`, `RUNCMD_SSH_EXIT_GRACE`,
+ * `RUNCMD_SSH_KILL_TIMEOUT` (all optional).
  *
  * @since 0.1.0
  * @category Config
@@ -219,13 +215,17 @@ export const configFromEnv: Config.Config<Options> = Config.all({
   maxConnectionsPerHost: Config.option(Config.integer("RUNCMD_SSH_MAX_CONNECTIONS")),
   idleTimeToLive: Config.option(Config.duration("RUNCMD_SSH_IDLE_TTL")),
   connectTimeout: Config.option(Config.duration("RUNCMD_SSH_CONNECT_TIMEOUT")),
-  readyTimeout: Config.option(Config.duration("RUNCMD_SSH_READY_TIMEOUT"))
+  readyTimeout: Config.option(Config.duration("RUNCMD_SSH_READY_TIMEOUT")),
+  exitGrace: Config.option(Config.duration("RUNCMD_SSH_EXIT_GRACE")),
+  killTimeout: Config.option(Config.duration("RUNCMD_SSH_KILL_TIMEOUT"))
 }).pipe(
   Config.map((o): Options => ({
     maxChannelsPerConnection: Option.getOrUndefined(o.maxChannelsPerConnection),
     maxConnectionsPerHost: Option.getOrUndefined(o.maxConnectionsPerHost),
     idleTimeToLive: Option.getOrUndefined(o.idleTimeToLive),
     connectTimeout: Option.getOrUndefined(o.connectTimeout),
-    readyTimeout: Option.getOrUndefined(o.readyTimeout)
+    readyTimeout: Option.getOrUndefined(o.readyTimeout),
+    exitGrace: Option.getOrUndefined(o.exitGrace),
+    killTimeout: Option.getOrUndefined(o.killTimeout)
   }))
 )

@@ -6,9 +6,24 @@
  *
  * @internal
  */
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import type * as ScriptRender from "../ScriptRender.js"
 import type { Invocation } from "../Transport.js"
-import { isEnvName, quote, SCRIPT_ARG_MAX, secretNames, TOKEN_VAR } from "./wrapperPosix.js"
+import { TransportError } from "../TransportError.js"
+import {
+  checkNonce,
+  isEnvName,
+  killScript,
+  quote,
+  randomHex,
+  SCRIPT_ARG_MAX,
+  secretNames,
+  TOKEN_VAR
+} from "./wrapperPosix.js"
+
+const encoder = new TextEncoder()
 
 const hasNul = (s: string): boolean => s.includes("\0")
 
@@ -117,4 +132,99 @@ export const shellStage = (
     stage,
     secretLines: () => names.map((name) => Redacted.value(invocation.secrets[name]!) + "\n").join("")
   }
+}
+
+/**
+ * The direct launch of an invocation that needs no wrapper stage.
+ *
+ * @internal
+ */
+export const make = (invocation: Invocation): Option.Option<ScriptRender.DirectLaunch> => {
+  if (!eligible(invocation)) return Option.none()
+  const run = program(invocation)
+  if (run === undefined) return Option.none()
+  const token = randomHex(16)
+  return Option.some({
+    file: run.file,
+    args: run.args,
+    cwd: invocation.cwd,
+    token,
+    tokenVariable: TOKEN_VAR,
+    environment: () => environment(invocation, token)
+  })
+}
+
+/**
+ * The direct launch through the login shell: a constant command line, the stage and secrets on stdin, a filter for
+ * the launch's own failure line on stderr.
+ *
+ * @internal
+ */
+export const makeShell = (
+  invocation: Invocation,
+  options?: ScriptRender.RenderOptions
+): Option.Option<ScriptRender.DirectShellLaunch> => {
+  const nonce = checkNonce(options?.nonce ?? randomHex(12))
+  const token = randomHex(16)
+  const rendered = shellStage(invocation, nonce, token)
+  if (rendered === undefined) return Option.none()
+  const transport = options?.transport ?? "wrapper"
+  const marker = encoder.encode(cwdFailure(nonce))
+  // stderr's first bytes are held back while they may still be the marker
+  let head: Uint8Array | undefined = invocation.cwd === undefined ? undefined : new Uint8Array(0)
+  let cwdFailed = false
+  const filterStderr = (chunk: Uint8Array): Uint8Array => {
+    if (head === undefined) return chunk
+    const joined = new Uint8Array(head.length + chunk.length)
+    joined.set(head)
+    joined.set(chunk, head.length)
+    const n = Math.min(joined.length, marker.length)
+    for (let i = 0; i < n; i++) {
+      if (joined[i] !== marker[i]) {
+        head = undefined
+        return joined
+      }
+    }
+    if (joined.length < marker.length) {
+      head = joined
+      return new Uint8Array(0)
+    }
+    head = undefined
+    cwdFailed = true
+    return joined.subarray(marker.length)
+  }
+  return Option.some({
+    commandLine: SHELL_BOOTSTRAP,
+    nonce,
+    token,
+    tokenVariable: TOKEN_VAR,
+    input: () => {
+      const text = encoder.encode(rendered.stage + rendered.secretLines())
+      const stdin = invocation.stdin
+      if (stdin === undefined || stdin.length === 0) return text
+      const out = new Uint8Array(text.length + stdin.length)
+      out.set(text)
+      out.set(stdin, text.length)
+      return out
+    },
+    filterStderr,
+    flushStderr: () => {
+      const rest = head ?? new Uint8Array(0)
+      head = undefined
+      return rest
+    },
+    interpretExit: (status) =>
+      cwdFailed && status._tag === "Exited" && status.code === 125
+        ? Effect.fail(
+          new TransportError({
+            reason: "SpawnFailed",
+            transport,
+            phase: "delivery",
+            description: `the working directory ${JSON.stringify(invocation.cwd)} does not exist or is not accessible`,
+            detail: { wrapper: "CwdNotFound", cwd: invocation.cwd }
+          })
+        )
+        : Effect.succeed(status),
+    killScript: (pgid, grace) => killScript({ token, nonce, pgid, wrapperPid: undefined, grace })
+  })
 }

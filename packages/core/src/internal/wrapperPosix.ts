@@ -33,6 +33,34 @@ export const LAUNCH_MARK = "@runcmd-L@"
 export const BOOTSTRAP = `read -r n || exit 125; w=$(head -c "$n") || exit 125; case $w in *'${END}') ;; ` +
   `*) printf '%s\\n' 'runcmd: truncated wrapper' >&2; exit 125;; esac; eval "$w"`
 
+// random bytes come from a pool refilled 4 KiB at a time: one getRandomValues call per execution costs more
+// than the rest of a cheap execution's rendering
+const pool = new Uint8Array(4096)
+let poolOffset = pool.length
+const HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, "0"))
+
+/** `bytes` random bytes as hex (nonces and tokens). @internal */
+export const randomHex = (bytes: number): string => {
+  if (poolOffset + bytes > pool.length) {
+    globalThis.crypto.getRandomValues(pool)
+    poolOffset = 0
+  }
+  let out = ""
+  for (let i = 0; i < bytes; i++) out += HEX[pool[poolOffset++]!]
+  return out
+}
+
+/**
+ * A nonce given by the caller (tests, previews) must be safe in a regular expression and a shell word; a bad one is
+ * a defect (transports never pass one).
+ *
+ * @internal
+ */
+export const checkNonce = (nonce: string): string => {
+  if (!/^[A-Za-z0-9_-]+$/.test(nonce)) throw new Error("ScriptRender: a nonce must match [A-Za-z0-9_-]+")
+  return nonce
+}
+
 /** @internal */
 export const quote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`
 

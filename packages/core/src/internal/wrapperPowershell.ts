@@ -6,7 +6,9 @@
  */
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import type * as ScriptRender from "../ScriptRender.js"
 import type { Invocation } from "../Transport.js"
+import { checkNonce, randomHex } from "./wrapperPosix.js"
 
 /**
  * PowerShell single-quoted string: every single-quote character (ASCII and the typographic ones PowerShell also
@@ -137,3 +139,15 @@ export const secretLines = (invocation: Invocation): string =>
   Object.keys(invocation.secrets).sort().map((name) =>
     Buffer.from(Redacted.value(invocation.secrets[name]!), "utf8").toString("base64") + "\n"
   ).join("")
+
+/** @internal */
+export const make = (
+  invocation: Invocation,
+  options?: ScriptRender.PowerShellOptions
+): ScriptRender.PowerShellLaunch => {
+  const secretsFromStdin = options?.secretsFromStdin ?? false
+  return {
+    ...render(invocation, checkNonce(options?.nonce ?? randomHex(12)), secretsFromStdin),
+    secretInput: () => new TextEncoder().encode(secretLines(invocation))
+  }
+}

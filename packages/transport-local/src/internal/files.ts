@@ -3,24 +3,29 @@
  *
  * @internal
  */
-import type { ShippedFile } from "@runcmd/core/Transport"
+import { FILES_ENV, type Invocation, type ShippedFile } from "@runcmd/core/Transport"
 import type { TransportError } from "@runcmd/core/TransportError"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import * as Errors from "./errors.js"
 
 /**
- * Writes the files into a new directory (mode 0700, under the temporary directory) and removes it, whatever is in
- * it by then, when the scope closes: after the execution's own finalizers, which end its processes.
+ * Writes the invocation's files into a new directory (mode 0700, under the temporary directory), named to the
+ * process by `FILES_ENV`, and removes it, whatever is in it by then, when the scope closes: after the execution's
+ * own finalizers, which end its processes. Without files: the invocation as it is.
  *
  * @internal
  */
-export const ship = (
-  files: ReadonlyArray<ShippedFile>,
-  fail: (description: string, cause: unknown) => TransportError
-): Effect.Effect<string, TransportError, Scope.Scope> =>
+export const ship = (invocation: Invocation): Effect.Effect<Invocation, TransportError, Scope.Scope> => {
+  const files = invocation.files ?? []
+  if (files.length === 0) return Effect.succeed(invocation)
+  return Effect.map(write(files), (dir) => ({ ...invocation, env: { ...invocation.env, [FILES_ENV]: dir } }))
+}
+
+const write = (files: ReadonlyArray<ShippedFile>): Effect.Effect<string, TransportError, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.tryPromise({
       try: async () => {
@@ -38,7 +43,13 @@ export const ship = (
           throw error
         }
       },
-      catch: (cause) => fail(`cannot write the job's files: ${cause instanceof Error ? cause.message : String(cause)}`, cause)
+      catch: (cause) =>
+        Errors.make(
+          "SpawnFailed",
+          "delivery",
+          `cannot write the job's files: ${cause instanceof Error ? cause.message : String(cause)}`,
+          { cause }
+        )
     }),
     (dir) => Effect.promise(() => fs.promises.rm(dir, { recursive: true, force: true }).catch(() => undefined))
   )

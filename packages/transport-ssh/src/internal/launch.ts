@@ -1,15 +1,74 @@
-/** @internal */
-import * as ScriptRender from "@runcmd/core/ScriptRender"
-import * as Option from "effect/Option"
-
 /**
- * What an execution needs of a launch: the command line for the exec channel, the stdin/stderr driver, the kill
- * script and the exit's meaning. Core's POSIX wrapper is one; a direct shell launch (no wrapper process) is
- * adapted to it in `launcher.ts`.
+ * How one SSH execution starts: the direct launch through the login shell (`ScriptRender.directShell`) when the
+ * wrapper would have nothing to do and the user's login shell is POSIX; core's POSIX wrapper otherwise.
  *
  * @internal
  */
-export type Launch = Pick<ScriptRender.Launch, "commandLine" | "drive" | "pgidNow" | "killScript" | "interpretExit">
+import * as ScriptRender from "@runcmd/core/ScriptRender"
+import type { Invocation } from "@runcmd/core/Transport"
+import type { TransportError } from "@runcmd/core/TransportError"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
+import * as Errors from "./errors.js"
+
+/**
+ * What an execution needs of a launch: the command line for the exec channel, the stdin/stderr driver, the kill
+ * script and the exit's meaning. The wrapper launch is one; the direct shell launch is adapted to it.
+ *
+ * @internal
+ */
+export type Launch = Pick<
+  ScriptRender.WrapperLaunch,
+  "commandLine" | "drive" | "pgidNow" | "killScript" | "interpretExit"
+>
+
+/** @internal */
+export interface Options {
+  /** Use the direct launch when the invocation allows it (no wrapper process on the server). */
+  readonly direct: boolean
+  /** Whether the target user's login shell is POSIX (asked once per connection key; see `loginShell.ts`). */
+  readonly posixLoginShell: Effect.Effect<boolean, TransportError>
+}
+
+const wrapperOnly: Options = { direct: false, posixLoginShell: Effect.succeed(false) }
+
+/** @internal */
+export const choose = (invocation: Invocation, options: Options = wrapperOnly): Effect.Effect<Launch, TransportError> =>
+  Effect.suspend(() => {
+    const shell = options.direct
+      ? ScriptRender.directShell(invocation, { transport: Errors.TRANSPORT })
+      : Option.none()
+    if (Option.isNone(shell)) return Effect.succeed(wrapper(invocation))
+    return Effect.map(options.posixLoginShell, (posix) => posix ? fromDirectShell(shell.value) : wrapper(invocation))
+  })
+
+const wrapper = (invocation: Invocation): Launch => ScriptRender.wrapper(invocation, { transport: Errors.TRANSPORT })
+
+/**
+ * The direct shell launch as an execution drives it: stdin gets the stage, the secret lines and the job's stdin
+ * (forked: a program that writes before it reads must not wait for us), stderr only loses the launch's own
+ * failure line; no PGID is reported (sshd made the session; the kill script finds it by the token).
+ */
+const fromDirectShell = (shell: ScriptRender.DirectShellLaunch): Launch => ({
+  commandLine: shell.commandLine,
+  drive: (io) =>
+    Effect.as(
+      Effect.forkScoped(
+        Effect.zipRight(io.writeStdin(shell.input()), io.endStdin).pipe(
+          Effect.catchAllCause(() => Effect.ignore(io.endStdin))
+        )
+      ),
+      io.stderr.pipe(
+        Stream.map(shell.filterStderr),
+        Stream.concat(Stream.sync(shell.flushStderr)),
+        Stream.filter((bytes) => bytes.length > 0)
+      )
+    ),
+  pgidNow: Effect.succeedNone,
+  killScript: shell.killScript,
+  interpretExit: shell.interpretExit
+})
 
 /** Whether a kill script's output says the processes are gone. @internal */
 export const isKillConfirmed = (output: string): boolean =>

@@ -1,36 +1,36 @@
 /**
- * One local execution. Without run-as, a command or a sh/bash script is spawned **directly** in a new session
- * (core's `ScriptRender.direct`: the program, its env with the secrets and the token; no wrapper process at
- * all); everything else runs core's POSIX wrapper (`/bin/sh -c BOOTSTRAP` with the stages, secrets and stdin on
- * its stdin). Either way the process leads its own group, both pipes are drained into a coalescing buffer that
- * the consumer pumps, the exit is observed, and closing the scope early kills the groups and every token carrier
- * (TERM, the kill grace, KILL) and confirms they are gone.
+ * One local execution: the job's files shipped, the launch chosen (`launch.ts`: the program itself in a new
+ * session, or core's POSIX wrapper with the stages, secrets and stdin on its stdin), the process spawned as the
+ * leader of its own group, both pipes fed into core's `OutputBuffer` (the wrapper's stderr through its protocol
+ * driver first), the exit observed, and closing the scope early kills the groups and every token carrier (TERM,
+ * the kill grace, KILL) and confirms they are gone.
  *
  * @internal
  */
-import * as ScriptRender from "@runcmd/core/ScriptRender"
+import * as OutputBuffer from "@runcmd/core/OutputBuffer"
+import type * as ScriptRender from "@runcmd/core/ScriptRender"
 import type { Target } from "@runcmd/core/Target"
-import { type ExitStatus, FILES_ENV, type Invocation, type RawExecution } from "@runcmd/core/Transport"
-import { TransportError } from "@runcmd/core/TransportError"
-import * as Deferred from "effect/Deferred"
+import type { ExitStatus, Invocation, RawExecution } from "@runcmd/core/Transport"
+import type { TransportError } from "@runcmd/core/TransportError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as cp from "node:child_process"
 import * as fs from "node:fs"
 import type { Readable, Writable } from "node:stream"
+import * as Errors from "./errors.js"
 import * as Files from "./files.js"
-import * as Output from "./output.js"
+import * as Launch from "./launch.js"
 import { anyLeft, type Selector, signalAll, survivors } from "./processes.js"
 import * as registry from "./registry.js"
-import { end, fromReadable, write } from "./streams.js"
+import { end, write } from "./stdin.js"
 
 /** @internal */
 export interface Settings {
   readonly exitGrace: Duration.Duration
-  readonly killWait: Duration.Duration
+  /** How long the kill may take beyond the kill grace (KILL, then the check that everything is gone). */
+  readonly killTimeout: Duration.Duration
   readonly env: { readonly [name: string]: string | undefined }
   readonly shell: string
   /** Spawn the program itself when the wrapper has nothing to do (no run-as, a command or sh/bash script). */
@@ -45,49 +45,18 @@ const IDLE_BEFORE_DESTROY = 1000
 // processes die in real time: waits on them use the timer, whatever clock the caller's Effects run under
 const sleep = (ms: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
 
-type Fail = (
-  reason: TransportError["reason"],
-  phase: TransportError["phase"],
-  description: string,
-  options?: { readonly cause?: unknown; readonly detail?: Record<string, unknown> }
-) => TransportError
-
-const failWith = (target: Target): Fail => (reason, phase, description, options) =>
-  new TransportError({
-    reason,
-    transport: "local",
-    phase,
-    targetId: target.id,
-    description,
-    ...(options?.cause === undefined ? {} : { cause: options.cause }),
-    ...(options?.detail === undefined ? {} : { detail: options.detail })
-  })
-
 /** @internal */
 export const start = (
   settings: Settings,
   target: Target,
   invocation: Invocation
-): Effect.Effect<RawExecution, TransportError, Scope.Scope> => {
-  const files = invocation.files ?? []
-  if (files.length === 0) return launch(settings, target, invocation)
-  // the directory's finalizer comes first, so it runs after the execution's (which end its processes)
-  return Effect.flatMap(
-    Files.ship(files, (description, cause) => failWith(target)("SpawnFailed", "delivery", description, { cause })),
-    (dir) => launch(settings, target, { ...invocation, env: { ...invocation.env, [FILES_ENV]: dir } })
-  )
-}
-
-const launch = (
-  settings: Settings,
-  target: Target,
-  invocation: Invocation
 ): Effect.Effect<RawExecution, TransportError, Scope.Scope> =>
-  Effect.suspend(() => {
-    const launch = settings.direct ? ScriptRender.direct(invocation) : Option.none()
-    return Option.isSome(launch)
-      ? startDirect(settings, target, invocation, launch.value)
-      : startWrapped(settings, target, invocation)
+  // the files' finalizer comes first, so it runs after the execution's (which end its processes)
+  Effect.flatMap(Files.ship(invocation), (shipped) => {
+    const launch = Launch.choose(shipped, settings)
+    return launch._tag === "Direct"
+      ? startDirect(settings, target, shipped, launch.launch)
+      : startWrapped(settings, target, shipped, launch.launch)
   })
 
 /** Waits for the child's `spawn` or `error` (a failed spawn has no pid and reports why on the next tick). */
@@ -106,7 +75,6 @@ const startDirect = (
   launch: ScriptRender.DirectLaunch
 ): Effect.Effect<RawExecution, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
-    const fail = failWith(target)
     const hasStdin = invocation.stdin !== undefined && invocation.stdin.length > 0
     const child = yield* Effect.try({
       try: () =>
@@ -116,22 +84,20 @@ const startDirect = (
           env: { ...settings.env, ...launch.environment() },
           stdio: [hasStdin ? "pipe" : "ignore", "pipe", "pipe"]
         }),
-      catch: (cause) => fail("SpawnFailed", "delivery", `cannot start ${launch.file}: ${String(cause)}`, { cause })
+      catch: (cause) => Errors.make("SpawnFailed", "delivery", `cannot start ${launch.file}: ${String(cause)}`, { cause })
     })
     const failure = yield* spawned(child)
-    if (failure !== undefined) return yield* notStarted(fail, launch, failure)
+    if (failure !== undefined) return yield* notStarted(launch, failure)
     const pid = child.pid!
     if (hasStdin) {
       child.stdin!.on("error", () => {})
       child.stdin!.end(invocation.stdin)
     }
     const selector: Selector = { groups: [pid], token: { variable: launch.tokenVariable, value: launch.token } }
-    const output = Output.make()
-    const ioError = (what: string) => (cause: unknown) =>
-      fail("OutputLost", "execution", `${what}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause })
-    output.attach("stdout", child.stdout!, ioError("stdout"))
-    output.attach("stderr", child.stderr!, ioError("stderr"))
-    const supervised = yield* supervise(settings, target, invocation, child, () => selector, output)
+    const output = OutputBuffer.make<TransportError>()
+    OutputBuffer.attachReadable(output, "stdout", child.stdout!, Errors.io("stdout"))
+    OutputBuffer.attachReadable(output, "stderr", child.stderr!, Errors.io("stderr"))
+    const supervised = yield* supervise(settings, target, invocation, child, () => selector, [output])
     return {
       pump: output.pump,
       exit: supervised.exited,
@@ -143,17 +109,22 @@ const startDirect = (
  * A program that could not be started is what a shell makes of it: exit 127 (not found) or 126 (not
  * executable) with the reason on stderr, as the wrapper and SSH report it; a missing `cwd` is `SpawnFailed`.
  */
-const notStarted = (fail: Fail, launch: ScriptRender.DirectLaunch, error: NodeJS.ErrnoException) => {
+const notStarted = (launch: ScriptRender.DirectLaunch, error: NodeJS.ErrnoException) => {
   if (launch.cwd !== undefined && !isDirectory(launch.cwd)) {
     return Effect.fail(
-      fail("SpawnFailed", "delivery", `the working directory ${JSON.stringify(launch.cwd)} does not exist or is not accessible`, {
-        detail: { wrapper: "CwdNotFound", cwd: launch.cwd }
-      })
+      Errors.make(
+        "SpawnFailed",
+        "delivery",
+        `the working directory ${JSON.stringify(launch.cwd)} does not exist or is not accessible`,
+        { detail: { wrapper: "CwdNotFound", cwd: launch.cwd } }
+      )
     )
   }
   const code = error.code === "ENOENT" ? 127 : error.code === "EACCES" ? 126 : undefined
   if (code === undefined) {
-    return Effect.fail(fail("SpawnFailed", "delivery", `cannot start ${launch.file}: ${error.message}`, { cause: error }))
+    return Effect.fail(
+      Errors.make("SpawnFailed", "delivery", `cannot start ${launch.file}: ${error.message}`, { cause: error })
+    )
   }
   const message = `runcmd: ${launch.file}: ${code === 127 ? "not found" : "Permission denied"}\n`
   const raw: RawExecution = {
@@ -175,11 +146,10 @@ const isDirectory = (dir: string): boolean => {
 const startWrapped = (
   settings: Settings,
   target: Target,
-  invocation: Invocation
+  invocation: Invocation,
+  launch: ScriptRender.WrapperLaunch
 ): Effect.Effect<RawExecution, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
-    const fail = failWith(target)
-    const launch = ScriptRender.posix(invocation, { transport: "local" })
     const [, ...args] = launch.argv
     const child = yield* Effect.try({
       try: () =>
@@ -188,11 +158,13 @@ const startWrapped = (
           env: settings.env,
           stdio: ["pipe", "pipe", "pipe"]
         }),
-      catch: (cause) => fail("SpawnFailed", "delivery", `cannot start ${settings.shell}: ${String(cause)}`, { cause })
+      catch: (cause) => Errors.make("SpawnFailed", "delivery", `cannot start ${settings.shell}: ${String(cause)}`, { cause })
     })
     const failure = yield* spawned(child)
     if (failure !== undefined) {
-      return yield* fail("SpawnFailed", "delivery", `cannot start ${settings.shell}: ${failure.message}`, { cause: failure })
+      return yield* Errors.make("SpawnFailed", "delivery", `cannot start ${settings.shell}: ${failure.message}`, {
+        cause: failure
+      })
     }
     const pid = child.pid!
     const stdin = child.stdin! as Writable
@@ -214,41 +186,38 @@ const startWrapped = (
       token: { variable: launch.tokenVariable, value: launch.token }
     })
 
-    const output = Output.make()
-    const ioError = (what: string) => (cause: unknown) =>
-      fail("OutputLost", "execution", `${what}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause })
-    output.attach("stdout", child.stdout!, ioError("stdout"))
-    // stderr goes through the wrapper's protocol parser first
-    const filteredStderr = yield* launch.drive({
-      writeStdin: (bytes) => write(stdin, bytes, ioError("stdin")),
-      endStdin: end(stdin),
-      stderr: fromReadable(stderr, ioError("stderr"))
+    // stdout into the output; stderr through the wrapper's protocol driver first. Both pipes pause when the
+    // output is above its high-water mark (the driver never waits: what it cleans goes into the output at once)
+    const output = OutputBuffer.make<TransportError>()
+    OutputBuffer.attachReadable(output, "stdout", child.stdout!, Errors.io("stdout"))
+    output.addProducer({
+      pause: () => void stderr.pause(),
+      resume: () => {
+        if (!stderr.destroyed) stderr.resume()
+      }
     })
-    const stderrParsed = yield* Deferred.make<void>()
-    yield* filteredStderr.pipe(
+    const rawStderr = OutputBuffer.make<TransportError>()
+    rawStderr.end("stdout")
+    OutputBuffer.attachReadable(rawStderr, "stderr", stderr, Errors.io("stderr"))
+    const cleanStderr = yield* launch.drive({
+      writeStdin: (bytes) => write(stdin, bytes, Errors.io("stdin")),
+      endStdin: end(stdin),
+      stderr: Stream.map(OutputBuffer.toStream(rawStderr), (chunk) => chunk.bytes)
+    })
+    const stderrParsed = Effect.unsafeMakeLatch(false)
+    yield* cleanStderr.pipe(
       Stream.runForEach((bytes) => Effect.sync(() => output.push("stderr", bytes))),
       Effect.catchAll((e) => Effect.sync(() => output.fail(e))),
-      Effect.ensuring(Effect.zipRight(Effect.sync(() => output.end("stderr")), Deferred.succeed(stderrParsed, undefined))),
+      Effect.ensuring(Effect.zipRight(Effect.sync(() => output.end("stderr")), stderrParsed.open)),
       Effect.forkScoped
     )
-    const supervised = yield* supervise(settings, target, invocation, child, selector, output, stderr)
+    const supervised = yield* supervise(settings, target, invocation, child, selector, [output, rawStderr], stderr)
 
     const exit = Effect.gen(function*() {
       const status = yield* supervised.exited
       // the status line is on stderr: the parser must have seen all of it
-      yield* Deferred.await(stderrParsed)
-      return yield* launch.interpretExit(status).pipe(
-        Effect.mapError((e) =>
-          new TransportError({
-            reason: e.reason,
-            transport: e.transport,
-            phase: e.phase,
-            description: e.description,
-            targetId: target.id,
-            ...(e.detail === undefined ? {} : { detail: e.detail })
-          })
-        )
-      )
+      yield* stderrParsed.await
+      return yield* launch.interpretExit(status)
     })
     return { pump: output.pump, exit, killConfirmed: supervised.killConfirmed } satisfies RawExecution
   })
@@ -263,12 +232,14 @@ const supervise = (
   invocation: Invocation,
   child: cp.ChildProcess,
   selector: () => Selector,
-  output: Output.Output,
+  /** The execution's buffers: discarded when the scope closes, and ended before the exit grace is skipped. */
+  buffers: ReadonlyArray<OutputBuffer.OutputBuffer<TransportError>>,
   stderrPipe?: Readable
 ) =>
   Effect.gen(function*() {
     const pid = child.pid!
     const startedAt = Date.now()
+    const outputEnded = () => buffers.every((b) => b.ended())
     let status: ExitStatus | undefined
     const exitWaiters: Array<(status: ExitStatus) => void> = []
     let graceTimer: ReturnType<typeof setTimeout> | undefined
@@ -298,7 +269,7 @@ const supervise = (
     }
     child.once("exit", (code, signal) => {
       status = signal !== null ? { _tag: "Signaled", signal } : { _tag: "Exited", code: code ?? 255 }
-      if (!pipesClosed() || !output.ended()) graceTimer = setTimeout(afterGrace, Duration.toMillis(settings.exitGrace))
+      if (!pipesClosed() || !outputEnded()) graceTimer = setTimeout(afterGrace, Duration.toMillis(settings.exitGrace))
       for (const wake of exitWaiters.splice(0)) wake(status)
     })
     const deregister = registry.register({ selector, owner: settings.owner })
@@ -323,7 +294,7 @@ const supervise = (
     yield* Effect.addFinalizer(() =>
       Effect.suspend(() => {
         // keep both pipes drained while the processes die (a blocked write must not keep them alive)
-        output.detach()
+        for (const b of buffers) b.discard()
         const cleanup = Effect.sync(() => {
           if (graceTimer !== undefined) clearTimeout(graceTimer)
           if (reaper !== undefined) clearInterval(reaper)
@@ -342,12 +313,14 @@ const supervise = (
           let gone = yield* waitGone(Duration.toMillis(invocation.killGrace))
           if (!gone) {
             signalAll(selector(), "SIGKILL")
-            gone = yield* waitGone(Duration.toMillis(settings.killWait))
+            gone = yield* waitGone(Duration.toMillis(settings.killTimeout))
           }
           confirmed = gone
         }).pipe(
           Effect.ensuring(cleanup),
-          Effect.withSpan("LocalTransport.kill", { attributes: { targetId: target.id } })
+          Effect.withSpan("LocalTransport.kill", {
+            attributes: { "runcmd.target.id": target.id, "runcmd.transport": Errors.TRANSPORT }
+          })
         )
       })
     )
