@@ -254,7 +254,9 @@ export interface ConformanceOptions {
  * vitest. Real transports run POSIX sh scripts on the targets `options.targets` gives; with `simulated: true` the
  * layer is the in-memory transport and each case configures it with the behaviour equivalent to its script.
  * Where a transport declares it cannot do something (`liveOutput`, `cancel`, `maxOutputBytes`, `signals`,
- * capabilities `stdin`/`secrets`), the case asserts the declared behaviour instead.
+ * capabilities `stdin`/`secrets`), the case asserts the declared behaviour instead. The process-tree cases (real
+ * transports) check the target's process table through helper jobs run by the transport itself: the targets need
+ * `setsid`, `grep` and `/proc` (else `ps`).
  *
  * @example
  * ```ts
