@@ -39,7 +39,11 @@ const sha256 = (data) => crypto.createHash("sha256").update(data).digest()
 // a cache file: the SHA-256 of the bundle it was made from, the SHA-256 of V8's data, the commands whose code it holds
 // (a bit each: a command it has not seen yet adds its code when it exits), then V8's data
 const header = 65
-const command = process.argv[2]
+// (help counts as its own command: `run --help` runs none of `run`'s code, whose first real run must still add it)
+const args = process.argv.slice(2)
+const dash = args.indexOf("--")
+const head = dash === -1 ? args : args.slice(0, dash)
+const command = head.includes("--help") || head.includes("-h") ? undefined : head[0]
 const commandBit = command === "run" ? 1 : command === "inventory" ? 2 : command === "report" ? 4 : 8
 
 /** Makes the cache directory, and its parent (~/.cache) if needed. */

@@ -50,7 +50,7 @@ export const run = (args: ReadonlyArray<string>): Effect.Effect<number, never, E
       yield* printError(split.left.message)
       return split.left.code
     }
-    const print = Help.dispatch(args, split.right)
+    const print = Help.dispatch(args, split.right, version)
     if (print !== undefined) {
       const stream = print.stream === "stdout" ? process.stdout : process.stderr
       yield* Effect.sync(() => stream.write(print.text(Help.widthOf(stream))))

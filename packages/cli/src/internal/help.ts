@@ -190,18 +190,19 @@ const unknownCommand = (prefix: ReadonlyArray<string>, token: string, known: Rea
   const hint = suggest(token, known.map((name) => ({ name, value: false })))
   return error(
     `${where}: unknown command ${JSON.stringify(token)}.${hint === undefined ? "" : ` Did you mean ${hint.slice(2)}?`} ` +
-      `The commands are ${names(known)}. Run \`${where} --help\` for help.`
+      `${known.length === 1 ? "The command is" : "The commands are"} ${names(known)}. Run \`${where} --help\` for help.`
   )
 }
 
 /**
- * Decides whether a command line is answered here (help, the short help, an unknown or missing command or
- * argument) rather than by the parser. `split` is the pre-parser's view of `args`.
+ * Decides whether a command line is answered here (help, the version, the short help, an unknown or missing
+ * command or argument) rather than by the parser. `split` is the pre-parser's view of `args`.
  *
  * @internal
  */
-export const dispatch = (args: ReadonlyArray<string>, split: Split): Print | undefined => {
+export const dispatch = (args: ReadonlyArray<string>, split: Split, version: string): Print | undefined => {
   if (args.length === 0) return { stream: "stderr", text: short, code: ExitCode.Usage }
+  const printVersion = help(() => `${version}\n`)
   const doc = split.command as CommandDoc | undefined
   if (doc !== undefined) {
     // the pre-parser's tokens: the command path, then `--flag [value]`s (aliases expanded) and positionals
@@ -213,6 +214,7 @@ export const dispatch = (args: ReadonlyArray<string>, split: Split): Print | und
       const flag = byName.get(tokens[i]!)
       if (flag === undefined) positionals++
       else if (flag.name === "help") return help((width) => command(doc, width))
+      else if (flag.name === "version") return printVersion
       else if (flag.value) i++
     }
     const missing = doc.positionals[positionals]
@@ -230,6 +232,7 @@ export const dispatch = (args: ReadonlyArray<string>, split: Split): Print | und
     return error(`runcmd: a command is missing before --. Run \`runcmd --help\` for help.`)
   }
   if (isHelp(first)) return help(main)
+  if (first === "--version") return printVersion
   if (first === inventory.path[0]) {
     const next = head[1]
     if (next === undefined) return { stream: "stderr", text: (width) => group(inventory, width), code: ExitCode.Usage }
@@ -237,7 +240,7 @@ export const dispatch = (args: ReadonlyArray<string>, split: Split): Print | und
     if (!globalNames.has(next)) return unknownCommand(inventory.path, next, inventory.commands.map((c) => c.path[1]!))
     return undefined
   }
-  if (globalNames.has(first)) return undefined // --version, --completions, --log-level, --wizard: the parser's
+  if (globalNames.has(first)) return undefined // --completions, --log-level, --wizard: the parser's
   if (first.startsWith("-")) {
     const flag = first.split("=")[0]!
     const owners = commandSpecs.filter((c) =>
