@@ -9,8 +9,8 @@ import * as fs from "node:fs"
 import module from "node:module"
 import * as os from "node:os"
 import * as path from "node:path"
-import * as v8 from "node:v8"
 import { fileURLToPath } from "node:url"
+import * as v8 from "node:v8"
 import * as vm from "node:vm"
 
 const bundle = fileURLToPath(new URL("../dist/bundle/runcmd.cjs", import.meta.url))
@@ -85,7 +85,10 @@ const loadCached = (dir) => {
   const source = fs.readFileSync(bundle)
   const bundleHash = sha256(source)
   // one file per installation and Node version
-  const file = path.join(dir, `${sha256(`${bundle}\0${process.version}\0${process.arch}`).toString("hex").slice(0, 32)}.v8`)
+  const file = path.join(
+    dir,
+    `${sha256(`${bundle}\0${process.version}\0${process.arch}`).toString("hex").slice(0, 32)}.v8`
+  )
   let cachedData
   let seen = 0
   try {
@@ -115,7 +118,14 @@ const loadCached = (dir) => {
   if (cachedData === undefined || script.cachedDataRejected === true) seen = 0
   if ((seen & commandBit) === 0) process.once("exit", () => save(file, bundleHash, seen | commandBit, script))
   const cjs = { exports: {} }
-  script.runInThisContext().call(cjs.exports, cjs.exports, module.createRequire(bundle), cjs, bundle, path.dirname(bundle))
+  script.runInThisContext().call(
+    cjs.exports,
+    cjs.exports,
+    module.createRequire(bundle),
+    cjs,
+    bundle,
+    path.dirname(bundle)
+  )
   return cjs.exports
 }
 

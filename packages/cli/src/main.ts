@@ -16,7 +16,11 @@ import * as Cli from "./Cli.js"
 import { ExitCode, signals } from "./internal/exitCode.js"
 
 // what the commands use, not all of `NodeContext` (its command executor and workers would load for nothing)
-const environment: Layer.Layer<Cli.Environment> = Layer.mergeAll(NodeFileSystem.layer, NodePath.layer, NodeTerminal.layer)
+const environment: Layer.Layer<Cli.Environment> = Layer.mergeAll(
+  NodeFileSystem.layer,
+  NodePath.layer,
+  NodeTerminal.layer
+)
 
 /**
  * Runs `runcmd` with the process's arguments and exits with its code: 0 all targets succeeded, 1 some did not,

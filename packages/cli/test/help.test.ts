@@ -37,7 +37,7 @@ const documented = (help: string): Array<{ readonly name: string; readonly alias
 const namesIn = (usage: Usage.Usage, out: Array<string> = []): Array<string> => {
   switch (usage._tag) {
     case "Named":
-      out.push(...usage.names)
+      for (const name of usage.names) out.push(name)
       break
     case "Optional":
     case "Repeated":
@@ -93,7 +93,9 @@ describe("help", () => {
   it("runcmd run --help: one line per flag, grouped, with examples", () => {
     const help = Help.command(commandSpecs.find((c) => c.path[0] === "run")!)
     const headings = [...help.matchAll(/^(\S.*):$/gm)].map((m) => m[1]!)
-    for (const group of ["Usage", "Targets", "Job", "Policy", "Run as another user", "Output", "Global flags", "Examples"]) {
+    for (
+      const group of ["Usage", "Targets", "Job", "Policy", "Run as another user", "Output", "Global flags", "Examples"]
+    ) {
       assert.isTrue(headings.some((h) => h === group || h.startsWith(`${group} (`)), `group ${group} in ${headings}`)
     }
     assert.isTrue(headings.indexOf("Policy") < headings.indexOf("Output"))
@@ -122,7 +124,9 @@ describe("help", () => {
   })
 
   it("every option the parser accepts is in the help, and every flag in the help is one the parser accepts", () => {
-    const globals = new Set(globalFlags.flatMap((f) => [`--${f.name}`, ...(f.alias === undefined ? [] : [`-${f.alias}`])]))
+    const globals = new Set(
+      globalFlags.flatMap((f) => [`--${f.name}`, ...(f.alias === undefined ? [] : [`-${f.alias}`])])
+    )
     for (const spec of commandSpecs) {
       const where = `runcmd ${spec.path.join(" ")}`
       const usage = namesIn(parserUsage(spec.path))
@@ -202,7 +206,10 @@ describe("help from the built command", () => {
       const cases: ReadonlyArray<readonly [ReadonlyArray<string>, ReadonlyArray<RegExp>]> = [
         [["deploy"], [/^runcmd: unknown command "deploy"\./, /run, inventory or report/, /`runcmd --help`/]],
         [["reprot", "x.json"], [/unknown command "reprot"\. Did you mean report\?/]],
-        [["inventory", "chek"], [/^runcmd inventory: unknown command "chek"\. Did you mean check\? The command is check\./, /`runcmd inventory --help`/]],
+        [["inventory", "chek"], [
+          /^runcmd inventory: unknown command "chek"\. Did you mean check\? The command is check\./,
+          /`runcmd inventory --help`/
+        ]],
         [["--frobnicate"], [/^runcmd: unknown flag --frobnicate\./, /`runcmd --help`/]],
         [["--timeout", "5s", "run"], [/--timeout is a flag of `runcmd run`: put it after the command/]],
         [["run", "--frobnicate"], [/^runcmd run: unknown flag --frobnicate\./, /`runcmd run --help`/]],
@@ -224,20 +231,23 @@ describe("help from the built command", () => {
     }))
 
   // bin/runcmd.js's own V8 code cache (Node < 22.1): a command's bit is set once its code is in the cache
-  it.scopedLive.skipIf("enableCompileCache" in module)("help is not a run of the command for the code cache", () =>
-    Effect.gen(function*() {
-      const dir = yield* tempDir
-      const env = { NODE_COMPILE_CACHE: dir, NODE_DISABLE_COMPILE_CACHE: undefined }
-      const seen = () => {
-        const files = fs.readdirSync(dir).filter((f) => f.endsWith(".v8"))
-        assert.strictEqual(files.length, 1, String(files))
-        return fs.readFileSync(path.join(dir, files[0]!))[64]!
-      }
-      assert.strictEqual((yield* runcmd(["run", "--help"], { env })).code, 0)
-      assert.strictEqual(seen() & 1, 0, "run --help does not mark run's code as cached")
-      assert.strictEqual((yield* runcmd(["run", "--", "true"], { env })).code, 0)
-      assert.strictEqual(seen() & 1, 1, "run's first real run adds its code")
-    }))
+  it.scopedLive.skipIf("enableCompileCache" in module)(
+    "help is not a run of the command for the code cache",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const env = { NODE_COMPILE_CACHE: dir, NODE_DISABLE_COMPILE_CACHE: undefined }
+        const seen = () => {
+          const files = fs.readdirSync(dir).filter((f) => f.endsWith(".v8"))
+          assert.strictEqual(files.length, 1, String(files))
+          return fs.readFileSync(path.join(dir, files[0]!))[64]!
+        }
+        assert.strictEqual((yield* runcmd(["run", "--help"], { env })).code, 0)
+        assert.strictEqual(seen() & 1, 0, "run --help does not mark run's code as cached")
+        assert.strictEqual((yield* runcmd(["run", "--", "true"], { env })).code, 0)
+        assert.strictEqual(seen() & 1, 1, "run's first real run adds its code")
+      })
+  )
 
   it.live("--version", () =>
     Effect.gen(function*() {

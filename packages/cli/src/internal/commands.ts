@@ -180,7 +180,12 @@ export const run = command({
     target: values("targets", "target", "ID", "a target by id (without an inventory: a local one)", {
       alias: "t"
     }),
-    rerunFailed: value("targets", "rerun-failed", "FILE.json", "only the targets that did not succeed in a saved report"),
+    rerunFailed: value(
+      "targets",
+      "rerun-failed",
+      "FILE.json",
+      "only the targets that did not succeed in a saved report"
+    ),
     script: value("job", "script", "FILE", "a script file (interpreter from its shebang, else sh)"),
     command: value("job", "command", "TEXT", "shell text, run with sh (arguments after -- are its $1, $2...)", {
       alias: "c"

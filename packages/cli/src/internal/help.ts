@@ -47,7 +47,8 @@ const wrap = (text: string, width: number): Array<string> => {
 type Row = readonly [term: string, description: string]
 
 /** Where descriptions start for these rows. */
-const columnOf = (rows: ReadonlyArray<Row>): number => Math.min(Math.max(0, ...rows.map(([term]) => term.length)) + 4, 34)
+const columnOf = (rows: ReadonlyArray<Row>): number =>
+  Math.min(Math.max(0, ...rows.map(([term]) => term.length)) + 4, 34)
 
 /** Rows of a two-column table (a term, its description), the descriptions starting at `column`. */
 const table = (rows: ReadonlyArray<Row>, width: number, column: number = columnOf(rows)): Array<string> =>
@@ -55,7 +56,9 @@ const table = (rows: ReadonlyArray<Row>, width: number, column: number = columnO
     const indent = " ".repeat(column)
     const lines = wrap(description, Math.max(width - column, 20)).map((l) => indent + l)
     const head = `  ${term}`
-    return head.length + 2 > column ? [head, ...lines] : [head.padEnd(column) + lines[0]!.slice(column), ...lines.slice(1)]
+    return head.length + 2 > column
+      ? [head, ...lines]
+      : [head.padEnd(column) + lines[0]!.slice(column), ...lines.slice(1)]
   })
 
 /**
@@ -180,7 +183,9 @@ const error = (message: string): Print => ({ stream: "stderr", text: () => `${me
 
 const isHelp = (token: string | undefined) => token === "--help" || token === "-h"
 
-const globalNames = new Set(globalFlags.flatMap((f) => [`--${f.name}`, ...(f.alias === undefined ? [] : [`-${f.alias}`])]))
+const globalNames = new Set(
+  globalFlags.flatMap((f) => [`--${f.name}`, ...(f.alias === undefined ? [] : [`-${f.alias}`])])
+)
 
 const names = (all: ReadonlyArray<string>, quote: (s: string) => string = (s) => s) =>
   all.length === 1 ? quote(all[0]!) : `${all.slice(0, -1).map(quote).join(", ")} or ${quote(all.at(-1)!)}`
@@ -189,7 +194,9 @@ const unknownCommand = (prefix: ReadonlyArray<string>, token: string, known: Rea
   const where = ["runcmd", ...prefix].join(" ")
   const hint = suggest(token, known.map((name) => ({ name, value: false })))
   return error(
-    `${where}: unknown command ${JSON.stringify(token)}.${hint === undefined ? "" : ` Did you mean ${hint.slice(2)}?`} ` +
+    `${where}: unknown command ${JSON.stringify(token)}.${
+      hint === undefined ? "" : ` Did you mean ${hint.slice(2)}?`
+    } ` +
       `${known.length === 1 ? "The command is" : "The commands are"} ${names(known)}. Run \`${where} --help\` for help.`
   )
 }
