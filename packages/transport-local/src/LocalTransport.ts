@@ -5,7 +5,6 @@
  * @since 0.1.0
  */
 import * as ScriptRender from "@runcmd/core/ScriptRender"
-import type * as Target from "@runcmd/core/Target"
 import * as Transport from "@runcmd/core/Transport"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
@@ -110,9 +109,8 @@ export const make = (options: Options = {}): Effect.Effect<Transport.Transport, 
           if (invocation.source._tag === "Script" && invocation.source.interpreter === "powershell") {
             return Effect.fail(unsupported("PowerShell scripts are not supported by the local transport on POSIX"))
           }
-          const targetEnv = (target as Partial<Target.Local>).env
-          const merged = targetEnv === undefined ? invocation : { ...invocation, env: { ...targetEnv, ...invocation.env } }
-          return Start.start(settings, target, merged)
+          // the target's env is in the invocation already (core merges it)
+          return Start.start(settings, target, invocation)
         }).pipe(
           // no stack capture: it costs more than the rest of a cheap execution's span
           Effect.withSpan("LocalTransport.start", {

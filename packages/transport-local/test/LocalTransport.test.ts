@@ -98,7 +98,7 @@ it.layer(LocalTransport.layer({ exitGrace: Duration.millis(700), direct }), { ti
       assert.strictEqual(decode(r.stdout), "done\n")
     }), 60_000)
 
-  it.effect("argv, env, cwd and stdin round-trip; target env is merged", () =>
+  it.effect("argv, env, cwd and stdin round-trip", () =>
     Effect.gen(function*() {
       const t = yield* local
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), "runcmd-local-"))
@@ -106,8 +106,8 @@ it.layer(LocalTransport.layer({ exitGrace: Duration.millis(700), direct }), { ti
         const args = ["a b", "it's", "$(no)", "-n", "", "ü\n✓"]
         const env = { A: "x'y\"z", B: "$HOME `no` \\", C: "line1\nline2\n" }
         const r = yield* t.run(
-          { ...target, env: { FROM_TARGET: "t", A: "overridden" } } as typeof target,
-          invocation(ScriptSource.command("sh", "-c", `printf '%s\\0' "$@" "$A" "$B" "$C" "$FROM_TARGET" "$(pwd)"; cat`, "sh"), {
+          target,
+          invocation(ScriptSource.command("sh", "-c", `printf '%s\\0' "$@" "$A" "$B" "$C" "$(pwd)"; cat`, "sh"), {
             args,
             env,
             cwd: dir,
@@ -116,7 +116,7 @@ it.layer(LocalTransport.layer({ exitGrace: Duration.millis(700), direct }), { ti
         )
         assert.deepStrictEqual(r.exit, { _tag: "Exited", code: 0 }, decode(r.stderr))
         const parts = decode(r.stdout).split("\0")
-        assert.deepStrictEqual(parts.slice(0, -1), [...args, env.A, env.B, env.C, "t", dir, "in"])
+        assert.deepStrictEqual(parts.slice(0, -1), [...args, env.A, env.B, env.C, dir, "in"])
         assert.strictEqual(parts.at(-1), "put")
       } finally {
         fs.rmSync(dir, { recursive: true, force: true })
