@@ -25,7 +25,9 @@ const marked = (): Array<string> => {
       const stat = fs.readFileSync(`/proc/${e}/stat`, "latin1")
       if (/^[ZXx]/.test(stat.slice(stat.lastIndexOf(")") + 2))) continue
       const environ = fs.readFileSync(`/proc/${e}/environ`, "latin1")
-      if (environ.includes(`${C.MARK_VARIABLE}=${C.MARK_PREFIX}`)) out.push(`${e} ${fs.readFileSync(`/proc/${e}/cmdline`, "latin1")}`)
+      if (environ.includes(`${C.MARK_VARIABLE}=${C.MARK_PREFIX}`)) {
+        out.push(`${e} ${fs.readFileSync(`/proc/${e}/cmdline`, "latin1")}`)
+      }
     } catch {
       // gone, or not ours
     }
@@ -35,27 +37,34 @@ const marked = (): Array<string> => {
 
 const hasSetsid = cp.spawnSync("sh", ["-c", "command -v setsid"]).status === 0 && fs.existsSync("/proc/self/stat")
 
-describe.skipIf(!hasSetsid)("conformance: the process-tree cases catch a transport that leaves a setsid grandchild", () => {
-  for (const c of internal.killTreeCases) {
-    it.live(`fails against a group-only kill reported confirmed: ${c.title}`, () =>
-      Effect.gen(function*() {
-        const exit = yield* Effect.exit(
-          internal.runCase(c, options).pipe(Effect.provide(ReferenceTransport.layer({ killTree: false })))
-        )
-        assert.isTrue(Exit.isFailure(exit), "the case fails")
-        if (Exit.isFailure(exit)) {
-          const message = Cause.pretty(exit.cause)
-          assert.match(message, /[cC]onfirmed: true/, message)
-          assert.include(message, "yet processes of the execution are still running", message)
-          assert.match(message, /\(sleep\) state [^Z].* sid /, `the grandchild's sleep is named: ${message}`)
-        }
-        assert.deepStrictEqual(marked(), [], "the case's cleanup killed what the transport left")
-      }), 60_000)
+describe.skipIf(!hasSetsid)(
+  "conformance: the process-tree cases catch a transport that leaves a setsid grandchild",
+  () => {
+    for (const c of internal.killTreeCases) {
+      it.live(`fails against a group-only kill reported confirmed: ${c.title}`, () =>
+        Effect.gen(function*() {
+          const exit = yield* Effect.exit(
+            internal.runCase(c, options).pipe(Effect.provide(ReferenceTransport.layer({ killTree: false })))
+          )
+          assert.isTrue(Exit.isFailure(exit), "the case fails")
+          if (Exit.isFailure(exit)) {
+            const message = Cause.pretty(exit.cause)
+            assert.match(message, /[cC]onfirmed: true/, message)
+            assert.include(message, "yet processes of the execution are still running", message)
+            assert.match(message, /\(sleep\) state [^Z].* sid /, `the grandchild's sleep is named: ${message}`)
+          }
+          assert.deepStrictEqual(marked(), [], "the case's cleanup killed what the transport left")
+        }), 60_000)
 
-    it.live(`passes against the reference transport (the tree killed, then confirmed): ${c.title}`, () =>
-      Effect.gen(function*() {
-        yield* internal.runCase(c, options).pipe(Effect.provide(ReferenceTransport.layer()))
-        assert.deepStrictEqual(marked(), [])
-      }), 60_000)
+      it.live(
+        `passes against the reference transport (the tree killed, then confirmed): ${c.title}`,
+        () =>
+          Effect.gen(function*() {
+            yield* internal.runCase(c, options).pipe(Effect.provide(ReferenceTransport.layer()))
+            assert.deepStrictEqual(marked(), [])
+          }),
+        60_000
+      )
+    }
   }
-})
+)

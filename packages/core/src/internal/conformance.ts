@@ -15,6 +15,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type { ExecutionPolicy } from "../ExecutionPolicy.js"
+import type { InvalidPlan } from "../InvalidPlan.js"
 import * as Outcome from "../Outcome.js"
 import type { StreamName } from "../OutputChunk.js"
 import { stdout as stdoutChunk } from "../OutputChunk.js"
@@ -28,7 +29,6 @@ import * as ScriptSource from "../ScriptSource.js"
 import type { Target } from "../Target.js"
 import type { ConformanceOptions } from "../testing.js"
 import * as Transport from "../Transport.js"
-import type { InvalidPlan } from "../InvalidPlan.js"
 import { classify, type TransportError } from "../TransportError.js"
 import * as C from "./conformanceCases.js"
 import { type BehaviourInput, InMemory, type InMemoryTransport, Step } from "./inMemory.js"
@@ -94,7 +94,11 @@ export interface Ctx {
   /** Runs the job straight through the transport's `run` (bytes exactly as the transport delivers them). */
   readonly direct: (spec: RunSpec) => Effect.Effect<Transport.Collected, TransportError>
   /** Real transports: a helper job on a target (checks, cleanup). */
-  readonly helper: (target: Target, script: string, args: ReadonlyArray<string>) => Effect.Effect<RunResult, InvalidPlan, Transport.Registry>
+  readonly helper: (
+    target: Target,
+    script: string,
+    args: ReadonlyArray<string>
+  ) => Effect.Effect<RunResult, InvalidPlan, Transport.Registry>
 }
 
 const decoder = new TextDecoder()
@@ -148,7 +152,11 @@ const checkRun = (result: RunResult) => {
   for (const o of report.outcomes) {
     const finished = events.filter((e): e is RunEvent.Finished => e._tag === "Finished" && e.targetId === o.targetId)
     assert.strictEqual(finished.length, 1, `exactly one Finished event for ${o.targetId}`)
-    assert.deepStrictEqual(encode(finished[0]!.outcome), encode(o), `the Finished event of ${o.targetId} is its outcome`)
+    assert.deepStrictEqual(
+      encode(finished[0]!.outcome),
+      encode(o),
+      `the Finished event of ${o.targetId} is its outcome`
+    )
     const started = events.filter((e) => e._tag === "Started" && e.targetId === o.targetId).length
     assert.strictEqual(started, o.attempts, `one Started event per attempt for ${o.targetId}`)
     assert.isAtLeast(o.durationMs, 0)
@@ -179,13 +187,17 @@ const makeCtx = (options: ConformanceOptions) =>
     const found = registry.get(kind)
     if (Option.isNone(found)) {
       return yield* Effect.dieMessage(
-        `the layer registers no transport for target kind ${JSON.stringify(kind)} (registered: ${registry.kinds().join(", ") || "none"})`
+        `the layer registers no transport for target kind ${JSON.stringify(kind)} (registered: ${
+          registry.kinds().join(", ") || "none"
+        })`
       )
     }
     const transport = found.value
     const memory = Option.getOrUndefined(yield* Effect.serviceOption(InMemory))
     if (simulated && memory === undefined) {
-      return yield* Effect.dieMessage("simulated: true needs a layer that also provides InMemory (InMemoryTransport.layer)")
+      return yield* Effect.dieMessage(
+        "simulated: true needs a layer that also provides InMemory (InMemoryTransport.layer)"
+      )
     }
     const caps = transport.capabilities
     const declared: Declared = {
@@ -304,7 +316,10 @@ const expectBytes = (ctx: Ctx, got: Uint8Array, expected: Uint8Array, what: stri
     assert.isTrue(C.sameBytes(got, expected), `${what}: ${C.firstDifference(got, expected)}`)
   } else {
     assert.isAtLeast(got.length, cap, `${what}: at least the declared ${cap} bytes arrive`)
-    assert.isTrue(C.sameBytes(got, expected.subarray(0, got.length)), `${what}: what arrives is the start of the output`)
+    assert.isTrue(
+      C.sameBytes(got, expected.subarray(0, got.length)),
+      `${what}: what arrives is the start of the output`
+    )
   }
 }
 
@@ -338,11 +353,15 @@ const cleanup = (ctx: Ctx, target: Target, pids: () => ReadonlyArray<string>) =>
  * a cleanup job is a Runner run, whose timeouts and fibers need interruption (a finalizer would run it
  * uninterruptibly).
  */
-const andThenCleanup = <R2>(cleanup: Effect.Effect<void, never, R2>) =>
-<A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R | R2> =>
-  Effect.flatMap(Effect.exit(self), (exit) => Effect.zipRight(cleanup, exit))
+const andThenCleanup =
+  <R2>(cleanup: Effect.Effect<void, never, R2>) =>
+  <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R | R2> =>
+    Effect.flatMap(Effect.exit(self), (exit) => Effect.zipRight(cleanup, exit))
 
-const secretsIn = (result: { readonly report: RunReport.RunReport; readonly events: ReadonlyArray<RunEvent.RunEvent> }, secret: string) => {
+const secretsIn = (
+  result: { readonly report: RunReport.RunReport; readonly events: ReadonlyArray<RunEvent.RunEvent> },
+  secret: string
+) => {
   const places: Array<string> = []
   if (RunReport.encodeJson(result.report).includes(secret)) places.push("the report")
   const encode = Schema.encodeSync(RunEvent.RunEventJson)
@@ -412,7 +431,9 @@ const killTreeCase = (path: "timeout" | "cancel"): Case => ({
           Effect.asVoid
         )
       const r = yield* ctx.exec({
-        job: ScriptSource.job(sh(C.setsidGrandchildScript(mark, path === "timeout")), { env: { [C.MARK_VARIABLE]: mark } }),
+        job: ScriptSource.job(sh(C.setsidGrandchildScript(mark, path === "timeout")), {
+          env: { [C.MARK_VARIABLE]: mark }
+        }),
         behaviour: [Step.hang],
         targets: [target],
         policy: path === "timeout" ? { timeout: ctx.timeout, killGrace: ctx.killGrace } : { killGrace: ctx.killGrace },
@@ -482,8 +503,8 @@ export const conformance = <E>(
 ): void => {
   const simulated = options.simulated === true
   const testTimeout = options.testTimeout ?? (simulated ? 30_000 : 60_000)
-  const withCtx = <A>(f: (ctx: Ctx) => Effect.Effect<A, unknown, Transport.Registry>) =>
-    () => Effect.flatMap(makeCtx(options), f)
+  const withCtx = <A>(f: (ctx: Ctx) => Effect.Effect<A, unknown, Transport.Registry>) => () =>
+    Effect.flatMap(makeCtx(options), f)
 
   layer(transportLayer, {
     excludeTestServices: !simulated,
@@ -499,10 +520,18 @@ export const conformance = <E>(
         assert.strictEqual(new Set(ts.map((t) => t.id)).size, 6, "target ids are distinct")
         for (const t of ts) assert.include(ctx.transport.kinds, t.kind, "the transport serves the targets' kind")
         const caps = ctx.transport.capabilities
-        if (options.liveOutput === true) assert.strictEqual(caps.output, "live", "declared liveOutput, capabilities say otherwise")
-        if (options.cancel !== undefined) assert.strictEqual(caps.cancel, options.cancel, "declared cancel differs from capabilities.cancel")
+        if (options.liveOutput === true) {
+          assert.strictEqual(caps.output, "live", "declared liveOutput, capabilities say otherwise")
+        }
+        if (options.cancel !== undefined) {
+          assert.strictEqual(caps.cancel, options.cancel, "declared cancel differs from capabilities.cancel")
+        }
         if (options.maxOutputBytes !== undefined && caps.maxInlineOutputBytes !== undefined) {
-          assert.strictEqual(caps.maxInlineOutputBytes, options.maxOutputBytes, "declared maxOutputBytes differs from capabilities")
+          assert.strictEqual(
+            caps.maxInlineOutputBytes,
+            options.maxOutputBytes,
+            "declared maxOutputBytes differs from capabilities"
+          )
         }
         assert.isString(ctx.transport.name)
         assert.isAbove(ctx.transport.name.length, 0)
@@ -619,9 +648,17 @@ export const conformance = <E>(
         const cap = r.outcome.stdout
         assert.strictEqual(cap.totalBytes, got.length, "totalBytes counts every byte")
         assert.isTrue(cap.truncated, "the capture is truncated")
-        assert.strictEqual(cap.droppedBytes, got.length - captureBytes, "droppedBytes: what is in neither head nor tail")
+        assert.strictEqual(
+          cap.droppedBytes,
+          got.length - captureBytes,
+          "droppedBytes: what is in neither head nor tail"
+        )
         assert.strictEqual(cap.head, decoder.decode(got.subarray(0, captureBytes / 2)), "the head is the first bytes")
-        assert.strictEqual(cap.tail, decoder.decode(got.subarray(got.length - captureBytes / 2)), "the tail is the last bytes")
+        assert.strictEqual(
+          cap.tail,
+          decoder.decode(got.subarray(got.length - captureBytes / 2)),
+          "the tail is the last bytes"
+        )
         assert.isFalse(r.outcome.stderr.truncated)
       }))
 
@@ -653,7 +690,10 @@ export const conformance = <E>(
         })
         expectTag(r.outcome, "Succeeded")
         const got = r.bytes(r.outcome.targetId, "stdout")
-        assert.isTrue(C.sameBytes(got, C.nulJoined(C.trickyValues)), `argv: ${C.firstDifference(got, C.nulJoined(C.trickyValues))}`)
+        assert.isTrue(
+          C.sameBytes(got, C.nulJoined(C.trickyValues)),
+          `argv: ${C.firstDifference(got, C.nulJoined(C.trickyValues))}`
+        )
       }))
 
     test("args round-trip byte for byte as a script's positional parameters", (ctx) =>
@@ -664,7 +704,10 @@ export const conformance = <E>(
         })
         expectTag(r.outcome, "Succeeded")
         const got = r.bytes(r.outcome.targetId, "stdout")
-        assert.isTrue(C.sameBytes(got, C.nulJoined(C.trickyValues)), `args: ${C.firstDifference(got, C.nulJoined(C.trickyValues))}`)
+        assert.isTrue(
+          C.sameBytes(got, C.nulJoined(C.trickyValues)),
+          `args: ${C.firstDifference(got, C.nulJoined(C.trickyValues))}`
+        )
       }))
 
     test("environment values round-trip byte for byte", (ctx) =>
@@ -676,11 +719,17 @@ export const conformance = <E>(
         const names = Object.keys(env)
         const r = yield* ctx.exec({
           job: ScriptSource.job(sh(`printf '%s\\0' ${names.map((n) => `"$${n}"`).join(" ")}\n`), { env }),
-          behaviour: [Step.emitWith((inv) => [stdoutChunk(C.nulJoined(names.map((n) => inv.env[n] ?? "<unset>")))]), Step.exit(0)]
+          behaviour: [
+            Step.emitWith((inv) => [stdoutChunk(C.nulJoined(names.map((n) => inv.env[n] ?? "<unset>")))]),
+            Step.exit(0)
+          ]
         })
         expectTag(r.outcome, "Succeeded")
         const got = r.bytes(r.outcome.targetId, "stdout")
-        assert.isTrue(C.sameBytes(got, C.nulJoined(C.trickyValues)), `env: ${C.firstDifference(got, C.nulJoined(C.trickyValues))}`)
+        assert.isTrue(
+          C.sameBytes(got, C.nulJoined(C.trickyValues)),
+          `env: ${C.firstDifference(got, C.nulJoined(C.trickyValues))}`
+        )
       }))
 
     test("the working directory is honoured, whatever its name", (ctx) =>
@@ -724,7 +773,11 @@ export const conformance = <E>(
 
     test("stdin round-trips byte for byte (declared stdin: false → a plan with stdin is refused)", (ctx) =>
       Effect.gen(function*() {
-        const input = C.concat([C.bytes("line 1\n'single' \"double\" $x `y` ünï\n"), C.allBytes, C.bytes("no final newline")])
+        const input = C.concat([
+          C.bytes("line 1\n'single' \"double\" $x `y` ünï\n"),
+          C.allBytes,
+          C.bytes("no final newline")
+        ])
         const spec: RunSpec = {
           job: ScriptSource.job(sh("cat\n"), { stdin: input }),
           behaviour: [Step.echoStdin("stdout"), Step.exit(0)]
@@ -736,12 +789,18 @@ export const conformance = <E>(
           return
         }
         const collected = yield* ctx.direct(spec)
-        assert.isTrue(C.sameBytes(collected.stdout, input), `stdin via transport.run: ${C.firstDifference(collected.stdout, input)}`)
+        assert.isTrue(
+          C.sameBytes(collected.stdout, input),
+          `stdin via transport.run: ${C.firstDifference(collected.stdout, input)}`
+        )
         const r = yield* ctx.exec(spec)
         expectTag(r.outcome, "Succeeded")
         const got = r.bytes(r.outcome.targetId, "stdout")
         assert.isTrue(C.sameBytes(got, input), `stdin via the Runner: ${C.firstDifference(got, input)}`)
-        const asText = yield* ctx.exec({ ...spec, job: ScriptSource.job(sh("cat\n"), { stdin: "text stdin ✓\nsecond line" }) })
+        const asText = yield* ctx.exec({
+          ...spec,
+          job: ScriptSource.job(sh("cat\n"), { stdin: "text stdin ✓\nsecond line" })
+        })
         assert.strictEqual(asText.text(asText.outcome.targetId, "stdout"), "text stdin ✓\nsecond line")
       }))
 
@@ -765,7 +824,10 @@ cat "$d/data.bin"
 `
         const spec: RunSpec = {
           job: ScriptSource.job(sh(script), { files }),
-          behaviour: [Step.emitWith((inv) => [stdoutChunk(`dir=${inv.env[Transport.FILES_ENV] ?? "<unset>"}\n`)]), Step.exit(0)]
+          behaviour: [
+            Step.emitWith((inv) => [stdoutChunk(`dir=${inv.env[Transport.FILES_ENV] ?? "<unset>"}\n`)]),
+            Step.exit(0)
+          ]
         }
         if (ctx.transport.capabilities.files !== true) {
           const refused = yield* Effect.either(ctx.exec(spec))
@@ -778,7 +840,11 @@ cat "$d/data.bin"
         if (ctx.memory !== undefined) {
           // simulated: what the transport was given
           const started = (yield* ctx.memory.starts)[0]!.invocation.files ?? []
-          assert.deepStrictEqual(started.map((f) => [f.name, f.mode]), [["conf/app.ini", 0o600], ["bin/tool.sh", 0o700], ["data.bin", 0o600]])
+          assert.deepStrictEqual(started.map((f) => [f.name, f.mode]), [
+            ["conf/app.ini", 0o600],
+            ["bin/tool.sh", 0o700],
+            ["data.bin", 0o600]
+          ])
           assert.isTrue(C.sameBytes(started[2]!.bytes, C.allBytes), "bytes as given")
           return
         }
@@ -791,7 +857,11 @@ cat "$d/data.bin"
         assert.strictEqual(lines.slice(5).join("\n"), ini)
         assert.isTrue(C.sameBytes(out.subarray(out.length - C.allBytes.length), C.allBytes), "data.bin byte for byte")
         const after = yield* ctx.helper(r.targets[0]!, `if [ -e "$1" ]; then echo present; else echo gone; fi\n`, [dir])
-        assert.strictEqual(after.text(after.outcome.targetId, "stdout"), "gone\n", "the directory is removed after the execution")
+        assert.strictEqual(
+          after.text(after.outcome.targetId, "stdout"),
+          "gone\n",
+          "the directory is removed after the execution"
+        )
       }))
 
     // -- secrets ---------------------------------------------------------------------------------------------
@@ -837,7 +907,11 @@ exit 3
         const out = r.text(r.outcome.targetId, "stdout")
         const err = r.text(r.outcome.targetId, "stderr")
         assert.notInclude(out + err, secret)
-        assert.strictEqual(out, `secret=${REPLACEMENT}\nsplit=${REPLACEMENT}\n`, "the secret was delivered, then redacted")
+        assert.strictEqual(
+          out,
+          `secret=${REPLACEMENT}\nsplit=${REPLACEMENT}\n`,
+          "the secret was delivered, then redacted"
+        )
         assert.strictEqual(err, `stderr:${REPLACEMENT}\n`)
         assert.include(text(r.outcome.stdout), `split=${REPLACEMENT}`)
         // and it was never in argv, the environment or the script text
@@ -862,8 +936,10 @@ exit 3
           behaviour: [Step.stdout("pids 1 2\n"), Step.hang],
           targets: [target],
           policy: { timeout: ctx.timeout, killGrace: grace }
-        }).pipe(Effect.tap((r) => Effect.sync(() => (pids = C.pidsAfter(r.text(target.id, "stdout"), "pids")))),
-          andThenCleanup(cleanup(ctx, target, () => pids)))
+        }).pipe(
+          Effect.tap((r) => Effect.sync(() => (pids = C.pidsAfter(r.text(target.id, "stdout"), "pids")))),
+          andThenCleanup(cleanup(ctx, target, () => pids))
+        )
         const o = expectTag(r.outcome, "TimedOut")
         assert.strictEqual(o.phase, "execution")
         assert.strictEqual(o.limit, "timeout")
@@ -1030,7 +1106,9 @@ while :; do sleep 1; done
           const r = yield* ctx.exec({
             job: ScriptSource.job(sh("echo reached\n")),
             behaviour: [Step.stdout("reached\n"), Step.exit(0)],
-            behaviours: { [target.id]: [Step.refuse("ConnectRefused", { description: "connection refused (simulated)" })] },
+            behaviours: {
+              [target.id]: [Step.refuse("ConnectRefused", { description: "connection refused (simulated)" })]
+            },
             targets: [target]
           })
           const o = expectTag(r.outcome, "Unreachable")

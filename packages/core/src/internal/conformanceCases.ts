@@ -24,13 +24,16 @@ export const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
 
 /** @internal */
 export const sameBytes = (a: Uint8Array, b: Uint8Array): boolean =>
-  a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.length).equals(Buffer.from(b.buffer, b.byteOffset, b.length))
+  a.length === b.length &&
+  Buffer.from(a.buffer, a.byteOffset, a.length).equals(Buffer.from(b.buffer, b.byteOffset, b.length))
 
 /** Where two byte arrays first differ (for messages). @internal */
 export const firstDifference = (a: Uint8Array, b: Uint8Array): string => {
   const n = Math.min(a.length, b.length)
   for (let i = 0; i < n; i++) {
-    if (a[i] !== b[i]) return `first difference at byte ${i} (got ${a[i]}, expected ${b[i]}); lengths ${a.length}/${b.length}`
+    if (a[i] !== b[i]) {
+      return `first difference at byte ${i} (got ${a[i]}, expected ${b[i]}); lengths ${a.length}/${b.length}`
+    }
   }
   return a.length === b.length ? "identical" : `lengths differ: got ${a.length}, expected ${b.length}`
 }
@@ -143,7 +146,9 @@ exit 0
 export const pidsAfter = (text: string, word: string): Array<string> => {
   const out: Array<string> = []
   const re = new RegExp(`(?:^|\\n)${word}((?: [0-9]+)+)`, "g")
-  for (const m of text.matchAll(re)) out.push(...m[1]!.trim().split(/ +/))
+  for (const m of text.matchAll(re)) {
+    for (const pid of m[1]!.trim().split(/ +/)) out.push(pid)
+  }
   return out
 }
 

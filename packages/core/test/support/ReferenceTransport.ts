@@ -9,6 +9,7 @@
  * - `killTree: false` (deliberately broken): signals the child's process group only and reports the kill confirmed
  *   once the child exited, whatever is left (a grandchild in a session of its own survives).
  */
+import type { RawChunk } from "@runcmd/core/OutputChunk"
 import type * as Target from "@runcmd/core/Target"
 import * as Transport from "@runcmd/core/Transport"
 import { TransportError } from "@runcmd/core/TransportError"
@@ -23,7 +24,6 @@ import * as Take from "effect/Take"
 import { spawn } from "node:child_process"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
-import type { RawChunk } from "@runcmd/core/OutputChunk"
 
 export const NAME = "reference-child-process"
 
@@ -114,11 +114,15 @@ const start = (options: Options) => (target: Target.Target, inv: Transport.Invoc
       signal(-pid, sig)
       for (const p of left()) signal(p, sig)
     }
-    child.stdout.on("data", (b: Buffer) => Queue.unsafeOffer(output, Take.of({ stream: "stdout", bytes: new Uint8Array(b) })))
-    child.stderr.on("data", (b: Buffer) => Queue.unsafeOffer(output, Take.of({ stream: "stderr", bytes: new Uint8Array(b) })))
+    child.stdout.on("data", (b: Buffer) =>
+      Queue.unsafeOffer(output, Take.of({ stream: "stdout", bytes: new Uint8Array(b) })))
+    child.stderr.on("data", (b: Buffer) =>
+      Queue.unsafeOffer(output, Take.of({ stream: "stderr", bytes: new Uint8Array(b) })))
     let open = 2
     const onEnd = () => {
-      if (--open === 0) Deferred.unsafeDone(closed, Effect.void)
+      if (--open === 0) {
+        Deferred.unsafeDone(closed, Effect.void)
+      }
     }
     child.stdout.on("close", onEnd)
     child.stderr.on("close", onEnd)
@@ -132,7 +136,12 @@ const start = (options: Options) => (target: Target.Target, inv: Transport.Invoc
           : code !== null
           ? Effect.succeed(Transport.exited(code))
           : Effect.fail(
-            new TransportError({ reason: "Unknown", transport: NAME, phase: "execution", description: "no exit status" })
+            new TransportError({
+              reason: "Unknown",
+              transport: NAME,
+              phase: "execution",
+              description: "no exit status"
+            })
           )
       )
     })
@@ -180,7 +189,9 @@ const start = (options: Options) => (target: Target.Target, inv: Transport.Invoc
     const raw: Transport.RawExecution = Transport.fromStream({
       output: Stream.fromQueue(output).pipe(Stream.flattenTake),
       exit: Deferred.await(exited),
-      killConfirmed: Effect.sync(() => confirmed)
+      killConfirmed: Effect.sync(() =>
+        confirmed
+      )
     })
     return raw
   })
