@@ -19,7 +19,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Take from "effect/Take"
 import type { InvalidPlan } from "./InvalidPlan.js"
-import { runTarget } from "./internal/runner/attempt.js"
+import { makeRunTarget } from "./internal/runner/attempt.js"
 import * as Events from "./internal/runner/events.js"
 import { invocation, type Prepared, prepare } from "./internal/runner/prepare.js"
 import * as RunEvent from "./RunEvent.js"
@@ -181,8 +181,8 @@ const execute = (
     const startedAt = yield* Clock.currentTimeMillis
     const deadlineAt = policy.deadline === undefined ? undefined : startedAt + Duration.toMillis(policy.deadline)
     const events = yield* Events.open(prepared, external)
-    const tally = Events.makeTally(prepared, events)
-    const ctx = { prepared, events, tally, deadlineAt }
+    const tally = yield* Events.makeTally(prepared, events)
+    const runTarget = yield* makeRunTarget({ prepared, events, tally, deadlineAt })
 
     yield* events.emit(
       new RunEvent.RunStarted({ runId, at: startedAt, targets: targets.map((t) => ({ id: t.id, kind: t.kind })) })
@@ -193,7 +193,7 @@ const execute = (
     const all = Effect.forEach(
       waves,
       (wave) =>
-        Effect.forEach(wave, (target) => runTarget(ctx, target), {
+        Effect.forEach(wave, runTarget, {
           concurrency: Math.min(prepared.concurrency, wave.length),
           discard: true
         }),

@@ -226,45 +226,32 @@ export interface Transport {
  * @category constructors
  */
 export const make = (options: MakeOptions): Transport => {
-  const start = (target: Target, invocation: Invocation) =>
-    Effect.gen(function*() {
-      const stampError = (error: TransportError): TransportError =>
-        error.targetId !== undefined ? error : withTargetId(error, target.id)
-      const raw = yield* Effect.mapError(options.start(target, invocation), stampError)
-      const clock = yield* Effect.clock
-      const drained = Effect.unsafeMakeLatch(false)
-      const seq = { stdout: 0, stderr: 0 }
-      const stamp = (chunk: RawChunk): OutputChunk => ({
-        targetId: target.id,
-        stream: chunk.stream,
-        seq: seq[chunk.stream]++,
-        bytes: chunk.bytes,
-        at: clock.unsafeCurrentTimeMillis()
-      })
-      const pump = (emit: (chunk: OutputChunk) => Effect.Effect<void>): Effect.Effect<void, TransportError> =>
-        raw.pump((chunk) => emit(stamp(chunk))).pipe(Effect.mapError(stampError), Effect.ensuring(drained.open))
-      const output: Stream.Stream<OutputChunk, TransportError> = Stream.unwrapScoped(
-        Effect.gen(function*() {
-          const queue = yield* Effect.acquireRelease(
-            Queue.bounded<Take.Take<OutputChunk, TransportError>>(16),
-            Queue.shutdown
-          )
-          yield* pump((chunk) => Queue.offer(queue, Take.of(chunk))).pipe(
-            Effect.exit,
-            Effect.flatMap((exit) => Queue.offer(queue, Exit.isSuccess(exit) ? Take.end : Take.failCause(exit.cause))),
-            Effect.forkScoped
-          )
-          return Stream.fromQueue(queue).pipe(Stream.flattenTake)
+  const start = (target: Target, invocation: Invocation): Effect.Effect<Execution, TransportError, Scope.Scope> => {
+    const stampError = (error: TransportError): TransportError =>
+      error.targetId !== undefined ? error : withTargetId(error, target.id)
+    return Effect.clockWith((clock) =>
+      Effect.map(Effect.mapError(options.start(target, invocation), stampError), (raw): Execution => {
+        const drained = Effect.unsafeMakeLatch(false)
+        const seq = { stdout: 0, stderr: 0 }
+        const stamp = (chunk: RawChunk): OutputChunk => ({
+          targetId: target.id,
+          stream: chunk.stream,
+          seq: seq[chunk.stream]++,
+          bytes: chunk.bytes,
+          at: clock.unsafeCurrentTimeMillis()
         })
-      )
-      const execution: Execution = {
-        output,
-        pump,
-        exit: Effect.zipRight(drained.await, Effect.mapError(raw.exit, stampError)),
-        killConfirmed: raw.killConfirmed ?? Effect.succeed(false)
-      }
-      return execution
-    })
+        const pump = (emit: (chunk: OutputChunk) => Effect.Effect<void>): Effect.Effect<void, TransportError> =>
+          raw.pump((chunk) => emit(stamp(chunk))).pipe(Effect.mapError(stampError), Effect.ensuring(drained.open))
+        return {
+          // built when read: most consumers pump
+          output: Stream.suspend(() => streamOf(pump)),
+          pump,
+          exit: Effect.zipRight(drained.await, Effect.mapError(raw.exit, stampError)),
+          killConfirmed: raw.killConfirmed ?? Effect.succeed(false)
+        }
+      })
+    )
+  }
   const run = (target: Target, invocation: Invocation) =>
     Effect.scoped(
       Effect.gen(function*() {
@@ -283,6 +270,25 @@ export const make = (options: MakeOptions): Transport => {
     )
   return { name: options.name, kinds: options.kinds, capabilities: options.capabilities, start, run }
 }
+
+/** A pump as a stream: the pump runs in a fiber of the stream's scope, feeding a small queue. */
+const streamOf = (
+  pump: (emit: (chunk: OutputChunk) => Effect.Effect<void>) => Effect.Effect<void, TransportError>
+): Stream.Stream<OutputChunk, TransportError> =>
+  Stream.unwrapScoped(
+    Effect.gen(function*() {
+      const queue = yield* Effect.acquireRelease(
+        Queue.bounded<Take.Take<OutputChunk, TransportError>>(16),
+        Queue.shutdown
+      )
+      yield* pump((chunk) => Queue.offer(queue, Take.of(chunk))).pipe(
+        Effect.exit,
+        Effect.flatMap((exit) => Queue.offer(queue, Exit.isSuccess(exit) ? Take.end : Take.failCause(exit.cause))),
+        Effect.forkScoped
+      )
+      return Stream.fromQueue(queue).pipe(Stream.flattenTake)
+    })
+  )
 
 const withTargetId = (error: TransportError, targetId: string): TransportError =>
   new TransportError({

@@ -4,8 +4,8 @@
  *
  * @internal
  */
-import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
 import * as Metric from "effect/Metric"
 import type * as Scope from "effect/Scope"
 import * as Metrics from "../../Metrics.js"
@@ -108,47 +108,44 @@ function memoize<A>(f: (key: string) => A): (key: string) => A {
 }
 
 /** @internal */
-export const makeTally = (prepared: Prepared, events: Events): Tally => {
-  const total = prepared.plan.targets.length
-  const outcomes = new Map<string, Outcome.Outcome>()
-  const counts: Record<string, number> = {}
-  for (const tag of Outcome.tags) counts[tag] = 0
-  let failures = 0
-  const running = { count: 0 }
-  const finish = (outcome: Outcome.Outcome): Effect.Effect<void> =>
-    Effect.suspend(() => {
-      if (outcomes.has(outcome.targetId)) return Effect.void
+export const makeTally = (prepared: Prepared, events: Events): Effect.Effect<Tally> =>
+  Effect.gen(function*() {
+    const total = prepared.plan.targets.length
+    const outcomes = new Map<string, Outcome.Outcome>()
+    const counts: Record<string, number> = {}
+    for (const tag of Outcome.tags) counts[tag] = 0
+    let failures = 0
+    const running = { count: 0 }
+    // metrics updated in place with the run's labels (as `Metric.increment` would), the time read without an effect
+    const labels = yield* FiberRef.get(FiberRef.currentMetricLabels)
+    const clock = yield* Effect.clock
+    const record = (outcome: Outcome.Outcome): boolean => {
+      if (outcomes.has(outcome.targetId)) return false
       outcomes.set(outcome.targetId, outcome)
       counts[outcome._tag] = (counts[outcome._tag] ?? 0) + 1
       if (Outcome.isFailure(outcome)) failures++
-      const metrics = outcome._tag === "Skipped"
-        ? Metric.increment(executionsBy(outcome._tag))
-        : Effect.zipRight(
-          Metric.increment(executionsBy(outcome._tag)),
-          Metric.update(durationBy(outcome._tag), outcome.durationMs)
+      executionsBy(outcome._tag).unsafeUpdate(1, labels)
+      if (outcome._tag !== "Skipped") durationBy(outcome._tag).unsafeUpdate(outcome.durationMs, labels)
+      return true
+    }
+    const finish = (outcome: Outcome.Outcome): Effect.Effect<void> =>
+      !events.listening ? Effect.sync(() => void record(outcome)) : Effect.suspend(() => {
+        if (!record(outcome)) return Effect.void
+        const at = clock.unsafeCurrentTimeMillis()
+        return Effect.zipRight(
+          events.emit(new RunEvent.Finished({ targetId: outcome.targetId, at, outcome }, true)),
+          events.emit(
+            new RunEvent.Progress({ at, total, done: outcomes.size, running: running.count, counts: { ...counts } }, true)
+          )
         )
-      if (!events.listening) return metrics
-      return Effect.zipRight(
-        metrics,
-        Effect.flatMap(Clock.currentTimeMillis, (at) =>
-          Effect.zipRight(
-            events.emit(new RunEvent.Finished({ targetId: outcome.targetId, at, outcome }, true)),
-            events.emit(
-              new RunEvent.Progress(
-                { at, total, done: outcomes.size, running: running.count, counts: { ...counts } },
-                true
-              )
-            )
-          ))
-      )
-    })
-  return {
-    finish,
-    outcome: (targetId) => outcomes.get(targetId),
-    budgetExhausted: () => prepared.maxErrors !== undefined && failures > prepared.maxErrors,
-    running
-  }
-}
+      })
+    return {
+      finish,
+      outcome: (targetId) => outcomes.get(targetId),
+      budgetExhausted: () => prepared.maxErrors !== undefined && failures > prepared.maxErrors,
+      running
+    }
+  })
 
 /**
  * The outcome of a target that never started.
