@@ -58,7 +58,7 @@ const table = (rows: ReadonlyArray<Row>, width: number, column: number = columnO
     const head = `  ${term}`
     return head.length + 2 > column
       ? [head, ...lines]
-      : [head.padEnd(column) + lines[0]!.slice(column), ...lines.slice(1)]
+      : [head.padEnd(column) + (lines[0] ?? "").slice(column), ...lines.slice(1)]
   })
 
 /**
