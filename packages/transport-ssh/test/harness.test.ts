@@ -1,15 +1,25 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Scope from "effect/Scope"
 import * as fs from "node:fs"
 import * as Connection from "../src/internal/connection.js"
 import * as Sshd from "./harness/Sshd.js"
 
 describe.skipIf(!Sshd.enabled())("the sshd test harness", () => {
-  it.live("starts on a free port, catches a leaked remote process, and removes everything it created", () =>
+  it.live("its layer starts sshd on a free port, catches a leaked remote process, and its release removes everything", () =>
     Effect.gen(function*() {
-      const sshd = yield* Effect.promise(() => Sshd.start({ addresses: 17 }))
-      try {
+      // the layer the suites share with it.layer, built and released here by hand
+      const scope = yield* Scope.make()
+      const sshd = yield* Layer.buildWithScope(Sshd.layer({ addresses: 17 }), scope).pipe(
+        Effect.map(Context.get(Sshd.Server)),
+        Effect.onError(() => Scope.close(scope, Exit.void))
+      )
+      const pids = sshd.pids()
+      yield* Effect.gen(function*() {
         assert.strictEqual(sshd.pids().length, 2, "17 addresses need 2 daemons (16 listen sockets each)")
         const c = yield* Connection.connect(sshd.target({ address: sshd.addresses[16] }), {
           hopIndex: 0,
@@ -37,14 +47,11 @@ describe.skipIf(!Sshd.enabled())("the sshd test harness", () => {
         assert.instanceOf(error, Error)
         assert.include(error!.message, "sleep 317")
         assert.deepStrictEqual(sshd.leftovers(), [], "assertNoLeftovers killed them")
-      } finally {
-        const pids = sshd.pids()
-        yield* Effect.promise(() => sshd.stop())
-        for (const pid of pids) assert.isUndefined(Sshd.processes().find((p) => p.pid === pid), `daemon ${pid} stopped`)
-        assert.isFalse(fs.existsSync(sshd.dir), "state dir removed")
-        if (sshd.testUser !== undefined) {
-          assert.notInclude(fs.readFileSync("/etc/passwd", "utf8"), `${sshd.testUser.name}:`, "test user removed")
-        }
+      }).pipe(Effect.ensuring(Scope.close(scope, Exit.void)))
+      for (const pid of pids) assert.isUndefined(Sshd.processes().find((p) => p.pid === pid), `daemon ${pid} stopped`)
+      assert.isFalse(fs.existsSync(sshd.dir), "state dir removed")
+      if (sshd.testUser !== undefined) {
+        assert.notInclude(fs.readFileSync("/etc/passwd", "utf8"), `${sshd.testUser.name}:`, "test user removed")
       }
     }), { timeout: 30_000 })
 })

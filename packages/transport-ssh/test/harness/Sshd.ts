@@ -4,17 +4,25 @@
  * subreaper, so orphaned remote processes stay findable), a dedicated test user (created and removed when root),
  * a leak check for remote processes, and full teardown.
  *
- * Usage (Promise API):
- *   const sshd = await Sshd.start({ addresses: 50, maxSessions: 10 })
- *   const target = sshd.target({ address: sshd.addresses[3] })
- *   ...
- *   await sshd.assertNoLeftovers()
- *   await sshd.stop()
- * or `Sshd.scoped(options)` in an Effect scope.
+ * Usage in tests: one scoped layer per `describe`, shared by its tests with `it.layer`, and a leftover check after
+ * each test:
+ *   describe.skipIf(!Sshd.enabled())("…", () => {
+ *     afterEach(() => Sshd.assertNoLeftovers())
+ *     it.layer(Sshd.layer({ addresses: 50 }), Sshd.layerOptions)((it) => {
+ *       it.scoped("…", () => Effect.gen(function*() {
+ *         const sshd = yield* Sshd.Server
+ *         const target = sshd.target({ address: sshd.addresses[3] })
+ *       }))
+ *     })
+ *   })
+ * Several servers in one suite: a tag each (`Sshd.layer(options, Tag)`), merged. Benchmarks use the Promise API
+ * (`Sshd.start(options)` … `sshd.stop()`); `Sshd.scoped(options)` starts one in an Effect scope.
  */
+import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as cp from "node:child_process"
@@ -275,6 +283,8 @@ export interface SshdOptions {
   readonly addresses?: number | ReadonlyArray<string> | undefined
   /** sshd MaxSessions (OpenSSH default 10). */
   readonly maxSessions?: number | undefined
+  /** MaxSessions for some listen addresses (`Match LocalAddress`): servers of several limits from one daemon. */
+  readonly maxSessionsByAddress?: Readonly<Record<string, number>> | undefined
   /** sshd MaxStartups (default here 1000). */
   readonly maxStartups?: string | undefined
   /** The login user: `"create"` (default when root) a dedicated user, or an existing name (default when not root). */
@@ -508,6 +518,8 @@ export const start = async (options: SshdOptions = {}): Promise<Sshd> => {
       "LogLevel VERBOSE",
       "PrintMotd no",
       options.extraConfig ?? "",
+      // Match blocks last: they run to the end of the file
+      ...Object.entries(options.maxSessionsByAddress ?? {}).flatMap(([addr, n]) => [`Match LocalAddress ${addr}`, `  MaxSessions ${n}`]),
       ""
     ].join("\n")
 
@@ -701,6 +713,7 @@ export const start = async (options: SshdOptions = {}): Promise<Sshd> => {
     stop: async () => {
       if (stopped) return
       stopped = true
+      running.delete(sshd)
       const lingering = leftovers()
       for (const d of daemons) killTree(d)
       killAll(lingering.map((p) => p.pid))
@@ -710,7 +723,19 @@ export const start = async (options: SshdOptions = {}): Promise<Sshd> => {
       if (ownsDir) fs.rmSync(dir, { recursive: true, force: true })
     }
   }
+  running.add(sshd)
   return sshd
+}
+
+/** Servers started in this process and not stopped yet. */
+const running = new Set<Sshd>()
+
+/**
+ * For `afterEach`: every running server of this process (those of the suite's layers, and any a test started) has
+ * no remote process left; waits up to `waitMs` (default 3 s) for them to go, then kills them and throws.
+ */
+export const assertNoLeftovers = async (options?: { readonly waitMs?: number }): Promise<void> => {
+  for (const sshd of [...running]) await sshd.assertNoLeftovers(options)
 }
 
 /** The harness could not start sshd. */
@@ -722,3 +747,37 @@ export const scoped = (options: SshdOptions = {}): Effect.Effect<Sshd, SshdError
     Effect.tryPromise({ try: () => start(options), catch: (e) => new SshdError({ message: String((e as Error)?.message ?? e), cause: e }) }),
     (sshd) => Effect.promise(() => sshd.stop()).pipe(Effect.timeout("30 seconds"), Effect.ignore)
   )
+
+/** The server a test layer started (see `layer`). */
+export class Server extends Context.Tag("@runcmd/transport-ssh/test/Sshd/Server")<Server, Sshd>() {}
+
+/**
+ * A scoped test layer for `it.layer`: starts sshd with `options` (its addresses, host and client keys, known_hosts,
+ * login user) before the suite's first test, provides it under `tag` (`Server` by default: ports, keys, paths and
+ * the `target` builder), and stops it with everything it started when the suite ends.
+ */
+export const layer = <I = Server>(
+  options: SshdOptions = {},
+  tag: Context.Tag<I, Sshd> = Server as unknown as Context.Tag<I, Sshd>
+): Layer.Layer<I, SshdError> => Layer.scoped(tag, scoped(options))
+
+/**
+ * A dedicated local user (root only) for the suite, removed (with its processes) when the suite ends; under `tag`.
+ */
+export const userLayer = <I>(tag: Context.Tag<I, TestUser>, options: UserOptions = {}): Layer.Layer<I, SshdError> =>
+  Layer.scoped(
+    tag,
+    Effect.acquireRelease(
+      Effect.tryPromise({
+        try: () => createUser(options),
+        catch: (e) => new SshdError({ message: String((e as Error)?.message ?? e), cause: e })
+      }),
+      (user) => Effect.promise(() => user.remove()).pipe(Effect.timeout("30 seconds"), Effect.ignore)
+    )
+  )
+
+/**
+ * `it.layer` options for these layers: real processes need the live clock (no TestClock), and time to start sshd
+ * (user, keys, daemons) and to stop it.
+ */
+export const layerOptions = { excludeTestServices: true, timeout: Duration.minutes(1) } as const
