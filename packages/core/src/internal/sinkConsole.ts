@@ -7,20 +7,10 @@
 import * as Effect from "effect/Effect"
 import type { Outcome } from "../Outcome.js"
 import type { StreamName } from "../OutputChunk.js"
-import type { OutputSink, OutputSinkError, RunInfo } from "../OutputSink.js"
+import type { ConsoleOptions, OutputSink, OutputSinkError, RunInfo } from "../OutputSink.js"
 import type { RunEvent } from "../RunEvent.js"
 import { sinkError } from "./sinkWriter.js"
 import { makeUtf8Decoder, type Utf8Decoder } from "./utf8.js"
-
-/** @internal */
-export interface ConsoleOptions {
-  readonly mode: "prefixed" | "grouped"
-  readonly write?: ((text: string) => void) | undefined
-  readonly color?: boolean | undefined
-  readonly stream?: "stdout" | "stderr" | undefined
-  readonly maxLineLength?: number | undefined
-  readonly maxGroupLength?: number | undefined
-}
 
 /** @internal */
 export const DEFAULT_MAX_LINE_LENGTH = 16 * 1024
