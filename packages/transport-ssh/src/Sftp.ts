@@ -61,6 +61,12 @@ export const withSftp = <A, E>(
 ): Effect.Effect<A, E | TransportError, SshConnections> =>
   Effect.flatMap(SshConnections, ({ pool }) => withSftpOn(pool, target, f))
 
+const spanAttributes = (target: SshTarget.SshTarget, remotePath: string) => ({
+  "runcmd.target.id": target.id,
+  "runcmd.transport": "ssh",
+  "sftp.path": remotePath
+})
+
 const toError = (operation: string, path: string, targetId: string) => (err: unknown): SftpError => {
   const e = err as Error & { code?: number | string }
   const reason = e.code === 2 || e.code === "ENOENT"
@@ -100,7 +106,7 @@ export const upload = (
           Buffer.from(source.buffer, source.byteOffset, source.length),
           options.mode === undefined ? {} : { mode: options.mode },
           (err) => cb(err)
-        ))).pipe(Effect.withSpan("Sftp.upload", { attributes: { "runcmd.target": target.id, "sftp.path": remotePath } }))
+        ))).pipe(Effect.withSpan("Sftp.upload", { attributes: spanAttributes(target, remotePath) }))
 
 /**
  * Downloads `remotePath` to the local file `localPath`.
@@ -115,7 +121,7 @@ export const download = (
 ): Effect.Effect<void, SftpError | TransportError, SshConnections> =>
   withSftp(target, (sftp) =>
     call("download", remotePath, target.id, (cb) => sftp.fastGet(remotePath, localPath, (err) => cb(err)))).pipe(
-      Effect.withSpan("Sftp.download", { attributes: { "runcmd.target": target.id, "sftp.path": remotePath } })
+      Effect.withSpan("Sftp.download", { attributes: spanAttributes(target, remotePath) })
     )
 
 /**
@@ -132,4 +138,4 @@ export const read = (
     Effect.async<Uint8Array, SftpError>((resume) => {
       sftp.readFile(remotePath, (err, data) =>
         resume(err ? Effect.fail(toError("read", remotePath, target.id)(err)) : Effect.succeed(new Uint8Array(data))))
-    })).pipe(Effect.withSpan("Sftp.read", { attributes: { "runcmd.target": target.id, "sftp.path": remotePath } }))
+    })).pipe(Effect.withSpan("Sftp.read", { attributes: spanAttributes(target, remotePath) }))

@@ -4,7 +4,12 @@ import { type ErrorPhase, TransportError, type TransportErrorReason } from "@run
 /** @internal */
 export const TRANSPORT = "ssh"
 
-/** @internal */
+/**
+ * A `TransportError` of this transport. Core's `Transport.make` adds the target id to the errors of an execution;
+ * `targetId` is for errors raised outside one (connections shared by targets, SFTP).
+ *
+ * @internal
+ */
 export const make = (
   reason: TransportErrorReason,
   phase: ErrorPhase,

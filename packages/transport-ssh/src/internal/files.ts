@@ -69,10 +69,7 @@ export const ship = (
         created = true
       }).pipe(
         Effect.mapError((cause) =>
-          Errors.make("SpawnFailed", "delivery", `cannot write the job's files into ${dir}: ${cause.message}`, {
-            targetId: target.id,
-            cause
-          })
+          Errors.make("SpawnFailed", "delivery", `cannot write the job's files into ${dir}: ${cause.message}`, { cause })
         )
       )).pipe(Effect.onError(() => (created ? remove : Effect.void))),
     () => remove
