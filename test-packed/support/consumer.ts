@@ -9,6 +9,7 @@
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
@@ -137,6 +138,8 @@ export interface Consumer {
   /** How long `npm pack`, unpacking and linking took. */
   readonly setupMs: number
   readonly node: (args: ReadonlyArray<string>, timeout: Duration.DurationInput) => Effect.Effect<Output, ProcessFailed>
+  /** `tsc -p tsconfig.json` in the consumer, started when the consumer is ready (in the background). */
+  readonly typecheck: Effect.Effect<Output, ProcessFailed>
 }
 
 export const Consumer = Context.GenericTag<Consumer>("test-packed/Consumer")
@@ -295,7 +298,19 @@ const make = Effect.gen(function*() {
   const generated = writeFiles(dir, packages)
   const node = (args: ReadonlyArray<string>, timeout: Duration.DurationInput) =>
     exec(process.execPath, args, { cwd: dir, timeout })
-  return { dir, packed, packages, ...generated, setupMs: Date.now() - started, node } satisfies Consumer
+  // tsc is CPU-bound and the conformance run mostly waits on processes: the type check runs meanwhile
+  const typecheck = yield* Effect.forkScoped(
+    node(["node_modules/typescript/bin/tsc", "-p", "tsconfig.json"], "240 seconds")
+  )
+  return {
+    dir,
+    packed,
+    packages,
+    ...generated,
+    setupMs: Date.now() - started,
+    node,
+    typecheck: Fiber.join(typecheck)
+  } satisfies Consumer
 })
 
 /** The consumer, built once for a test file and removed (temp directory and all) when its scope closes. */

@@ -11,7 +11,7 @@ it.live("Runner.run with @runcmd/transport-local", () =>
   Effect.gen(function*() {
     const report = yield* Runner.run(RunPlan.make({
       targets: [Target.local("a"), Target.local("b")],
-      job: ScriptSource.job(ScriptSource.script('echo "hello $NAME"; test "$TOKEN" = s3cret'), {
+      job: ScriptSource.job(ScriptSource.script("echo \"hello $NAME\"; test \"$TOKEN\" = s3cret"), {
         env: { NAME: "consumer" },
         secrets: { TOKEN: Redacted.make("s3cret") }
       })
