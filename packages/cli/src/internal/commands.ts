@@ -195,7 +195,7 @@ export const run = command({
     }),
     env: values("job", "env", "NAME=VALUE", "an environment variable of the script", { alias: "e" }),
     secret: values("job", "secret", "NAME=ENVVAR", "a secret: $NAME from runcmd's $ENVVAR, redacted"),
-    file: values("job", "file", "[NAME=]PATH", "ship a local file to $RUNCMD_FILES/NAME (removed after)"),
+    file: values("job", "file", "[NAME=]PATH", "ship a local file to $RUNCMD_FILES/NAME, removed after"),
     cwd: value("job", "cwd", "DIR", "working directory on each target"),
     stdin: value("job", "stdin", "FILE|-", "the script's standard input (- for runcmd's own)"),
     concurrency: value("policy", "concurrency", "N|N%", "targets running at once (default 10)"),
