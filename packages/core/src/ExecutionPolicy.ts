@@ -1,15 +1,37 @@
 /**
  * How a job runs: timeouts, kill grace, retries, concurrency, error budget, batches, run-as, working directory.
  *
+ * A policy is built from levels, each setting some fields; for every field the highest level that sets it wins
+ * (field by field: a plan that sets `timeout` keeps the layer's `concurrency`; `retry` is merged by its own
+ * fields):
+ *
+ * | level (highest first) | where it comes from | how it is given |
+ * |---|---|---|
+ * | flag | the CLI's flags (`--concurrency`, `--timeout`, ...) | `resolve({ flags })` |
+ * | plan | the program's own policy for this job | `Runner.runJob(job, { policy })`, `resolve({ plan })` |
+ * | inventory | policy defaults that come with the targets | `resolve({ inventory })` |
+ * | layer | the {@link Defaults} service: {@link layer} or {@link layerConfig} (`RUNCMD_*` variables) | provided |
+ * | built-in | {@link defaults}: no timeout, 5 s kill grace, no retry, concurrency 10, no error budget | always |
+ *
+ * `Runner.run(plan)` takes a `RunPlan` whose policy is complete already (`RunPlan.make` fills in the built-in
+ * defaults): it does not read the {@link Defaults} service. `Runner.runJob` and {@link current} do.
+ *
  * @since 0.1.0
  */
+import * as Config from "effect/Config"
+import * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 
-const DURATION_RE = /^\s*(\d+(?:\.\d+)?)\s*(ms|millis|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hours?|d|days?)\s*$/i
+const DURATION_RE =
+  /^\s*(\d+(?:\.\d+)?)\s*(ms|millis|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hours?|d|days?)\s*$/i
 
 /**
  * Parses `"30s"`, `"10m"`, `"1.5h"`, `"250ms"`, `"2 minutes"` or a number of milliseconds.
@@ -216,3 +238,191 @@ export const retrySchedule = (policy: ExecutionPolicy): Schedule.Schedule<unknow
     Schedule.exponential(policy.retry.backoff, policy.retry.factor).pipe(
       Schedule.intersect(Schedule.recurs(policy.retry.times))
     )
+
+// ---------------------------------------------------------------------------------------------------------------
+// levels, precedence and the Defaults service
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * Some fields of a policy, as one level sets them (see the table in the module's documentation). A field left out
+ * (or `undefined`) is not set at this level: the next level down decides it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Overrides =
+  & { readonly [K in Exclude<keyof ExecutionPolicy, "retry">]?: ExecutionPolicy[K] | undefined }
+  & { readonly retry?: Partial<ExecutionPolicy["retry"]> | undefined }
+
+/**
+ * The levels of a policy, by name (see the table in the module's documentation).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Levels {
+  readonly flags?: Overrides | undefined
+  readonly plan?: Overrides | undefined
+  readonly inventory?: Overrides | undefined
+  readonly layer?: Overrides | undefined
+}
+
+const mergeTwo = (base: Overrides, over: Overrides | undefined): Overrides => {
+  if (over === undefined) return base
+  const out: Record<string, unknown> = { ...base }
+  for (const [key, value] of Object.entries(over)) {
+    if (value === undefined) continue
+    out[key] = key === "retry" ? { ...base.retry, ...definedOnly(value as Record<string, unknown>) } : value
+  }
+  return out as Overrides
+}
+
+const definedOnly = (value: Record<string, unknown>): Record<string, unknown> => {
+  const out: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(value)) if (v !== undefined) out[k] = v
+  return out
+}
+
+/**
+ * Merges levels given lowest first: for each field the last level that sets it wins (`retry` by its own fields).
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const merge = (...levels: ReadonlyArray<Overrides | undefined>): Overrides => levels.reduce(mergeTwo, {})
+
+/**
+ * The policy of the given levels over the built-in {@link defaults}: flag > plan > inventory > layer > built-in.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const resolve = (levels: Levels): ExecutionPolicy =>
+  merge(defaults, levels.layer, levels.inventory, levels.plan, levels.flags) as ExecutionPolicy
+
+/**
+ * The policy defaults in scope: the `layer` level of {@link resolve}. Absent, the built-in {@link defaults} apply.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class Defaults extends Context.Tag("@runcmd/core/ExecutionPolicy/Defaults")<Defaults, Overrides>() {}
+
+/**
+ * Provides policy defaults. Built where other defaults are in scope, it overrides them field by field.
+ *
+ * @example
+ * ```ts
+ * const program = Runner.runJob(job, { select: "role=web" }).pipe(
+ *   Effect.provide(ExecutionPolicy.layer({ concurrency: 5, timeout: Duration.minutes(2) }))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (overrides: Overrides): Layer.Layer<Defaults> =>
+  Layer.effect(
+    Defaults,
+    Effect.map(Effect.serviceOption(Defaults), (outer) => merge(Option.getOrUndefined(outer), overrides))
+  )
+
+/** A text config decoded by `schema`, the error naming the key (`Invalid data at RUNCMD_TIMEOUT: ...`). */
+const fromText = <A>(key: string, decode: (text: string) => Either.Either<A, ParseResult.ParseError>) =>
+  Config.option(
+    Config.string(key).pipe(Config.mapOrFail((text) =>
+      Either.mapLeft(
+        decode(text.trim()),
+        (error) => ConfigError.InvalidData([], ParseResult.TreeFormatter.formatErrorSync(error))
+      )
+    ))
+  )
+
+const amountText = (schema: Schema.Schema<Amount, number | string>) => {
+  const decode = Schema.decodeUnknownEither(schema)
+  return (text: string) => decode(/^\d+$/.test(text) ? Number(text) : text)
+}
+
+/**
+ * The policy defaults from configuration (every variable optional; a value that does not decode fails with a
+ * `ConfigError` naming its key):
+ *
+ * | variable | field | example |
+ * |---|---|---|
+ * | `RUNCMD_CONCURRENCY` | `concurrency` | `5`, `20%` |
+ * | `RUNCMD_TIMEOUT` | `timeout` | `30s` |
+ * | `RUNCMD_DEADLINE` | `deadline` | `10m` |
+ * | `RUNCMD_KILL_GRACE` | `killGrace` | `5s` |
+ * | `RUNCMD_RETRY` | `retry.times` | `2` |
+ * | `RUNCMD_RETRY_BACKOFF` | `retry.backoff` | `1s` |
+ * | `RUNCMD_MAX_ERRORS` | `maxErrors` | `2`, `10%` |
+ * | `RUNCMD_BATCH` | `batchSize` | `5`, `25%` |
+ * | `RUNCMD_IDEMPOTENT` | `idempotent` | `true` |
+ * | `RUNCMD_CWD` | `cwd` | `/srv/app` |
+ * | `RUNCMD_RUN_AS` | `runAs.user` | `deploy` |
+ * | `RUNCMD_BECOME_METHOD` | `runAs.method` (with `RUNCMD_RUN_AS`) | `sudo` |
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const configFromEnv: Config.Config<Overrides> = Config.all({
+  concurrency: fromText("RUNCMD_CONCURRENCY", amountText(Concurrency)),
+  timeout: fromText("RUNCMD_TIMEOUT", Schema.decodeUnknownEither(DurationText)),
+  deadline: fromText("RUNCMD_DEADLINE", Schema.decodeUnknownEither(DurationText)),
+  killGrace: fromText("RUNCMD_KILL_GRACE", Schema.decodeUnknownEither(DurationText)),
+  retryTimes: fromText(
+    "RUNCMD_RETRY",
+    Schema.decodeUnknownEither(Schema.NumberFromString.pipe(Schema.compose(Schema.Int.pipe(Schema.between(0, 100)))))
+  ),
+  retryBackoff: fromText("RUNCMD_RETRY_BACKOFF", Schema.decodeUnknownEither(DurationText)),
+  maxErrors: fromText("RUNCMD_MAX_ERRORS", amountText(ErrorBudget)),
+  batchSize: fromText("RUNCMD_BATCH", amountText(BatchSize)),
+  idempotent: Config.option(Config.boolean("RUNCMD_IDEMPOTENT")),
+  cwd: fromText("RUNCMD_CWD", Schema.decodeUnknownEither(Schema.String.pipe(Schema.minLength(1)))),
+  runAsUser: fromText("RUNCMD_RUN_AS", Schema.decodeUnknownEither(RunAs.fields.user)),
+  becomeMethod: fromText("RUNCMD_BECOME_METHOD", Schema.decodeUnknownEither(RunAsMethod))
+}).pipe(Config.map((c): Overrides => {
+  const retry = definedOnly({
+    times: Option.getOrUndefined(c.retryTimes),
+    backoff: Option.getOrUndefined(c.retryBackoff)
+  })
+  const fields = definedOnly({
+    concurrency: Option.getOrUndefined(c.concurrency),
+    timeout: Option.getOrUndefined(c.timeout),
+    deadline: Option.getOrUndefined(c.deadline),
+    killGrace: Option.getOrUndefined(c.killGrace),
+    maxErrors: Option.getOrUndefined(c.maxErrors),
+    batchSize: Option.getOrUndefined(c.batchSize),
+    idempotent: Option.getOrUndefined(c.idempotent),
+    cwd: Option.getOrUndefined(c.cwd),
+    runAs: Option.isSome(c.runAsUser)
+      ? { user: c.runAsUser.value, method: Option.getOrElse(c.becomeMethod, () => "sudo" as const) }
+      : undefined
+  })
+  return Object.keys(retry).length === 0 ? fields : { ...fields, retry }
+}))
+
+/**
+ * Provides policy defaults read from configuration ({@link configFromEnv} unless another `Config` is given); fails
+ * with the `ConfigError` naming the key of a value that does not decode.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  config: Config.Config<Overrides> = configFromEnv
+): Layer.Layer<Defaults, ConfigError.ConfigError> => Layer.unwrapEffect(Effect.map(config, layer))
+
+/**
+ * The policy for a job: the given levels over the {@link Defaults} in scope (the `layer` level) and the built-in
+ * defaults.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const current: (levels?: Omit<Levels, "layer">) => Effect.Effect<ExecutionPolicy> = Effect.fn(
+  "ExecutionPolicy.current"
+)(function*(levels?: Omit<Levels, "layer">) {
+  const layered = yield* Effect.serviceOption(Defaults)
+  return resolve({ ...levels, layer: Option.getOrUndefined(layered) })
+})
