@@ -97,6 +97,29 @@ const tcpConnect = (
 
 const DEBUG_LINES = 60
 
+/**
+ * The packets ssh2 writes in one tick leave in one system call: ssh2 writes each packet on its own, and with Nagle
+ * off each write is a `send` (on loopback also a wake-up of the peer) — e.g. a channel's data, EOF and close, or
+ * the handshake's NEWKEYS and service request. The socket is corked at the first write of a tick and uncorked on
+ * the next one (`process.nextTick`), so nothing waits longer than the current tick.
+ */
+const coalesceWrites = (sock: Duplex): void => {
+  const write = sock.write
+  let corked = false
+  const uncork = () => {
+    corked = false
+    sock.uncork()
+  }
+  sock.write = function(this: Duplex, ...args: Parameters<Duplex["write"]>) {
+    if (!corked) {
+      corked = true
+      sock.cork()
+      process.nextTick(uncork)
+    }
+    return write.apply(this, args as never)
+  } as Duplex["write"]
+}
+
 /** What a connect attempt has created so far: destroyed if the attempt is interrupted at any point. */
 interface Holder {
   socket?: Duplex | undefined
@@ -139,6 +162,7 @@ const connectWith = (hop: SshTarget.Hop, options: ConnectOptions, holder: Holder
     const auth = yield* Authentication.resolve(hop, fail("AuthFailed"))
     const verify = yield* HostKeyVerification.make(hop, fail("HostKeyRejected"))
     const sock = options.sock ?? (yield* tcpConnect(hop, hop.connectTimeout ?? options.defaults.connectTimeout, ctxBase, holder))
+    coalesceWrites(sock)
     const keepalive = hop.keepalive ?? options.defaults.keepalive
     const readyTimeout = hop.readyTimeout ?? options.defaults.readyTimeout
     return yield* Effect.async<Connection, TransportError>((resume) => {
