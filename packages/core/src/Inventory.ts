@@ -17,8 +17,8 @@
  *         labels: { canary: "true" }
  * targets:                  # ungrouped
  *   - { id: box, kind: local, labels: { role: db } }
- * imports:                  # targets from elsewhere, by an importer given to parse/load
- *   - sshConfig: ./ssh_config   # @runcmd/transport-ssh's SshConfig.importer; paths relative to this file
+ * imports:                  # targets from elsewhere, by an importer in scope (or given to parse/load)
+ *   - sshConfig: ./ssh_config   # @runcmd/transport-ssh's SshConfig.layerImporter; paths relative to this file
  *     hosts: ["db-*"]
  *     group: db
  *     labels: { source: ssh-config }
@@ -26,7 +26,9 @@
  *
  * - The top level has only `defaults`, `groups`, `targets` and `imports` (each optional); a group has only
  *   `defaults` and `targets`.
- * - Each `imports:` entry names one {@link Importer} by its key (`sshConfig: FILE`); its `group` and `labels`
+ * - Each `imports:` entry names one {@link Importer} by its key (`sshConfig: FILE`): a transport package adds one by
+ *   providing a layer ({@link layerImporter}; `SshConfig.layerImporter`), or it is given in `options.importers`
+ *   (those win on a shared key). Its `group` and `labels`
  *   apply to every target it imports (defaults do not), its other keys are the importer's options. Imported ids
  *   must not clash with the file's own.
  * - Each target is the deep merge of the top-level `defaults`, its group's `defaults` and its own fields, most
@@ -53,11 +55,14 @@
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import type * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as NodePath from "node:path"
+import * as importers from "./internal/importers.js"
 import { parseInventory } from "./internal/inventory.js"
+import { InvalidPlan } from "./InvalidPlan.js"
 import * as Selector from "./Selector.js"
 import type * as Target from "./Target.js"
-import { InvalidPlan } from "./InvalidPlan.js"
 
 /**
  * A set of targets, with the groups they were declared in (group name to target ids).
@@ -99,9 +104,37 @@ export interface Importer {
  * @category models
  */
 export interface ParseOptions {
-  /** Importers for `imports:` entries (none by default: an `imports:` entry is then an error naming it). */
+  /**
+   * Importers for `imports:` entries, besides those in scope ({@link Importers}); with neither, an `imports:`
+   * entry is an error naming it.
+   */
   readonly importers?: ReadonlyArray<Importer> | undefined
 }
+
+/**
+ * The importers provided by layers ({@link layerImporter}); `parse` and `load` use those in scope. Layers that each
+ * register an importer share one registry when built together, and a registry built where another is in scope
+ * extends it.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const Importers: typeof importers.Importers = importers.Importers
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export type Importers = importers.Importers
+
+/**
+ * A layer adding an importer for inventories' `imports:` entries (how a transport package adds discovery to
+ * inventory files: `SshConfig.layerImporter`).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerImporter: (importer: Importer) => Layer.Layer<Importers> = importers.layer
 
 /**
  * Parses a YAML inventory. `file` names the source in errors; `kinds` are the target kinds accepted.
@@ -117,8 +150,9 @@ export const parse: (
 ) => Effect.Effect<Inventory, InvalidPlan> = Effect.fn("Inventory.parse")(
   function*(text: string, file: string, kinds: ReadonlyArray<Target.TargetSchema>, options?: ParseOptions) {
     yield* Effect.annotateCurrentSpan("file", file)
-    const importers = options?.importers ?? []
-    const parsed = parseInventory(text, file, kinds, importers.map((i) => i.key))
+    const registry = yield* Effect.serviceOption(Importers)
+    const importers = [...(options?.importers ?? []), ...(Option.isSome(registry) ? registry.value.importers() : [])]
+    const parsed = parseInventory(text, file, kinds, [...new Set(importers.map((i) => i.key))])
     if (Either.isLeft(parsed)) return yield* parsed.left
     const { groups, imports } = parsed.right
     if (imports.length === 0) return { file, targets: parsed.right.targets, groups }
@@ -129,7 +163,11 @@ export const parse: (
       const importer = importers.find((i) => i.key === entry.key)!
       const imported = yield* importer.import({ value: entry.value, options: entry.options, dir }).pipe(
         Effect.mapError((message) =>
-          new InvalidPlan({ reason: "InvalidInventory", path: entry.path, description: `${entry.key}: ${message}${entry.where}` })
+          new InvalidPlan({
+            reason: "InvalidInventory",
+            path: entry.path,
+            description: `${entry.key}: ${message}${entry.where}`
+          })
         )
       )
       for (const target of imported) {
@@ -138,12 +176,17 @@ export const parse: (
           return yield* new InvalidPlan({
             reason: "DuplicateTargetId",
             path: entry.path,
-            description: `${entry.key} imports target id ${JSON.stringify(target.id)}${entry.where}, already among ${previous}; ` +
+            description:
+              `${entry.key} imports target id ${JSON.stringify(target.id)}${entry.where}, already among ${previous}; ` +
               "target ids must be unique (narrow the import with its options, or rename one)"
           })
         }
         origin.set(target.id, `the targets of ${entry.path}`)
-        const labels = { ...target.labels, ...entry.labels, ...(entry.group === undefined ? {} : { group: entry.group }) }
+        const labels = {
+          ...target.labels,
+          ...entry.labels,
+          ...(entry.group === undefined ? {} : { group: entry.group })
+        }
         targets.push({ ...target, labels })
         if (entry.group !== undefined) groups[entry.group] = [...(groups[entry.group] ?? []), target.id]
       }

@@ -1,16 +1,20 @@
 /**
  * OpenSSH `ssh_config` import (via the `ssh-config` package): `Host` patterns, `HostName`, `User`, `Port`,
  * `IdentityFile`, `IdentityAgent`, `ProxyJump`, `StrictHostKeyChecking`, `UserKnownHostsFile`,
- * `GlobalKnownHostsFile`, `ConnectTimeout`, `ServerAliveInterval`/`ServerAliveCountMax` → `SshTarget` values, for
- * inventories (`imports: [{ sshConfig: FILE }]` with {@link importer}) and the CLI (`--ssh-config FILE`). `Match exec` is never evaluated; `Include` is not followed.
+ * `GlobalKnownHostsFile`, `ConnectTimeout`, `ServerAliveInterval`/`ServerAliveCountMax` → `SshTarget` values:
+ * a source of core's `Targets` service ({@link layer}), an importer for inventories' `imports: [{ sshConfig: FILE }]`
+ * ({@link layerImporter}, or {@link importer} given to `Inventory.load`), and the CLI (`--ssh-config FILE`).
+ * `Match exec` is never evaluated; `Include` is not followed.
  *
  * @since 0.1.0
  */
-import type * as Inventory from "@runcmd/core/Inventory"
 import { InvalidPlan } from "@runcmd/core/InvalidPlan"
+import * as Inventory from "@runcmd/core/Inventory"
+import * as Targets from "@runcmd/core/Targets"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import type * as Layer from "effect/Layer"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as fs from "node:fs"
@@ -223,10 +227,13 @@ const resolveHop = (
   if (proxyJump !== undefined && proxyJump.toLowerCase() !== "none") {
     for (const spec of proxyJump.split(",").map((s) => s.trim()).filter((s) => s !== "")) {
       const jump = parseJump(spec)
-      if (jump === undefined) return Either.left(invalid(config, `Host ${alias}`, `cannot parse ProxyJump entry ${JSON.stringify(spec)}`))
+      if (jump === undefined) {
+        return Either.left(invalid(config, `Host ${alias}`, `cannot parse ProxyJump entry ${JSON.stringify(spec)}`))
+      }
       const resolved = resolveHop(config, jump.host, options, { user: jump.user, port: jump.port }, [...seen, alias])
       if (Either.isLeft(resolved)) return resolved
-      via.push(...resolved.right.via, resolved.right.hop)
+      for (const hop of resolved.right.via) via.push(hop)
+      via.push(resolved.right.hop)
     }
   }
   if (first(c.proxycommand) !== undefined && first(c.proxycommand)!.toLowerCase() !== "none") {
@@ -350,14 +357,20 @@ export const importer: Inventory.Importer = {
   import: ({ dir, options, value }) =>
     Effect.gen(function*() {
       if (typeof value !== "string" || value.length === 0) {
-        return yield* Effect.fail(`expected the path of an OpenSSH config file, got ${JSON.stringify(value) ?? "nothing"}`)
+        return yield* Effect.fail(
+          `expected the path of an OpenSSH config file, got ${JSON.stringify(value) ?? "nothing"}`
+        )
       }
       const decoded = Schema.decodeUnknownEither(ImportEntryOptions, { onExcessProperty: "error" })(options)
       if (Either.isLeft(decoded)) {
         const issue = ParseResult.ArrayFormatter.formatErrorSync(decoded.left)[0]
         const where = issue === undefined || issue.path.length === 0 ? "" : `${issue.path.join(".")}: `
         return yield* Effect.fail(
-          `${where}${issue?._tag === "Unexpected" ? "unknown option (known: hosts, user, hostKey, group, labels)" : issue?.message ?? "invalid options"}`
+          `${where}${
+            issue?._tag === "Unexpected"
+              ? "unknown option (known: hosts, user, hostKey, group, labels)"
+              : issue?.message ?? "invalid options"
+          }`
         )
       }
       const { hostKey, hosts, user } = decoded.right
@@ -369,3 +382,40 @@ export const importer: Inventory.Importer = {
       }).pipe(Effect.mapError((e) => (e.path === undefined ? e.description : `${e.path}: ${e.description}`)))
     })
 }
+
+/**
+ * The `imports: [{ sshConfig: FILE }]` entries of inventories, as a layer: an inventory read through
+ * `Targets.layerInventory` (or `Inventory.load`) where this layer is in scope can import the hosts of an
+ * OpenSSH config file.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerImporter: Layer.Layer<Inventory.Importers> = Inventory.layerImporter(importer)
+
+/**
+ * The hosts of an OpenSSH config file (default `~/.ssh/config`) as a source of core's `Targets`: read once per
+ * layer (`options.cache` to read it again), every imported target labelled `ssh-config-host: <alias>` and with
+ * `options.labels`, narrowed to `options.hosts` (globs). Merged with the other sources in scope; a host whose id
+ * another source gives too is a `TargetsError` `DuplicateTargetId`.
+ *
+ * @example
+ * ```ts
+ * const targets = Layer.mergeAll(
+ *   SshConfig.layer("~/.ssh/config", { hosts: ["web-*"], labels: { role: "web" } }),
+ *   Targets.layerInventory("inventory.yaml", kinds)
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  file?: string,
+  options: ImportOptions & { readonly cache?: Targets.Source["cache"] } = {}
+): Layer.Layer<Targets.Targets> =>
+  Targets.layerSource({
+    name: `ssh_config ${file ?? "~/.ssh/config"}`,
+    discover: fromFile(file, options),
+    cache: options.cache
+  })
