@@ -129,6 +129,10 @@ layer(consumerLayer, { timeout: "3 minutes", excludeTestServices: true })(
           const names = passed.map((a) => a.fullName)
           assert.include(names, "Runner.run with @runcmd/transport-local")
           assert.include(names, "one plan, two kinds of targets")
+          console.log(
+            `packed consumer: set up in ${consumer.setupMs} ms (npm pack, unpack, links, sources read); ` +
+              `its vitest run (${passed.length} tests) took ${run.ms} ms`
+          )
         }),
       260_000
     )
@@ -141,7 +145,8 @@ layer(consumerLayer, { timeout: "3 minutes", excludeTestServices: true })(
           assert.isAbove(consumer.typeReferences, 500, "references generated from the sources' exports")
           // nodenext: types/exports.ts is ESM (`import` conditions), types/exports.cts CommonJS (`require`
           // conditions); skipLibCheck off, so the packages' declaration files are checked themselves too
-          yield* consumer.typecheck.pipe(expectSuccess("tsc in the consumer"))
+          const tsc = yield* consumer.typecheck.pipe(expectSuccess("tsc in the consumer"))
+          console.log(`packed consumer: tsc over ${consumer.typeReferences} references per format took ${tsc.ms} ms`)
         }),
       260_000
     )
