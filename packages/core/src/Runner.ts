@@ -10,22 +10,26 @@
  * @since 0.1.0
  */
 import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Deferred from "effect/Deferred"
 import * as Fiber from "effect/Fiber"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Take from "effect/Take"
-import type { InvalidPlan } from "./InvalidPlan.js"
+import * as ExecutionPolicy from "./ExecutionPolicy.js"
 import { makeRunTarget } from "./internal/runner/attempt.js"
 import * as Events from "./internal/runner/events.js"
-import { invocation, type Prepared, prepare } from "./internal/runner/prepare.js"
+import { invocation, prepare, type Prepared } from "./internal/runner/prepare.js"
+import type { InvalidPlan } from "./InvalidPlan.js"
+import type { OutputSink } from "./OutputSink.js"
 import * as RunEvent from "./RunEvent.js"
 import type { RunPlan } from "./RunPlan.js"
 import * as RunReport from "./RunReport.js"
+import type { Job } from "./ScriptSource.js"
 import type { Target } from "./Target.js"
+import * as Targets from "./Targets.js"
 import type * as Transport from "./Transport.js"
 
 /**
@@ -57,6 +61,79 @@ export const run = (
 ): Effect.Effect<RunReport.RunReport, InvalidPlan, Transport.Registry> =>
   Effect.flatMap(prepare(plan), (prepared) => execute(prepared, undefined, options)).pipe(
     Effect.withSpan("Runner.run", { attributes: { "runcmd.targets": plan.targets.length } })
+  )
+
+/**
+ * Options of {@link runJob}: which targets, the job's own policy, its own sinks.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface JobOptions extends RunOptions {
+  /** Selector expressions (`role=web`, `!canary`, `id=web-*`; several: any of them) over the `Targets` in scope; default every target. */
+  readonly select?: string | ReadonlyArray<string> | undefined
+  /** The job's own policy: the `plan` level, over the `ExecutionPolicy.Defaults` in scope and the built-in defaults. */
+  readonly policy?: ExecutionPolicy.Overrides | undefined
+  /** The levels around the plan's: `flags` (above it) and `inventory` (below it), as the CLI gives them. */
+  readonly policyLevels?: Pick<ExecutionPolicy.Levels, "flags" | "inventory"> | undefined
+  /** Sinks of this run only, after those of the `OutputSinks` in scope. */
+  readonly sinks?: ReadonlyArray<OutputSink> | undefined
+  /** Bytes of each stream kept in the report (head and tail halves); default 64 KiB. */
+  readonly captureBytes?: number | undefined
+  readonly runId?: string | undefined
+}
+
+/**
+ * The plan {@link runJob} runs: the targets selected from the `Targets` in scope and the policy of the job's levels
+ * (see `ExecutionPolicy`: flag > plan > inventory > layer > built-in). The sinks of the `OutputSinks` in scope are
+ * added when the plan runs, as for any plan.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const planJob: (
+  job: Job,
+  options?: JobOptions
+) => Effect.Effect<RunPlan, InvalidPlan | Targets.TargetsError, Targets.Targets> = Effect.fn("Runner.planJob")(
+  function*(job: Job, options: JobOptions = {}) {
+    const targets = yield* Targets.select(options.select)
+    const policy = yield* ExecutionPolicy.current({ ...options.policyLevels, plan: options.policy })
+    return {
+      targets,
+      job,
+      policy,
+      ...(options.sinks === undefined ? {} : { sinks: options.sinks }),
+      ...(options.captureBytes === undefined ? {} : { captureBytes: options.captureBytes }),
+      ...(options.runId === undefined ? {} : { runId: options.runId })
+    }
+  }
+)
+
+/**
+ * Runs a job on the targets of the `Targets` in scope (narrowed by `options.select`), under the policy of the
+ * `ExecutionPolicy.Defaults` in scope overridden field by field by `options.policy`, with the sinks of the
+ * `OutputSinks` in scope and `options.sinks`; scripts are resolved by the `ScriptSources` in scope. The report is
+ * that of {@link run} of {@link planJob}'s plan.
+ *
+ * @example
+ * ```ts
+ * const deploy = Runner.runJob(ScriptSource.job(ScriptSource.command("./deploy.sh")), {
+ *   select: "role=web",
+ *   policy: { batchSize: 5, maxErrors: 2 }
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const runJob = (
+  job: Job,
+  options: JobOptions = {}
+): Effect.Effect<RunReport.RunReport, InvalidPlan | Targets.TargetsError, Transport.Registry | Targets.Targets> =>
+  Effect.flatMap(planJob(job, options), (plan) => run(plan, options)).pipe(
+    Effect.withSpan("Runner.runJob", {
+      attributes: { "runcmd.selector": options.select === undefined ? "" : String(options.select) }
+    })
   )
 
 /**

@@ -6,10 +6,15 @@
  */
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
-import type * as Layer from "effect/Layer"
+import * as Layer from "effect/Layer"
+import * as ExecutionPolicy from "./ExecutionPolicy.js"
+import * as captureSink from "./internal/captureSink.js"
 import * as internal from "./internal/inMemory.js"
 import * as clock from "./internal/inMemoryClock.js"
+import type * as OutputSinks from "./OutputSinks.js"
+import * as ScriptSources from "./ScriptSources.js"
 import type { Target } from "./Target.js"
+import * as Targets from "./Targets.js"
 import type * as Transport from "./Transport.js"
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -162,13 +167,138 @@ export type InMemory = internal.InMemory
  */
 export const InMemoryTransport: {
   readonly make: (options?: InMemoryOptions) => Effect.Effect<InMemoryTransport>
-  readonly layer: (options?: InMemoryOptions) => Layer.Layer<Transport.Registry | InMemory, Transport.DuplicateTransport>
+  readonly layer: (
+    options?: InMemoryOptions
+  ) => Layer.Layer<Transport.Registry | InMemory, Transport.DuplicateTransport>
   readonly defaultCapabilities: Transport.Capabilities
 } = {
   make: internal.make,
   layer: internal.layer,
   defaultCapabilities: internal.defaultCapabilities
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// services: in-memory targets, fixed script sources, capture sinks, policy defaults
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * A capture sink and what it kept: `sink` (add it to a plan's sinks, or provide it by a layer), `events` (every
+ * event of every run, in order), `runIds`, `output(targetId, stream)` (a target's output as text) and `clear`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Captured = captureSink.Captured
+
+/**
+ * The capture sink of the current layer (provided by {@link CaptureSink.layer}).
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export const CapturedOutput: typeof captureSink.CapturedOutput = captureSink.CapturedOutput
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export type CapturedOutput = captureSink.CapturedOutput
+
+/**
+ * `make()` builds a capture sink; `layer` adds one to the `OutputSinks` in scope, so that it sees every run of the
+ * program, and provides it as {@link CapturedOutput}.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const CaptureSink: {
+  readonly make: (name?: string) => Captured
+  readonly layer: Layer.Layer<OutputSinks.OutputSinks | CapturedOutput>
+} = { make: captureSink.make, layer: captureSink.layer }
+
+/**
+ * In-memory targets as a source of the `Targets` service: `memoryTarget`s (or any targets), or ids with labels
+ * (`{ "web-1": { role: "web" } }`) made into `memoryTarget`s.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const InMemoryTargets: {
+  readonly layer: (
+    targets: ReadonlyArray<Target> | Readonly<Record<string, Readonly<Record<string, string>>>>
+  ) => Layer.Layer<Targets.Targets>
+} = {
+  layer: (targets) =>
+    Targets.layer(
+      Array.isArray(targets)
+        ? targets as ReadonlyArray<Target>
+        : Object.entries(targets).map(([id, labels]) => internal.memoryTarget(id, { ...labels })),
+      { name: "in-memory targets" }
+    )
+}
+
+/**
+ * Fixed scripts by location for the `ScriptSources` service (`{ "https://example.com/deploy.sh": "echo hi" }`,
+ * `{ "s3://bucket/x.sh": "..." }`): no file system, no network (see `ScriptSources.layerFixed`).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const FixedSources: {
+  readonly layer: (scripts: Readonly<Record<string, string | Uint8Array>>) => Layer.Layer<ScriptSources.ScriptSources>
+} = { layer: ScriptSources.layerFixed }
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface TestLayerOptions {
+  /** The targets of the `Targets` service (see {@link InMemoryTargets}). */
+  readonly targets: ReadonlyArray<Target> | Readonly<Record<string, Readonly<Record<string, string>>>>
+  /** The in-memory transport's options (behaviours per target...). */
+  readonly transport?: InMemoryOptions | undefined
+  /** Fixed scripts (see {@link FixedSources}). */
+  readonly scripts?: Readonly<Record<string, string | Uint8Array>> | undefined
+  /** Policy defaults (the `layer` level, see `ExecutionPolicy.layer`). */
+  readonly policy?: ExecutionPolicy.Overrides | undefined
+}
+
+/**
+ * One layer for a test of a program written against the services: the in-memory transport (and {@link InMemory}),
+ * in-memory targets, a capture sink ({@link CapturedOutput}), fixed script sources and policy defaults.
+ *
+ * @example
+ * ```ts
+ * const program = Runner.runJob(ScriptSource.job(ScriptSource.command("deploy")), { select: "role=web" })
+ * it.effect("deploys the web hosts", () =>
+ *   Effect.gen(function*() {
+ *     const report = yield* drive(program)
+ *     assert.strictEqual(report.summary.byOutcome.Succeeded, 2)
+ *   }).pipe(Effect.provide(testLayer({ targets: { "web-1": { role: "web" }, "web-2": { role: "web" } } }))))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const testLayer = (
+  options: TestLayerOptions
+): Layer.Layer<
+  | Transport.Registry
+  | InMemory
+  | Targets.Targets
+  | OutputSinks.OutputSinks
+  | CapturedOutput
+  | ScriptSources.ScriptSources
+  | ExecutionPolicy.Defaults,
+  Transport.DuplicateTransport
+> =>
+  Layer.mergeAll(
+    internal.layer(options.transport),
+    InMemoryTargets.layer(options.targets),
+    CaptureSink.layer,
+    options.scripts === undefined ? ScriptSources.layerEmpty : ScriptSources.layerFixed(options.scripts),
+    ExecutionPolicy.layer(options.policy ?? {})
+  )
 
 // ---------------------------------------------------------------------------------------------------------------
 // TestClock

@@ -5,8 +5,6 @@
  *
  * @internal
  */
-import * as FileSystem from "@effect/platform/FileSystem"
-import * as HttpClient from "@effect/platform/HttpClient"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -16,11 +14,14 @@ import type * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as ExecutionPolicy from "../../ExecutionPolicy.js"
 import { InvalidPlan } from "../../InvalidPlan.js"
+import * as OutputSinks from "../../OutputSinks.js"
 import * as Redactor from "../../Redactor.js"
 import type { RunPlan } from "../../RunPlan.js"
 import * as ScriptSource from "../../ScriptSource.js"
+import * as ScriptSources from "../../ScriptSources.js"
 import type { Target } from "../../Target.js"
 import * as Transport from "../../Transport.js"
+import { readLocal } from "../scriptSources.js"
 
 const DEFAULT_CAPTURE = 64 * 1024
 
@@ -48,6 +49,9 @@ export const invalid = (reason: InvalidPlan["reason"], path: string, description
 export const prepare = (plan: RunPlan): Effect.Effect<Prepared, InvalidPlan, Transport.Registry> =>
   Effect.gen(function*() {
     const { job, policy, targets } = plan
+    // the sinks of the OutputSinks in scope see every run (the plan unchanged without any)
+    const sinks = yield* OutputSinks.forRun(plan.sinks)
+    if (sinks !== plan.sinks) plan = { ...plan, sinks }
     if (targets.length === 0) {
       return yield* invalid("NoTargets", "targets", "the plan has no targets; add targets or fix the selector")
     }
@@ -85,9 +89,16 @@ export const prepare = (plan: RunPlan): Effect.Effect<Prepared, InvalidPlan, Tra
       }
       const caps = transport.value.capabilities
       const refuse = (path: string, what: string) =>
-        invalid("UnsupportedByTransport", path, `the ${transport.value.name} transport (kind ${kind}) does not support ${what}`)
+        invalid(
+          "UnsupportedByTransport",
+          path,
+          `the ${transport.value.name} transport (kind ${kind}) does not support ${what}`
+        )
       if (Object.keys(job.secrets).length > 0 && !caps.secrets) {
-        return yield* refuse("job.secrets", "secrets (it has no secure channel for them); remove them or use another transport")
+        return yield* refuse(
+          "job.secrets",
+          "secrets (it has no secure channel for them); remove them or use another transport"
+        )
       }
       if (job.stdin !== undefined && !caps.stdin) return yield* refuse("job.stdin", "stdin")
       if (policy.runAs !== undefined && !caps.runAs) return yield* refuse("policy.runAs", "run-as")
@@ -99,7 +110,7 @@ export const prepare = (plan: RunPlan): Effect.Effect<Prepared, InvalidPlan, Tra
       }
       routes.set(kind, transport.value)
     }
-    const source = yield* resolveSource(job.source)
+    const source = yield* ScriptSources.resolve(job.source)
     const files = yield* resolveFiles(job, policy)
     const secrets: Array<Redacted.Redacted<string>> = Object.values(job.secrets)
     if (policy.runAs?.password !== undefined) secrets.push(policy.runAs.password)
@@ -110,11 +121,17 @@ export const prepare = (plan: RunPlan): Effect.Effect<Prepared, InvalidPlan, Tra
       runId: plan.runId ?? globalThis.crypto.randomUUID(),
       routes,
       source,
-      stdin: job.stdin === undefined ? undefined : typeof job.stdin === "string" ? new TextEncoder().encode(job.stdin) : job.stdin,
+      stdin: job.stdin === undefined
+        ? undefined
+        : typeof job.stdin === "string"
+        ? new TextEncoder().encode(job.stdin)
+        : job.stdin,
       files,
       redactor: Redactor.make(secrets),
       concurrency: ExecutionPolicy.resolveAmount(policy.concurrency, total, true),
-      maxErrors: policy.maxErrors === undefined ? undefined : ExecutionPolicy.resolveAmount(policy.maxErrors, total, false),
+      maxErrors: policy.maxErrors === undefined
+        ? undefined
+        : ExecutionPolicy.resolveAmount(policy.maxErrors, total, false),
       batchSize: policy.batchSize === undefined ? total : ExecutionPolicy.resolveAmount(policy.batchSize, total, true),
       captureHead: Math.ceil(capture / 2),
       captureTail: Math.floor(capture / 2)
@@ -158,7 +175,9 @@ const resolveFiles = (
           return yield* invalid(
             "InvalidValue",
             `${at}.name`,
-            `${JSON.stringify(file.name)} collides with job.files[${j}] (${JSON.stringify(other)}); give each file its own path`
+            `${JSON.stringify(file.name)} collides with job.files[${j}] (${
+              JSON.stringify(other)
+            }); give each file its own path`
           )
         }
       }
@@ -173,61 +192,6 @@ const resolveFiles = (
     }
     return shipped
   })
-
-/** Reads a local file of the plan (`what`: how messages call it), `FileUnreadable` at `at` if it cannot. */
-const readLocal = (path: string, at: string, what = "file"): Effect.Effect<Uint8Array, InvalidPlan> =>
-  Effect.gen(function*() {
-    const fs = yield* Effect.serviceOption(FileSystem.FileSystem)
-    if (Option.isNone(fs)) {
-      return yield* invalid("FileUnreadable", at, `reading a ${what} needs a FileSystem layer (e.g. NodeContext.layer)`)
-    }
-    return yield* fs.value.readFile(path).pipe(
-      Effect.mapError((e) => invalid("FileUnreadable", at, `cannot read ${what} ${path}: ${e.message}`))
-    )
-  })
-
-const hex = (bytes: ArrayBuffer) => [...new Uint8Array(bytes)].map((b) => b.toString(16).padStart(2, "0")).join("")
-
-const resolveSource = (source: ScriptSource.ScriptSource): Effect.Effect<ScriptSource.ResolvedSource, InvalidPlan> => {
-  switch (source._tag) {
-    case "Command":
-    case "Script":
-    case "Native":
-      return Effect.succeed(source)
-    case "File":
-      return Effect.map(readLocal(source.path, "job.source.path", "script file"), (bytes) => {
-        const text = new TextDecoder().decode(bytes)
-        return new ScriptSource.Script({ text, interpreter: source.interpreter ?? ScriptSource.interpreterFromShebang(text) })
-      })
-    case "Url":
-      return Effect.gen(function*() {
-        const client = yield* Effect.serviceOption(HttpClient.HttpClient)
-        if (Option.isNone(client)) {
-          return yield* invalid("FetchFailed", "job.source.url", "fetching a script url needs an HttpClient layer (e.g. FetchHttpClient.layer)")
-        }
-        const fetchFailed = (why: string) => invalid("FetchFailed", "job.source.url", `cannot fetch ${source.url}: ${why}`)
-        const response = yield* client.value.get(source.url).pipe(
-          Effect.mapError((e) => fetchFailed(e.message)),
-          Effect.flatMap((r) =>
-            r.status >= 200 && r.status < 300
-              ? Effect.mapError(r.arrayBuffer, (e) => fetchFailed(e.message))
-              : Effect.fail(fetchFailed(`HTTP status ${r.status}`))
-          ),
-          Effect.scoped
-        )
-        const digest = hex(yield* Effect.promise(() => globalThis.crypto.subtle.digest("SHA-256", response)))
-        if (digest !== source.sha256.toLowerCase()) {
-          return yield* invalid(
-            "ChecksumMismatch",
-            "job.source.sha256",
-            `the script at ${source.url} has sha256 ${digest}, expected ${source.sha256.toLowerCase()}; nothing was run`
-          )
-        }
-        const text = new TextDecoder().decode(response)
-        return new ScriptSource.Script({ text, interpreter: source.interpreter ?? ScriptSource.interpreterFromShebang(text) })
-      })
-  }
-}
 
 /**
  * What the transport receives for one attempt on one target: the job, the policy's part of it and the target's
