@@ -1,5 +1,5 @@
 /**
- * The coalescing output buffer a transport puts between the process's output and {@link RawExecution.pump}. The
+ * The coalescing output buffer a transport puts between the process's output and `RawExecution.pump`. The
  * transport's callbacks push bytes as they arrive (ssh2 `data` events, pipe reads, polled batches...); the Runner
  * pumps them at its own pace. What arrived while it was busy is handed on in batches (one `emit` for many small
  * chunks: the per-chunk costs downstream are paid once per batch), and the producers are paused while too much
@@ -26,7 +26,6 @@ import type * as Effect from "effect/Effect"
 import type * as Stream from "effect/Stream"
 import * as internal from "./internal/outputBuffer.js"
 import type { RawChunk } from "./OutputChunk.js"
-import type { RawExecution } from "./Transport.js"
 
 /**
  * One execution's output in flight: push side for the transport, `pump` for core. Not safe for two consumers:
@@ -45,7 +44,7 @@ export interface OutputBuffer<E> {
   readonly end: (stream: RawChunk["stream"]) => void
   /** Fails the output with `error` once what was pushed before has been taken (the first failure wins). */
   readonly fail: (error: E) => void
-  /** The contract's {@link RawExecution.pump}: emits every batch, awaiting `emit`; completes when the output ended. */
+  /** The contract's `RawExecution.pump`: emits every batch, awaiting `emit`; completes when the output ended. */
   readonly pump: (emit: (chunk: RawChunk) => Effect.Effect<void>) => Effect.Effect<void, E>
   /** The next batch, waiting for one; `undefined` once the output ended (the pull form of `pump`). */
   readonly take: Effect.Effect<RawChunk | undefined, E>

@@ -100,7 +100,9 @@ describe("ScriptRender.directShell", () => {
   })
 
   it("has a constant command line: no user data, no secrets", () => {
-    const a = shellLaunch(sh("echo secret-looking-text", { env: { A: "value-a" }, secrets: { S: Redacted.make("s3cr3t") } }))
+    const a = shellLaunch(
+      sh("echo secret-looking-text", { env: { A: "value-a" }, secrets: { S: Redacted.make("s3cr3t") } })
+    )
     const b = shellLaunch(sh("echo other"))
     assert.strictEqual(a.commandLine, b.commandLine)
     assert.notInclude(a.commandLine, "secret-looking-text")
@@ -110,19 +112,23 @@ describe("ScriptRender.directShell", () => {
 
   for (const shell of ["/bin/sh", "/bin/bash"]) {
     describe(`with ${shell} as the login shell`, () => {
-      it.live("no process between the login shell and the program; exit codes; the token in its environment", () =>
-        Effect.gen(function*() {
-          for (const code of [0, 1, 42, 255]) {
-            const withToken = shellLaunch(sh(
-              `echo $$; tr '\\0' '\\n' </proc/$$/environ | grep -c "^RUNCMD_TOKEN=$RUNCMD_TOKEN\\$"; exit ${code}`
-            ))
-            const r = yield* runShell(withToken, shell)
-            assert.deepStrictEqual(r.exit, Exit.succeed({ _tag: "Exited", code } as const), r.stderr.toString())
-            const [pid, tokens] = r.stdout.toString().trim().split("\n")
-            assert.strictEqual(Number(pid), r.pid, "the program replaced the login shell")
-            assert.strictEqual(tokens, "1")
-          }
-        }), 30_000)
+      it.live(
+        "no process between the login shell and the program; exit codes; the token in its environment",
+        () =>
+          Effect.gen(function*() {
+            for (const code of [0, 1, 42, 255]) {
+              const withToken = shellLaunch(sh(
+                `echo $$; tr '\\0' '\\n' </proc/$$/environ | grep -c "^RUNCMD_TOKEN=$RUNCMD_TOKEN\\$"; exit ${code}`
+              ))
+              const r = yield* runShell(withToken, shell)
+              assert.deepStrictEqual(r.exit, Exit.succeed({ _tag: "Exited", code } as const), r.stderr.toString())
+              const [pid, tokens] = r.stdout.toString().trim().split("\n")
+              assert.strictEqual(Number(pid), r.pid, "the program replaced the login shell")
+              assert.strictEqual(tokens, "1")
+            }
+          }),
+        30_000
+      )
 
       it.live("a signal death is a signal", () =>
         Effect.gen(function*() {
@@ -146,50 +152,60 @@ describe("ScriptRender.directShell", () => {
           assert.strictEqual(r.stderr.length, 0)
         }), 30_000)
 
-      it.live("cwd: changed into; a missing one is SpawnFailed and its marker never reaches stderr", () =>
-        Effect.gen(function*() {
-          const ok = yield* runShell(shellLaunch(sh("pwd; echo err >&2", { cwd: "/tmp" })), shell)
-          assert.strictEqual(ok.stdout.toString(), "/tmp\n")
-          assert.strictEqual(ok.stderr.toString(), "err\n")
-          const missing = yield* runShell(shellLaunch(sh("echo ran", { cwd: "/nonexistent/runcmd" })), shell)
-          assert.isTrue(Exit.isFailure(missing.exit))
-          assert.include(String(Exit.isFailure(missing.exit) ? missing.exit.cause : ""), "SpawnFailed")
-          assert.strictEqual(missing.stdout.length, 0)
-          assert.strictEqual(missing.stderr.length, 0)
-          // a program of the user's that writes something marker-like is left alone
-          const alike = yield* runShell(shellLaunch(sh("printf 'runcmd-' >&2; exit 125", { cwd: "/tmp" })), shell)
-          assert.deepStrictEqual(alike.exit, Exit.succeed({ _tag: "Exited", code: 125 } as const))
-          assert.strictEqual(alike.stderr.toString(), "runcmd-")
-        }), 30_000)
+      it.live(
+        "cwd: changed into; a missing one is SpawnFailed and its marker never reaches stderr",
+        () =>
+          Effect.gen(function*() {
+            const ok = yield* runShell(shellLaunch(sh("pwd; echo err >&2", { cwd: "/tmp" })), shell)
+            assert.strictEqual(ok.stdout.toString(), "/tmp\n")
+            assert.strictEqual(ok.stderr.toString(), "err\n")
+            const missing = yield* runShell(shellLaunch(sh("echo ran", { cwd: "/nonexistent/runcmd" })), shell)
+            assert.isTrue(Exit.isFailure(missing.exit))
+            assert.include(String(Exit.isFailure(missing.exit) ? missing.exit.cause : ""), "SpawnFailed")
+            assert.strictEqual(missing.stdout.length, 0)
+            assert.strictEqual(missing.stderr.length, 0)
+            // a program of the user's that writes something marker-like is left alone
+            const alike = yield* runShell(shellLaunch(sh("printf 'runcmd-' >&2; exit 125", { cwd: "/tmp" })), shell)
+            assert.deepStrictEqual(alike.exit, Exit.succeed({ _tag: "Exited", code: 125 } as const))
+            assert.strictEqual(alike.stderr.toString(), "runcmd-")
+          }),
+        30_000
+      )
     })
   }
 
-  it.live("argv, env and secret values round-trip byte for byte (property, dash and bash)", () =>
-    Effect.promise(() =>
-      fc.assert(
-        fc.asyncProperty(
-          fc.array(fc.string({ unit: "binary", maxLength: 12 }), { maxLength: 6 }),
-          fc.array(fc.string({ unit: "binary", maxLength: 12 }), { maxLength: 4 }),
-          fc.array(fc.string({ unit: "binary", maxLength: 12 }), { maxLength: 3 }),
-          fc.boolean(),
-          async (rawArgs, rawEnv, rawSecrets, useBash) => {
-            const clean = (s: string) => s.replace(/\0/g, "").replace(/[\uD800-\uDFFF]/g, "")
-            const args = rawArgs.map(clean)
-            const envValues = rawEnv.map(clean)
-            const secretValues = rawSecrets.map(clean).map((s) => s.replace(/\n/g, ""))
-            const env = Object.fromEntries(envValues.map((v, i) => [`V${i}`, v]))
-            const secrets = Object.fromEntries(secretValues.map((v, i) => [`S${i}`, Redacted.make(v)]))
-            const names = [...envValues.map((_, i) => `"$V${i}"`), ...secretValues.map((_, i) => `"$S${i}"`)]
-            const script = `for a; do printf '%s\\0' "$a"; done; printf '\\001\\0'; ` +
-              (names.length > 0 ? `printf '%s\\0' ${names.join(" ")}` : "true")
-            const launch = shellLaunch(invocation(ScriptSource.command("/bin/sh", "-c", script, "sh"), { args, env, secrets }))
-            const r = await Effect.runPromise(runShell(launch, useBash ? "/bin/bash" : "/bin/sh"))
-            assert.deepStrictEqual(r.exit, Exit.succeed({ _tag: "Exited", code: 0 } as const), r.stderr.toString())
-            const out = r.stdout.toString("utf8").split("\0").slice(0, -1)
-            assert.deepStrictEqual(out, [...args, "\x01", ...envValues, ...secretValues])
-          }
-        ),
-        { numRuns: process.env.CI ? 300 : 100 }
-      )
-    ), 300_000)
+  it.live(
+    "argv, env and secret values round-trip byte for byte (property, dash and bash)",
+    () =>
+      Effect.promise(() =>
+        fc.assert(
+          fc.asyncProperty(
+            fc.array(fc.string({ unit: "binary", maxLength: 12 }), { maxLength: 6 }),
+            fc.array(fc.string({ unit: "binary", maxLength: 12 }), { maxLength: 4 }),
+            fc.array(fc.string({ unit: "binary", maxLength: 12 }), { maxLength: 3 }),
+            fc.boolean(),
+            async (rawArgs, rawEnv, rawSecrets, useBash) => {
+              const clean = (s: string) => s.replace(/\0/g, "").replace(/[\uD800-\uDFFF]/g, "")
+              const args = rawArgs.map(clean)
+              const envValues = rawEnv.map(clean)
+              const secretValues = rawSecrets.map(clean).map((s) => s.replace(/\n/g, ""))
+              const env = Object.fromEntries(envValues.map((v, i) => [`V${i}`, v]))
+              const secrets = Object.fromEntries(secretValues.map((v, i) => [`S${i}`, Redacted.make(v)]))
+              const names = [...envValues.map((_, i) => `"$V${i}"`), ...secretValues.map((_, i) => `"$S${i}"`)]
+              const script = `for a; do printf '%s\\0' "$a"; done; printf '\\001\\0'; ` +
+                (names.length > 0 ? `printf '%s\\0' ${names.join(" ")}` : "true")
+              const launch = shellLaunch(
+                invocation(ScriptSource.command("/bin/sh", "-c", script, "sh"), { args, env, secrets })
+              )
+              const r = await Effect.runPromise(runShell(launch, useBash ? "/bin/bash" : "/bin/sh"))
+              assert.deepStrictEqual(r.exit, Exit.succeed({ _tag: "Exited", code: 0 } as const), r.stderr.toString())
+              const out = r.stdout.toString("utf8").split("\0").slice(0, -1)
+              assert.deepStrictEqual(out, [...args, "\x01", ...envValues, ...secretValues])
+            }
+          ),
+          { numRuns: process.env.CI ? 300 : 100 }
+        )
+      ),
+    300_000
+  )
 })

@@ -26,7 +26,10 @@ const sh = (text: string, runAs: RunAs, over: Partial<Invocation> = {}): Invocat
 })
 
 const exitOf = (r: { readonly result: Either.Either<ExitStatus, TransportError> }): ExitStatus =>
-  Either.getOrThrowWith(r.result, (e) => new Error(`expected an exit status, got ${e.message} ${JSON.stringify(e.detail)}`))
+  Either.getOrThrowWith(
+    r.result,
+    (e) => new Error(`expected an exit status, got ${e.message} ${JSON.stringify(e.detail)}`)
+  )
 
 const errorOf = (r: { readonly result: Either.Either<ExitStatus, TransportError> }): TransportError =>
   Option.getOrThrowWith(Either.getLeft(r.result), () => new Error(`expected an error, got ${JSON.stringify(r.result)}`))
@@ -42,7 +45,10 @@ const checkProbe = (
   cwd: string
 ) => {
   assert.deepStrictEqual(exitOf(r), { _tag: "Exited", code: 0 }, r.stderr.toString())
-  assert.strictEqual(r.stdout.toString(), `${user}|plain 'v'|secret\nvalue\n|arg one|${cwd}|stdin\x00\xff`.replace("\xff", "\ufffd"))
+  assert.strictEqual(
+    r.stdout.toString(),
+    `${user}|plain 'v'|secret\nvalue\n|arg one|${cwd}|stdin\x00\xff`.replace("\xff", "\ufffd")
+  )
 }
 
 const probeOptions = (cwd: string): Partial<Invocation> => ({
@@ -62,21 +68,37 @@ describe.skipIf(!isRoot)("ScriptRender.wrapper run-as, started as root", () => {
 
   const methods: ReadonlyArray<RunAs["method"]> = ["runuser", "su", ...(hasCommand("sudo") ? ["sudo" as const] : [])]
   for (const method of methods) {
-    it.live(`${method} switches user; env, secrets, args, cwd and stdin survive the switch`, () =>
-      Effect.gen(function*() {
-        const r = yield* run(ScriptRender.wrapper(sh(probe, { user: target.name, method }, probeOptions(target.home))))
-        checkProbe(r, target.name, target.home)
-      }), 30_000)
+    it.live(
+      `${method} switches user; env, secrets, args, cwd and stdin survive the switch`,
+      () =>
+        Effect.gen(function*() {
+          const r = yield* run(
+            ScriptRender.wrapper(sh(probe, { user: target.name, method }, probeOptions(target.home)))
+          )
+          checkProbe(r, target.name, target.home)
+        }),
+      30_000
+    )
   }
 
-  it.live("sudo with a password from root: no prompt, the password is not consumed as data", () =>
-    Effect.gen(function*() {
-      if (!hasCommand("sudo")) return
-      const r = yield* run(
-        ScriptRender.wrapper(sh(probe, { user: target.name, method: "sudo", password: Redacted.make("unused") }, probeOptions(target.home)))
-      )
-      checkProbe(r, target.name, target.home)
-    }), 30_000)
+  it.live(
+    "sudo with a password from root: no prompt, the password is not consumed as data",
+    () =>
+      Effect.gen(function*() {
+        if (!hasCommand("sudo")) return
+        const r = yield* run(
+          ScriptRender.wrapper(
+            sh(
+              probe,
+              { user: target.name, method: "sudo", password: Redacted.make("unused") },
+              probeOptions(target.home)
+            )
+          )
+        )
+        checkProbe(r, target.name, target.home)
+      }),
+    30_000
+  )
 
   it.live("signal deaths and exit codes are faithful across the switch", () =>
     Effect.gen(function*() {
@@ -100,29 +122,36 @@ describe.skipIf(!isRoot)("ScriptRender.wrapper run-as, started as root", () => {
       }
     }), 30_000)
 
-  it.live("TERM reaches the escalated script's tree; nothing carrying the token survives", () =>
-    Effect.gen(function*() {
-      const launch = ScriptRender.wrapper(
-        sh(`trap '' TERM; (trap '' TERM; sleep 300) & setsid sleep 300 & echo up; wait`, { user: target.name, method: "sudo" }, {
-          killGrace: Duration.millis(500)
-        })
-      )
-      if (!hasCommand("sudo")) return
-      try {
-        const r = yield* run(launch, {
-          onStart: (child) =>
-            Effect.gen(function*() {
-              yield* launch.pgid
-              for (let i = 0; i < 100 && tokenCarriers(launch.token).length < 3; i++) yield* Effect.sleep(50)
-              child.kill("SIGTERM")
-            })
-        })
-        assert.isBelow(r.ms, 15_000)
-        assert.deepStrictEqual(tokenCarriers(launch.token), [])
-      } finally {
-        killCarriers(launch.token)
-      }
-    }), 30_000)
+  it.live(
+    "TERM reaches the escalated script's tree; nothing carrying the token survives",
+    () =>
+      Effect.gen(function*() {
+        const launch = ScriptRender.wrapper(
+          sh(`trap '' TERM; (trap '' TERM; sleep 300) & setsid sleep 300 & echo up; wait`, {
+            user: target.name,
+            method: "sudo"
+          }, {
+            killGrace: Duration.millis(500)
+          })
+        )
+        if (!hasCommand("sudo")) return
+        try {
+          const r = yield* run(launch, {
+            onStart: (child) =>
+              Effect.gen(function*() {
+                yield* launch.pgid
+                for (let i = 0; i < 100 && tokenCarriers(launch.token).length < 3; i++) yield* Effect.sleep(50)
+                child.kill("SIGTERM")
+              })
+          })
+          assert.isBelow(r.ms, 15_000)
+          assert.deepStrictEqual(tokenCarriers(launch.token), [])
+        } finally {
+          killCarriers(launch.token)
+        }
+      }),
+    30_000
+  )
 })
 
 describe.skipIf(!isRoot || !hasCommand("sudo"))("ScriptRender.wrapper sudo, started as an unprivileged user", () => {
@@ -145,17 +174,25 @@ describe.skipIf(!isRoot || !hasCommand("sudo"))("ScriptRender.wrapper sudo, star
     other?.remove()
   })
 
-  it.live("the right password: answered on the prompt, then everything reaches the script", () =>
-    Effect.gen(function*() {
-      const inv = sh(probe, { user: target.name, method: "sudo", password: Redacted.make(PASSWORD) }, probeOptions("/tmp"))
-      const launch = ScriptRender.wrapper(inv)
-      const r = yield* run(launch, { asUser: caller.name })
-      checkProbe(r, target.name, "/tmp")
-      // the prompt is gone from stderr; the password was never in any text
-      assert.notInclude(r.stderr.toString(), "prompt")
-      assert.notInclude(launch.argv.join(" "), PASSWORD)
-      assert.notInclude(ScriptRender.preview(inv), PASSWORD)
-    }), 30_000)
+  it.live(
+    "the right password: answered on the prompt, then everything reaches the script",
+    () =>
+      Effect.gen(function*() {
+        const inv = sh(
+          probe,
+          { user: target.name, method: "sudo", password: Redacted.make(PASSWORD) },
+          probeOptions("/tmp")
+        )
+        const launch = ScriptRender.wrapper(inv)
+        const r = yield* run(launch, { asUser: caller.name })
+        checkProbe(r, target.name, "/tmp")
+        // the prompt is gone from stderr; the password was never in any text
+        assert.notInclude(r.stderr.toString(), "prompt")
+        assert.notInclude(launch.argv.join(" "), PASSWORD)
+        assert.notInclude(ScriptRender.preview(inv), PASSWORD)
+      }),
+    30_000
+  )
 
   it.live("a wrong password is EscalationFailed within seconds, never a hang", () =>
     Effect.gen(function*() {

@@ -9,7 +9,8 @@ import * as ScriptSource from "../src/ScriptSource.js"
 import type { Invocation } from "../src/Transport.js"
 
 /** No lone surrogates (they cannot be encoded as UTF-8). */
-const isWellFormed = (s: string): boolean => !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(s)
+const isWellFormed = (s: string): boolean =>
+  !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(s)
 
 const invocation = (over: Partial<Invocation> = {}): Invocation => ({
   runId: "ps",
@@ -56,7 +57,25 @@ const argsOf = (script: string): Array<string> => {
   return out
 }
 
-const tricky = fc.constantFrom("'", "''", "\u2018", "\u2019", "\u201a", "\u201b", "\"", "`", "$", "$(x)", "@", "\n", "\r\n", "ü", "🎉", "#", "-")
+const tricky = fc.constantFrom(
+  "'",
+  "''",
+  "\u2018",
+  "\u2019",
+  "\u201a",
+  "\u201b",
+  "\"",
+  "`",
+  "$",
+  "$(x)",
+  "@",
+  "\n",
+  "\r\n",
+  "ü",
+  "🎉",
+  "#",
+  "-"
+)
 const value = fc
   .array(fc.oneof(tricky, fc.string({ unit: "binary", maxLength: 5 })), { maxLength: 10 })
   .map((p) => p.join(""))
@@ -99,7 +118,10 @@ describe("ScriptRender.powershell", () => {
     assert.notInclude(w.encodedCommand, Buffer.from("s3cr3t-ps", "utf16le").toString("base64").slice(0, 8))
     assert.include(w.script, "[Console]::In.ReadLine()")
     const lines = new TextDecoder().decode(w.secretInput()).split("\n")
-    assert.deepStrictEqual(lines.slice(0, 2).map((l) => Buffer.from(l, "base64").toString("utf8")), ["s3cr3t-ps", "s2\n"])
+    assert.deepStrictEqual(lines.slice(0, 2).map((l) => Buffer.from(l, "base64").toString("utf8")), [
+      "s3cr3t-ps",
+      "s2\n"
+    ])
     const viaEnv = ScriptRender.powershell(inv)
     assert.notInclude(viaEnv.script, "s3cr3t-ps")
     assert.notInclude(viaEnv.script, "ReadLine")

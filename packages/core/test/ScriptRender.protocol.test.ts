@@ -134,7 +134,11 @@ describe("ScriptRender protocol (no processes)", () => {
 
   it.effect("interprets statuses: signals, shell statuses, missing status, reserved failures", () =>
     Effect.gen(function*() {
-      const check = (lines: string, status: { _tag: "Exited"; code: number } | { _tag: "Signaled"; signal: string }, over: Partial<Invocation> = {}) =>
+      const check = (
+        lines: string,
+        status: { _tag: "Exited"; code: number } | { _tag: "Signaled"; signal: string },
+        over: Partial<Invocation> = {}
+      ) =>
         Effect.scoped(
           Effect.gen(function*() {
             const launch = ScriptRender.wrapper(invocation(over), { nonce: "S" })
@@ -161,10 +165,14 @@ describe("ScriptRender protocol (no processes)", () => {
       const killed = yield* check("runcmd-S:ready\n", { _tag: "Signaled", signal: "SIGKILL" })
       assert.deepStrictEqual(killed._tag === "Right" && killed.right, { _tag: "Signaled", signal: "SIGKILL" })
       const notStarted = yield* check("sh: 1: head: not found\n", { _tag: "Exited", code: 125 })
-      assert.isTrue(notStarted._tag === "Left" && notStarted.left.reason === "ProtocolError" && notStarted.left.phase === "delivery")
+      assert.isTrue(
+        notStarted._tag === "Left" && notStarted.left.reason === "ProtocolError" && notStarted.left.phase === "delivery"
+      )
       const cwd = yield* check("runcmd-S:ready\nruncmd-S:fail cwd\n", { _tag: "Exited", code: 125 }, { cwd: "/x" })
       assert.isTrue(cwd._tag === "Left" && cwd.left.reason === "SpawnFailed" && cwd.left.phase === "delivery")
-      const esc = yield* check("sudo: unknown user\n", { _tag: "Exited", code: 1 }, { runAs: { user: "u", method: "sudo" } })
+      const esc = yield* check("sudo: unknown user\n", { _tag: "Exited", code: 1 }, {
+        runAs: { user: "u", method: "sudo" }
+      })
       assert.isTrue(esc._tag === "Left" && esc.left.reason === "EscalationFailed")
       if (esc._tag === "Left") assert.include(JSON.stringify(esc.left.detail), "unknown user")
       const tool = yield* check("runcmd-S:fail escalation doas-not-found\n", { _tag: "Exited", code: 125 }, {
@@ -174,7 +182,9 @@ describe("ScriptRender protocol (no processes)", () => {
     }))
 
   it("killScript names the group, the token and the grace, and nothing of the user's", () => {
-    const launch = ScriptRender.wrapper(invocation({ env: { SECRETISH: "zzz-env" }, secrets: { K: Redacted.make("zzz-secret") } }))
+    const launch = ScriptRender.wrapper(
+      invocation({ env: { SECRETISH: "zzz-env" }, secrets: { K: Redacted.make("zzz-secret") } })
+    )
     const text = launch.killScript(1234, Duration.millis(1500))
     assert.include(text, "__rc_pg=1234")
     assert.include(text, launch.token)

@@ -89,7 +89,9 @@ for (const { name, shell } of shells) {
       Effect.gen(function*() {
         const args = ["a b", "it's", "$(echo no)", "`no`", "\\n", "-n", "--", "", "ü ✓ 🎉", "line1\nline2\n"]
         const r = yield* run(
-          ScriptRender.wrapper(invocation(ScriptSource.command("printf", "%s\\0", ...args.slice(0, 3)), { args: args.slice(3) })),
+          ScriptRender.wrapper(
+            invocation(ScriptSource.command("printf", "%s\\0", ...args.slice(0, 3)), { args: args.slice(3) })
+          ),
           { shell }
         )
         assert.deepStrictEqual(exitOf(r), { _tag: "Exited", code: 0 }, r.stderr.toString())
@@ -123,7 +125,9 @@ for (const { name, shell } of shells) {
     it.live("bash and python interpreters", () =>
       Effect.gen(function*() {
         const b = yield* run(
-          ScriptRender.wrapper(invocation(ScriptSource.script(`echo "\${BASH_VERSION:+bash} $1"`, "bash"), { args: ["x y"] })),
+          ScriptRender.wrapper(
+            invocation(ScriptSource.script(`echo "\${BASH_VERSION:+bash} $1"`, "bash"), { args: ["x y"] })
+          ),
           { shell }
         )
         assert.strictEqual(b.stdout.toString(), "bash x y\n", b.stderr.toString())
@@ -197,30 +201,34 @@ wait
 `
 
   for (const { name, shell } of shells) {
-    it.live(`TERM to the wrapper (${name}) kills the tree, TERM-ignoring and setsid'd grandchildren included`, () =>
-      Effect.gen(function*() {
-        const launch = ScriptRender.wrapper(sh(tree, { killGrace: Duration.millis(500) }))
-        try {
-          const r = yield* run(launch, {
-            shell,
-            onStart: (child) =>
-              Effect.gen(function*() {
-                yield* launch.pgid
-                // wait until the tree is up
-                for (let i = 0; i < 100 && tokenCarriers(launch.token).length < 5; i++) yield* Effect.sleep(50)
-                child.kill("SIGTERM")
-              })
-          })
-          assert.isBelow(r.ms, 15_000)
-          assert.deepStrictEqual(tokenCarriers(launch.token), [])
-          const pgid = yield* launch.pgid
-          assert.deepStrictEqual(groupMembers(pgid), [])
-          // the user's shell ignored TERM: it died of the KILL
-          assert.deepStrictEqual(exitOf(r), { _tag: "Signaled", signal: "SIGKILL" }, r.stderr.toString())
-        } finally {
-          killCarriers(launch.token)
-        }
-      }), 30_000)
+    it.live(
+      `TERM to the wrapper (${name}) kills the tree, TERM-ignoring and setsid'd grandchildren included`,
+      () =>
+        Effect.gen(function*() {
+          const launch = ScriptRender.wrapper(sh(tree, { killGrace: Duration.millis(500) }))
+          try {
+            const r = yield* run(launch, {
+              shell,
+              onStart: (child) =>
+                Effect.gen(function*() {
+                  yield* launch.pgid
+                  // wait until the tree is up
+                  for (let i = 0; i < 100 && tokenCarriers(launch.token).length < 5; i++) yield* Effect.sleep(50)
+                  child.kill("SIGTERM")
+                })
+            })
+            assert.isBelow(r.ms, 15_000)
+            assert.deepStrictEqual(tokenCarriers(launch.token), [])
+            const pgid = yield* launch.pgid
+            assert.deepStrictEqual(groupMembers(pgid), [])
+            // the user's shell ignored TERM: it died of the KILL
+            assert.deepStrictEqual(exitOf(r), { _tag: "Signaled", signal: "SIGKILL" }, r.stderr.toString())
+          } finally {
+            killCarriers(launch.token)
+          }
+        }),
+      30_000
+    )
   }
 
   it.live("killScript kills the group and every token carrier and says so truthfully", () =>
@@ -255,7 +263,10 @@ wait
       try {
         const text = ScriptRender.wrapper(sh("true")).killScript(child.pid!, Duration.millis(100))
         const out = cp.spawnSync("/bin/sh", ["-c", `kill() { :; }\n${text}`], { timeout: 20_000 })
-        assert.deepStrictEqual(ScriptRender.parseKillResult(out.stdout.toString()), Option.some({ gone: false, alive: 1 }))
+        assert.deepStrictEqual(
+          ScriptRender.parseKillResult(out.stdout.toString()),
+          Option.some({ gone: false, alive: 1 })
+        )
       } finally {
         child.kill("SIGKILL")
       }

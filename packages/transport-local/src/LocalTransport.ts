@@ -90,7 +90,9 @@ export const make = (options: Options = {}): Effect.Effect<Transport.Transport, 
       Effect.gen(function*() {
         if (registry.entriesOf(owner).length === 0) return
         registry.signalLive("SIGTERM", owner)
-        for (let i = 0; i < 20 && registry.entriesOf(owner).length > 0; i++) yield* Effect.promise(() => new Promise((r) => setTimeout(r, 50)))
+        for (let i = 0; i < 20 && registry.entriesOf(owner).length > 0; i++) {
+          yield* Effect.promise(() => new Promise((r) => setTimeout(r, 50)))
+        }
         registry.signalLive("SIGKILL", owner)
       }).pipe(Effect.withSpan("LocalTransport.shutdown"))
     )
@@ -127,7 +129,8 @@ export const make = (options: Options = {}): Effect.Effect<Transport.Transport, 
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Options = {}): Layer.Layer<Transport.Registry, Transport.DuplicateTransport> => Transport.layer(make(options))
+export const layer = (options: Options = {}): Layer.Layer<Transport.Registry, Transport.DuplicateTransport> =>
+  Transport.layer(make(options))
 
 /**
  * @since 0.1.0

@@ -27,7 +27,10 @@ const hostRun = async (mark: string, signal: NodeJS.Signals, extra: Array<string
     const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
       child.on("exit", (code, signal) => resolve({ code, signal }))
     )
-    assert.isTrue(await waitFor(() => out.includes("ready") && carriers(mark).length >= 2, 30_000), "host did not start")
+    assert.isTrue(
+      await waitFor(() => out.includes("ready") && carriers(mark).length >= 2, 30_000),
+      "host did not start"
+    )
     child.kill(signal)
     const timeout = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), 20_000))
     const result = await Promise.race([ended, timeout])

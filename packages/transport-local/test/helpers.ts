@@ -26,8 +26,11 @@ export const invocation = (
 export const sh = (text: string, over: Partial<Transport.Invocation> = {}) =>
   invocation(ScriptSource.script(text, "sh"), over)
 
-export const local = Effect.flatMap(Transport.Registry, (registry) =>
-  Effect.sync(() => Option.getOrThrowWith(registry.get("local"), () => new Error("no local transport registered"))))
+export const local = Effect.flatMap(
+  Transport.Registry,
+  (registry) =>
+    Effect.sync(() => Option.getOrThrowWith(registry.get("local"), () => new Error("no local transport registered")))
+)
 
 const statOf = (pid: string) => {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
@@ -87,7 +90,7 @@ export const hasCommand = (name: string): boolean => cp.spawnSync("sh", ["-c", `
 export const isRoot = typeof process.getuid === "function" && process.getuid() === 0
 
 /** Creates a throwaway user (useradd) and returns a function removing it. */
-export const createUser = (name: string, password?: string): (() => void) => {
+export const createUser = (name: string, password?: string): () => void => {
   cp.spawnSync("userdel", ["-r", name], { stdio: "ignore" })
   const r = cp.spawnSync("useradd", ["-m", "-s", "/bin/sh", name], { encoding: "utf8" })
   if (r.status !== 0) throw new Error(`useradd ${name}: ${r.stderr}`)

@@ -28,7 +28,9 @@ const encoder = new TextEncoder()
 const hasNul = (s: string): boolean => s.includes("\0")
 
 /** Program and arguments, when the source runs without a wrapper stage. @internal */
-export const program = (invocation: Invocation): { readonly file: string; readonly args: Array<string> } | undefined => {
+export const program = (
+  invocation: Invocation
+): { readonly file: string; readonly args: Array<string> } | undefined => {
   const source = invocation.source
   switch (source._tag) {
     case "Command": {
@@ -111,7 +113,9 @@ export const shellStage = (
   const parts: Array<string> = []
   if (invocation.cwd !== undefined) {
     const dir = quote(invocation.cwd)
-    parts.push(`cd -- ${dir} 2>/dev/null || cd ${dir} 2>/dev/null || { printf '%s' ${quote(cwdFailure(nonce))} >&2; exit 125; }`)
+    parts.push(
+      `cd -- ${dir} 2>/dev/null || cd ${dir} 2>/dev/null || { printf '%s' ${quote(cwdFailure(nonce))} >&2; exit 125; }`
+    )
   }
   parts.push(`${TOKEN_VAR}=${quote(token)}; export ${TOKEN_VAR}`)
   for (const name of names) {

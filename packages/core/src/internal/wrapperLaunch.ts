@@ -247,13 +247,20 @@ export const make = (invocation: Invocation, options?: ScriptRender.RenderOption
             )
           case "cwd":
             return Effect.fail(
-              fail("SpawnFailed", "delivery", `the working directory ${JSON.stringify(invocation.cwd)} does not exist or is not accessible`, {
-                wrapper: "CwdNotFound",
-                cwd: invocation.cwd
-              })
+              fail(
+                "SpawnFailed",
+                "delivery",
+                `the working directory ${JSON.stringify(invocation.cwd)} does not exist or is not accessible`,
+                {
+                  wrapper: "CwdNotFound",
+                  cwd: invocation.cwd
+                }
+              )
             )
           case "env":
-            return Effect.fail(fail("SpawnFailed", "delivery", "an environment variable name is not valid", { wrapper: "InvalidEnv" }))
+            return Effect.fail(
+              fail("SpawnFailed", "delivery", "an environment variable name is not valid", { wrapper: "InvalidEnv" })
+            )
           case "interpreter":
           case "native":
             return Effect.fail(
@@ -308,9 +315,14 @@ export const make = (invocation: Invocation, options?: ScriptRender.RenderOption
       }
       if (status._tag === "Signaled") return Effect.succeed(status)
       return Effect.fail(
-        fail("ProtocolError", "execution", `the wrapper exited without reporting the script's status (${wrapperStatus})`, {
-          wrapperStatus
-        })
+        fail(
+          "ProtocolError",
+          "execution",
+          `the wrapper exited without reporting the script's status (${wrapperStatus})`,
+          {
+            wrapperStatus
+          }
+        )
       )
     })
 
@@ -326,8 +338,7 @@ export const make = (invocation: Invocation, options?: ScriptRender.RenderOption
       Effect.flatMap(Option.match({ onNone: () => Effect.succeedNone, onSome: (e) => Effect.asSome(e) }))
     ),
     ready: Deferred.await(readyDeferred),
-    killScript: (pgid, grace) =>
-      posixInternal.killScript({ token, nonce, pgid, wrapperPid: state.wrapperPid, grace }),
+    killScript: (pgid, grace) => posixInternal.killScript({ token, nonce, pgid, wrapperPid: state.wrapperPid, grace }),
     interpretExit
   }
 }

@@ -215,12 +215,15 @@ export const inner = (invocation: Invocation, nonce: string, token: string): str
     `__rc_p() { printf '%s:%s\\n' "$__rc_R" "$*" >&2; }`
   ]
   if (invocation.cwd !== undefined) {
-    lines.push(`cd -- ${quote(invocation.cwd)} 2>/dev/null || cd ${quote(invocation.cwd)} 2>/dev/null || { __rc_p 'fail cwd'; exit 125; }`)
+    lines.push(
+      `cd -- ${quote(invocation.cwd)} 2>/dev/null || cd ${
+        quote(invocation.cwd)
+      } 2>/dev/null || { __rc_p 'fail cwd'; exit 125; }`
+    )
   }
+  lines.push(`__rc_tok=${quote(token)}`, `__rc_pg=`)
+  for (const line of KILL_LIB) lines.push(line)
   lines.push(
-    `__rc_tok=${quote(token)}`,
-    `__rc_pg=`,
-    ...KILL_LIB,
     `__rc_term() {`,
     `  trap '' TERM INT HUP`,
     `  __rc_sweep TERM`,
@@ -372,7 +375,8 @@ export const launch = (invocation: Invocation, nonce: string, token: string): st
     if (Object.hasOwn(invocation.secrets, name)) continue
     lines.push(`${name}=${quote(value)}; export ${name}`)
   }
-  lines.push(`${TOKEN_VAR}=${quote(token)}; export ${TOKEN_VAR}`, ...execLine(invocation, nonce))
+  lines.push(`${TOKEN_VAR}=${quote(token)}; export ${TOKEN_VAR}`)
+  for (const line of execLine(invocation, nonce)) lines.push(line)
   return block(lines)
 }
 

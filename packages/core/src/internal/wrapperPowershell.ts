@@ -69,7 +69,9 @@ export const render = (invocation: Invocation, nonce: string, secretsFromStdin: 
     for (const name of secretNames) {
       if (!ENV_NAME.test(name)) throw new Error(`invalid environment variable name: ${name}`)
       lines.push(
-        `[Environment]::SetEnvironmentVariable(${quote(name)}, $__rc_utf8.GetString([Convert]::FromBase64String([Console]::In.ReadLine())))`
+        `[Environment]::SetEnvironmentVariable(${
+          quote(name)
+        }, $__rc_utf8.GetString([Convert]::FromBase64String([Console]::In.ReadLine())))`
       )
     }
   } else if (secretNames.length > 0) {

@@ -24,9 +24,9 @@ export const preview = (invocation: Invocation): string => {
   const run = directInternal.eligible(invocation) ? directInternal.program(invocation) : undefined
   if (run !== undefined) {
     const added = [
-      ...Object.entries(invocation.env).filter(([name]) => !Object.hasOwn(invocation.secrets, name)).map(([name, value]) =>
-        `${name}=${posixInternal.quote(value)}`
-      ),
+      ...Object.entries(invocation.env).filter(([name]) => !Object.hasOwn(invocation.secrets, name)).map((
+        [name, value]
+      ) => `${name}=${posixInternal.quote(value)}`),
       ...secrets.map((name) => `${name}=${REPLACEMENT}`),
       `${posixInternal.TOKEN_VAR}=<per execution>`
     ]

@@ -84,7 +84,8 @@ const startDirect = (
           env: { ...settings.env, ...launch.environment() },
           stdio: [hasStdin ? "pipe" : "ignore", "pipe", "pipe"]
         }),
-      catch: (cause) => Errors.make("SpawnFailed", "delivery", `cannot start ${launch.file}: ${String(cause)}`, { cause })
+      catch: (cause) =>
+        Errors.make("SpawnFailed", "delivery", `cannot start ${launch.file}: ${String(cause)}`, { cause })
     })
     const failure = yield* spawned(child)
     if (failure !== undefined) return yield* notStarted(launch, failure)
@@ -158,7 +159,8 @@ const startWrapped = (
           env: settings.env,
           stdio: ["pipe", "pipe", "pipe"]
         }),
-      catch: (cause) => Errors.make("SpawnFailed", "delivery", `cannot start ${settings.shell}: ${String(cause)}`, { cause })
+      catch: (cause) =>
+        Errors.make("SpawnFailed", "delivery", `cannot start ${settings.shell}: ${String(cause)}`, { cause })
     })
     const failure = yield* spawned(child)
     if (failure !== undefined) {
