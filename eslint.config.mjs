@@ -82,5 +82,12 @@ export default tseslint.config(
         }
       ]
     }
+  },
+  {
+    // library code imports modules (`effect/Effect`), never the barrels: CommonJS consumers load only what is used
+    files: ["packages/*/src/**/*.ts"],
+    rules: {
+      "@effect/no-import-from-barrel-package": ["error", { packageNames: ["effect", "@effect/platform"] }]
+    }
   }
 )
