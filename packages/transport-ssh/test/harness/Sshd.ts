@@ -352,6 +352,8 @@ interface Daemon {
 }
 
 const live = new Set<Daemon>()
+/** State dirs (keys, config) of servers not stopped yet: removed by the last-resort cleanup too. */
+const liveDirs = new Set<string>()
 let exitHook = false
 
 const cleanupNow = () => {
@@ -364,10 +366,13 @@ const cleanupNow = () => {
       fs.rmSync(`/etc/sudoers.d/runcmd-test-${u.name}`, { force: true })
       killAll(processes().filter((p) => p.uid === u.uid).map((p) => p.pid))
       cp.execFileSync("userdel", ["-f", "-r", u.name], { stdio: "ignore", timeout: 5000 })
+      fs.rmSync(path.join(os.tmpdir(), `${STATE_PREFIX}u-${u.name}`), { recursive: true, force: true })
     } catch {
       // best effort
     }
   }
+  // the private keys in them included
+  for (const dir of liveDirs) fs.rmSync(dir, { recursive: true, force: true })
 }
 
 /** Last-resort cleanup when the test process exits or is terminated without running its teardown. */
@@ -468,6 +473,7 @@ export const start = async (options: SshdOptions = {}): Promise<Sshd> => {
   const addresses = addressList(options.addresses)
   const dir = options.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), STATE_PREFIX))
   const ownsDir = options.dir === undefined
+  if (ownsDir) liveDirs.add(dir)
   fs.chmodSync(dir, 0o755)
   writeOwner(dir, {})
   const hostKeyPath = path.join(dir, "host_ed25519")
@@ -611,6 +617,7 @@ export const start = async (options: SshdOptions = {}): Promise<Sshd> => {
   } catch (e) {
     if (testUser !== undefined) await testUser.remove().catch(() => {})
     if (ownsDir) fs.rmSync(dir, { recursive: true, force: true })
+    liveDirs.delete(dir)
     throw e
   }
 
@@ -721,6 +728,7 @@ export const start = async (options: SshdOptions = {}): Promise<Sshd> => {
       await killLeftovers()
       if (testUser !== undefined) await testUser.remove()
       if (ownsDir) fs.rmSync(dir, { recursive: true, force: true })
+      liveDirs.delete(dir)
     }
   }
   running.add(sshd)
