@@ -25,7 +25,9 @@ const sshdCpuMs = (tinis: ReadonlyArray<number>): number => {
     let children: Array<string> = []
     try {
       for (const task of fs.readdirSync(`/proc/${tini}/task`)) {
-        children = children.concat(fs.readFileSync(`/proc/${tini}/task/${task}/children`, "utf8").trim().split(/\s+/).filter(Boolean))
+        children = children.concat(
+          fs.readFileSync(`/proc/${tini}/task/${task}/children`, "utf8").trim().split(/\s+/).filter(Boolean)
+        )
       }
     } catch {
       // gone
@@ -66,7 +68,13 @@ export const sshFanout = async (): Promise<void> => {
   const goal = "runcmd CLI ≤ 0.8× parallel-ssh -p 50, ≤ 0.8× parallel-ssh with curve25519, ≤ 1.15× raw ssh2 " +
     "(whole process, median wall time, 50 hosts, `true`)"
   if (!sshAvailable(["parallel-ssh"])) {
-    writeResult({ name: "ssh-fanout", goal, met: false, skipped: "sshd/ssh/parallel-ssh not installed", machine: load.end() })
+    writeResult({
+      name: "ssh-fanout",
+      goal,
+      met: false,
+      skipped: "sshd/ssh/parallel-ssh not installed",
+      machine: load.end()
+    })
     return
   }
   const server = await startServer({ addresses: HOSTS, maxSessions: 10 })
@@ -78,38 +86,72 @@ export const sshFanout = async (): Promise<void> => {
     fs.writeFileSync(hosts, server.sshd.addresses.join("\n") + "\n")
     const report = path.join(dir, "report.json")
     const floorConfig = path.join(dir, "ssh2.json")
-    fs.writeFileSync(floorConfig, JSON.stringify({
-      addresses: server.sshd.addresses,
-      port: server.sshd.port,
-      user: server.sshd.user,
-      keyPath: server.sshd.clientKeyPath,
-      knownHosts: server.sshd.knownHostsPath,
-      command: "true"
-    }))
+    fs.writeFileSync(
+      floorConfig,
+      JSON.stringify({
+        addresses: server.sshd.addresses,
+        port: server.sshd.port,
+        user: server.sshd.user,
+        keyPath: server.sshd.clientKeyPath,
+        knownHosts: server.sshd.knownHostsPath,
+        command: "true"
+      })
+    )
     const floorScript = path.join(benchDir, "src", "ssh-fanout-ssh2.mjs")
 
     const variants: Record<string, ReadonlyArray<string>> = {
-      runcmd: [process.execPath, cliBin, "run", "-i", inventory, "--concurrency", String(HOSTS), "--report", report, "--", "true"],
+      runcmd: [
+        process.execPath,
+        cliBin,
+        "run",
+        "-i",
+        inventory,
+        "--concurrency",
+        String(HOSTS),
+        "--report",
+        report,
+        "--",
+        "true"
+      ],
       ssh2: [process.execPath, floorScript, floorConfig],
       "ssh2-probe": [process.execPath, floorScript, floorConfig, "--probe"],
       pssh: ["parallel-ssh", "-h", hosts, "-p", String(HOSTS), "-t", "60", "-x", `-F ${server.sshConfig}`, "true"],
-      "pssh-curve25519": ["parallel-ssh", "-h", hosts, "-p", String(HOSTS), "-t", "60", "-x", `-F ${server.sshConfig} -o KexAlgorithms=curve25519-sha256`, "true"]
+      "pssh-curve25519": [
+        "parallel-ssh",
+        "-h",
+        hosts,
+        "-p",
+        String(HOSTS),
+        "-t",
+        "60",
+        "-x",
+        `-F ${server.sshConfig} -o KexAlgorithms=curve25519-sha256`,
+        "true"
+      ]
     }
     const check = (name: string, r: Awaited<ReturnType<typeof run>>): string | undefined => {
       if (name === "runcmd") {
         if (r.code === 0) return undefined
         let detail = r.stderr.trim().split("\n").slice(-3).join(" / ")
         try {
-          const rep = JSON.parse(fs.readFileSync(report, "utf8")) as { summary?: { byOutcome?: Record<string, number> } }
+          const rep = JSON.parse(fs.readFileSync(report, "utf8")) as {
+            summary?: { byOutcome?: Record<string, number> }
+          }
           detail = `${JSON.stringify(rep.summary?.byOutcome)} ${detail}`
         } catch {
           // no report
         }
         return `exit ${r.code}: ${detail}`.slice(0, 600)
       }
-      if (name.startsWith("ssh2")) return r.code === 0 ? undefined : `exit ${r.code}: ${r.stdout.trim()} ${r.stderr.slice(-300)}`
+      if (name.startsWith("ssh2")) {
+        return r.code === 0
+          ? undefined
+          : `exit ${r.code}: ${r.stdout.trim()} ${r.stderr.slice(-300)}`
+      }
       const ok = (r.stdout.match(/\[SUCCESS\]/g) ?? []).length
-      return r.code === 0 && ok === HOSTS ? undefined : `exit ${r.code}, ${ok}/${HOSTS} SUCCESS: ${r.stderr.slice(-300)}`
+      return r.code === 0 && ok === HOSTS
+        ? undefined
+        : `exit ${r.code}, ${ok}/${HOSTS} SUCCESS: ${r.stderr.slice(-300)}`
     }
 
     // one run of each first: warm-up, and whether runcmd works at all
@@ -140,16 +182,24 @@ export const sshFanout = async (): Promise<void> => {
         const bad = check(name, res)
         if (bad !== undefined) failedRuns[name]!.push(bad)
         samples[name]!.push(res.ms)
-        const cpu = 1000 * (Number(res.timeV?.["User time (seconds)"] ?? NaN) + Number(res.timeV?.["System time (seconds)"] ?? NaN))
+        const cpu = 1000 *
+          (Number(res.timeV?.["User time (seconds)"] ?? NaN) + Number(res.timeV?.["System time (seconds)"] ?? NaN))
         clientCpu[name]!.push(cpu)
         serverCpu[name]!.push(sshdMs)
-        line.push(`${name} ${(res.ms / 1000).toFixed(2)} (cpu ${(cpu / 1000).toFixed(2)} + sshd ${(sshdMs / 1000).toFixed(2)})${bad === undefined ? "" : " (FAILED)"}`)
+        line.push(
+          `${name} ${(res.ms / 1000).toFixed(2)} (cpu ${(cpu / 1000).toFixed(2)} + sshd ${(sshdMs / 1000).toFixed(2)})${
+            bad === undefined ? "" : " (FAILED)"
+          }`
+        )
       }
       console.log(`  round ${r + 1}/${ROUNDS}: ${line.join(", ")} s`)
     }
     const s = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, stats(v, 1)]))
     const runcmdOk = (failedRuns.runcmd?.length ?? 1) === 0
-    const ratio = (a: string, b: string) => (s[a] && s[b] ? round(median(samples[a]!) / median(samples[b]!)) : undefined)
+    const ratio = (
+      a: string,
+      b: string
+    ) => (s[a] && s[b] ? round(median(samples[a]!) / median(samples[b]!)) : undefined)
     const vsPssh = ratio("runcmd", "pssh")
     const vsCurve = ratio("runcmd", "pssh-curve25519")
     const vsFloor = ratio("runcmd", "ssh2")
@@ -165,7 +215,11 @@ export const sshFanout = async (): Promise<void> => {
     const medianOf = (m: Record<string, Array<number>>) =>
       Object.fromEntries(Object.entries(m).map(([k, v]) => [k, round(median(v), 0)]))
     for (const [k, v] of Object.entries(s)) {
-      console.log(`  ${k.padEnd(16)} median ${(v.median / 1000).toFixed(2)} s, client CPU ${(median(clientCpu[k]!) / 1000).toFixed(2)} s, sshd CPU ${(median(serverCpu[k]!) / 1000).toFixed(2)} s`)
+      console.log(
+        `  ${k.padEnd(16)} median ${(v.median / 1000).toFixed(2)} s, client CPU ${
+          (median(clientCpu[k]!) / 1000).toFixed(2)
+        } s, sshd CPU ${(median(serverCpu[k]!) / 1000).toFixed(2)} s`
+      )
     }
     let profile: unknown
     if (!met && runcmdOk) {
@@ -208,7 +262,8 @@ export const sshFanout = async (): Promise<void> => {
       samplesMs: Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, v.map((x) => round(x, 0))])),
       failedRuns,
       profile,
-      measured: "whole processes, wall time (under /usr/bin/time -v for the client's CPU); runcmd: the CLI with an inventory " +
+      measured:
+        "whole processes, wall time (under /usr/bin/time -v for the client's CPU); runcmd: the CLI with an inventory " +
         "of 50 ssh targets (key auth, strict host keys), --concurrency 50; ssh2: src/ssh-fanout-ssh2.mjs, 50 connections " +
         "and execs of `true` from one script (same key, known_hosts, user); pssh: Debian's parallel-ssh 2.3.4 -p 50 " +
         "with the same key, known_hosts and user via ssh -F; sshd CPU: the listeners' own and reaped children's CPU",

@@ -38,7 +38,10 @@ describe.skipIf(!Sshd.enabled())("runcmd run over SSH (a real sshd on loopback)"
 
         const check = yield* runcmd(["inventory", "check", inv])
         assert.strictEqual(check.code, 0, check.stderr)
-        assert.match(check.stdout, new RegExp(`^host-1\\s+ssh\\s+${sshd.user}@${sshd.addresses[0]}:${sshd.port}\\s`, "m"))
+        assert.match(
+          check.stdout,
+          new RegExp(`^host-1\\s+ssh\\s+${sshd.user}@${sshd.addresses[0]}:${sshd.port}\\s`, "m")
+        )
         assert.match(check.stdout, /^here\s+local\s+-\s/m)
         assert.notInclude(check.stdout, "PRIVATE KEY")
 
@@ -54,7 +57,9 @@ describe.skipIf(!Sshd.enabled())("runcmd run over SSH (a real sshd on loopback)"
         ])
         for (const o of report.outcomes) assert.strictEqual(o.stdout.head + o.stdout.tail, "sum 42\n")
 
-        const selected = yield* runcmd(["run", "-i", inv, "--select", "via=ssh", "--", "uname", "-s"], { timeout: "40 seconds" })
+        const selected = yield* runcmd(["run", "-i", inv, "--select", "via=ssh", "--", "uname", "-s"], {
+          timeout: "40 seconds"
+        })
         assert.strictEqual(selected.code, 0, selected.stderr)
         assert.match(selected.stdout, /^\[host-1\] Linux$/m)
         assert.notMatch(selected.stdout, /\[here\]/)
@@ -64,19 +69,34 @@ describe.skipIf(!Sshd.enabled())("runcmd run over SSH (a real sshd on loopback)"
       Effect.gen(function*() {
         const sshd = yield* Sshd.Server
         const dir = yield* tempDir
-        const config = writeFile(dir, "ssh_config", [
-          "Host box-*",
-          `  HostName ${sshd.addresses[0]}`,
-          `  Port ${sshd.port}`,
-          `  User ${sshd.user}`,
-          `  IdentityFile ${sshd.clientKeyPath}`,
-          "  StrictHostKeyChecking yes",
-          `  UserKnownHostsFile ${sshd.knownHostsPath}`,
-          "Host box-a",
-          "Host box-b",
-          ""
-        ].join("\n"))
-        const r = yield* runcmd(["run", "--ssh-config", config, "--output", "json", "--select", "id=box-*", "--", "echo", "via config"], {
+        const config = writeFile(
+          dir,
+          "ssh_config",
+          [
+            "Host box-*",
+            `  HostName ${sshd.addresses[0]}`,
+            `  Port ${sshd.port}`,
+            `  User ${sshd.user}`,
+            `  IdentityFile ${sshd.clientKeyPath}`,
+            "  StrictHostKeyChecking yes",
+            `  UserKnownHostsFile ${sshd.knownHostsPath}`,
+            "Host box-a",
+            "Host box-b",
+            ""
+          ].join("\n")
+        )
+        const r = yield* runcmd([
+          "run",
+          "--ssh-config",
+          config,
+          "--output",
+          "json",
+          "--select",
+          "id=box-*",
+          "--",
+          "echo",
+          "via config"
+        ], {
           timeout: "40 seconds"
         })
         assert.strictEqual(r.code, 0, r.stderr)
@@ -99,8 +119,12 @@ describe.skipIf(!Sshd.enabled())("runcmd run over SSH (a real sshd on loopback)"
         const reportFile = path.join(dir, "report.json")
         const sleep = `sleep 33.${unique()}`
         const proc = yield* spawn(["run", "-i", inv, "--report", reportFile, "--command", `echo started; ${sleep}`])
-        for (const id of ["host-1", "host-2", "here"]) yield* proc.waitFor(new RegExp(`\\[${id}\\] started`), "30 seconds")
-        for (let i = 0; i < 40 && processesMatching(sleep, true).length < 3; i++) yield* Effect.sleep("50 millis")
+        for (const id of ["host-1", "host-2", "here"]) {
+          yield* proc.waitFor(new RegExp(`\\[${id}\\] started`), "30 seconds")
+        }
+        for (let i = 0; i < 40 && processesMatching(sleep, true).length < 3; i++) {
+          yield* Effect.sleep("50 millis")
+        }
         assert.strictEqual(processesMatching(sleep, true).length, 3)
         yield* proc.kill("SIGINT")
         const r = yield* proc.result("30 seconds")

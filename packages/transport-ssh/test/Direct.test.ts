@@ -1,6 +1,6 @@
+import { afterEach, assert, describe, it } from "@effect/vitest"
 import * as ScriptSource from "@runcmd/core/ScriptSource"
 import * as Transport from "@runcmd/core/Transport"
-import { afterEach, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import * as cp from "node:child_process"

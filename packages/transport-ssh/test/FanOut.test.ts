@@ -13,7 +13,9 @@ describe.skipIf(!Sshd.enabled())("fan-out", () => {
       Effect.gen(function*() {
         const sshd = yield* Sshd.Server
         assert.strictEqual(sshd.pids().length, 4, "one sshd per 16 addresses")
-        const targets = sshd.addresses.map((address, i) => sshd.target({ address, id: `host-${i}`, overrides: { labels: { n: String(i) } } }))
+        const targets = sshd.addresses.map((address, i) =>
+          sshd.target({ address, id: `host-${i}`, overrides: { labels: { n: String(i) } } })
+        )
         const started = Date.now()
         const report = yield* run(targets, "echo $SSH_CONNECTION", { concurrency: 50 }).pipe(
           Effect.provide(SshTransport.layer())
@@ -24,7 +26,11 @@ describe.skipIf(!Sshd.enabled())("fan-out", () => {
         assert.strictEqual(failed.length, 0, describeReport({ ...report, outcomes: failed }))
         report.outcomes.forEach((o) => {
           const i = Number(o.targetId.slice("host-".length))
-          assert.strictEqual(stdoutOf(o).trim().split(" ")[2], sshd.addresses[i], `${o.targetId} ran on its own address`)
+          assert.strictEqual(
+            stdoutOf(o).trim().split(" ")[2],
+            sshd.addresses[i],
+            `${o.targetId} ran on its own address`
+          )
         })
         assert.isBelow(elapsed, 30_000)
       }), { timeout: 60_000 })

@@ -20,15 +20,24 @@ describe.skipIf(!Sshd.enabled())("host key changed between two runs", () => {
         yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(marker, { force: true })))
         const policies = [
           { id: "accept-new", hostKey: { policy: "accept-new" as const, store } },
-          { id: "strict", hostKey: { policy: "strict" as const, knownHosts: [path.join(first.dir, "..", `runcmd-kh-${process.pid}`)] } },
+          {
+            id: "strict",
+            hostKey: { policy: "strict" as const, knownHosts: [path.join(first.dir, "..", `runcmd-kh-${process.pid}`)] }
+          },
           { id: "pinned", hostKey: { policy: "pinned" as const, fingerprints: [first.hostFingerprint] as const } }
         ]
         fs.copyFileSync(first.knownHostsPath, policies[1]!.hostKey.knownHosts![0]!)
-        yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(policies[1]!.hostKey.knownHosts![0]!, { force: true })))
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => fs.rmSync(policies[1]!.hostKey.knownHosts![0]!, { force: true }))
+        )
 
         const targets1 = policies.map((p) => first.target({ id: p.id, hostKey: p.hostKey as never }))
         const report1 = yield* run(targets1, "true").pipe(Effect.provide(SshTransport.layer()))
-        assert.deepStrictEqual(report1.outcomes.map((o) => o._tag), ["Succeeded", "Succeeded", "Succeeded"], describeReport(report1))
+        assert.deepStrictEqual(
+          report1.outcomes.map((o) => o._tag),
+          ["Succeeded", "Succeeded", "Succeeded"],
+          describeReport(report1)
+        )
         const oldFingerprint = first.hostFingerprint
         yield* Effect.promise(() => first.assertNoLeftovers())
         yield* Effect.promise(() => first.stop())

@@ -35,7 +35,12 @@ describe.skipIf(!Sshd.enabled())("jump hosts (ProxyJump)", () => {
       Effect.gen(function*() {
         const { jump1, jump2, final } = yield* all
         const targets = final.addresses.map((address, i) =>
-          final.target({ address, id: `behind-${i}`, hostKey: pinned(final), overrides: { via: [hop(jump1), hop(jump2)] } })
+          final.target({
+            address,
+            id: `behind-${i}`,
+            hostKey: pinned(final),
+            overrides: { via: [hop(jump1), hop(jump2)] }
+          })
         )
         const before = { j1: logins(jump1), j2: logins(jump2), final: logins(final) }
         const report = yield* run(targets, "echo $SSH_CONNECTION", { concurrency: 3 }).pipe(

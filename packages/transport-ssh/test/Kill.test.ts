@@ -1,10 +1,10 @@
-import * as ScriptSource from "@runcmd/core/ScriptSource"
 import { afterEach, assert, describe, it } from "@effect/vitest"
+import * as Runner from "@runcmd/core/Runner"
+import * as RunPlan from "@runcmd/core/RunPlan"
+import * as ScriptSource from "@runcmd/core/ScriptSource"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import * as Runner from "@runcmd/core/Runner"
-import * as RunPlan from "@runcmd/core/RunPlan"
 import * as Stream from "effect/Stream"
 import * as fs from "node:fs"
 import * as SshTransport from "../src/SshTransport.js"
@@ -78,45 +78,56 @@ describe.skipIf(!Sshd.enabled())("kill on timeout and cancel", () => {
         assert.deepStrictEqual(sshd.leftovers(), [])
       }))
 
-    it.scoped("cancelling a run in the middle of heavy output ends promptly, the kill confirmed", () =>
-      Effect.gen(function*() {
-        const sshd = yield* Sshd.Server
-        const started = Date.now()
-        const report = yield* Runner.run(
-          RunPlan.make({
-            targets: [sshd.target()],
-            job: ScriptSource.job(ScriptSource.script("cat /dev/zero")),
-            policy: { killGrace: Duration.millis(300) }
-          }),
-          { cancelWhen: Effect.sleep("1 second") }
-        ).pipe(Effect.provide(SshTransport.layer()))
-        const o = report.outcomes[0]!
-        assert.strictEqual(o._tag, "Cancelled", describeReport(report))
-        if (o._tag === "Cancelled") assert.isTrue(o.confirmed)
-        assert.isAbove(o.stdout.totalBytes, 1024 * 1024)
-        // the output the server still holds is drained, so the channel closes and the finalizer does not hang
-        assert.isBelow(Date.now() - started, 10_000)
-        assert.deepStrictEqual(sshd.leftovers(), [])
-      }), { timeout: 30_000 })
+    it.scoped(
+      "cancelling a run in the middle of heavy output ends promptly, the kill confirmed",
+      () =>
+        Effect.gen(function*() {
+          const sshd = yield* Sshd.Server
+          const started = Date.now()
+          const report = yield* Runner.run(
+            RunPlan.make({
+              targets: [sshd.target()],
+              job: ScriptSource.job(ScriptSource.script("cat /dev/zero")),
+              policy: { killGrace: Duration.millis(300) }
+            }),
+            { cancelWhen: Effect.sleep("1 second") }
+          ).pipe(Effect.provide(SshTransport.layer()))
+          const o = report.outcomes[0]!
+          assert.strictEqual(o._tag, "Cancelled", describeReport(report))
+          if (o._tag === "Cancelled") assert.isTrue(o.confirmed)
+          assert.isAbove(o.stdout.totalBytes, 1024 * 1024)
+          // the output the server still holds is drained, so the channel closes and the finalizer does not hang
+          assert.isBelow(Date.now() - started, 10_000)
+          assert.deepStrictEqual(sshd.leftovers(), [])
+        }),
+      { timeout: 30_000 }
+    )
 
-    it.scoped("closing the scope while the consumer holds the channel paused kills and ends promptly", () =>
-      Effect.gen(function*() {
-        const sshd = yield* Sshd.Server
-        const transport = yield* SshTransport.make()
-        const started = Date.now()
-        const confirmed = yield* Effect.scoped(
-          Effect.gen(function*() {
-            const execution = yield* transport.start(sshd.target(), sh("cat /dev/zero", { killGrace: Duration.millis(200) }))
-            // one chunk, then nothing is read: the channel fills up and is paused
-            yield* execution.output.pipe(Stream.take(1), Stream.runDrain)
-            yield* Effect.sleep("500 millis")
-            return execution
-          })
-        ).pipe(Effect.flatMap((execution) => execution.killConfirmed))
-        assert.isTrue(confirmed)
-        assert.isBelow(Date.now() - started, 10_000)
-        assert.deepStrictEqual(sshd.leftovers(), [])
-      }), { timeout: 30_000 })
+    it.scoped(
+      "closing the scope while the consumer holds the channel paused kills and ends promptly",
+      () =>
+        Effect.gen(function*() {
+          const sshd = yield* Sshd.Server
+          const transport = yield* SshTransport.make()
+          const started = Date.now()
+          const confirmed = yield* Effect.scoped(
+            Effect.gen(function*() {
+              const execution = yield* transport.start(
+                sshd.target(),
+                sh("cat /dev/zero", { killGrace: Duration.millis(200) })
+              )
+              // one chunk, then nothing is read: the channel fills up and is paused
+              yield* execution.output.pipe(Stream.take(1), Stream.runDrain)
+              yield* Effect.sleep("500 millis")
+              return execution
+            })
+          ).pipe(Effect.flatMap((execution) => execution.killConfirmed))
+          assert.isTrue(confirmed)
+          assert.isBelow(Date.now() - started, 10_000)
+          assert.deepStrictEqual(sshd.leftovers(), [])
+        }),
+      { timeout: 30_000 }
+    )
 
     it.scoped("a kill is not stuck behind queued executions when the connection is at its channel cap", () =>
       Effect.gen(function*() {
@@ -128,7 +139,10 @@ describe.skipIf(!Sshd.enabled())("kill on timeout and cancel", () => {
         const started = Date.now()
         const confirmed = yield* Effect.scoped(
           Effect.gen(function*() {
-            const execution = yield* transport.start(target, sh("echo go; sleep 300", { killGrace: Duration.millis(200) }))
+            const execution = yield* transport.start(
+              target,
+              sh("echo go; sleep 300", { killGrace: Duration.millis(200) })
+            )
             yield* execution.output.pipe(Stream.take(1), Stream.runDrain)
             return execution
           })
@@ -141,7 +155,10 @@ describe.skipIf(!Sshd.enabled())("kill on timeout and cancel", () => {
     it.scoped("a timeout while waiting for a channel slot or a connection leaks nothing", () =>
       Effect.gen(function*() {
         const sshd = yield* Sshd.Server
-        const connections = yield* SshTransport.makeConnections({ maxChannelsPerConnection: 1, maxConnectionsPerHost: 1 })
+        const connections = yield* SshTransport.makeConnections({
+          maxChannelsPerConnection: 1,
+          maxConnectionsPerHost: 1
+        })
         const target = sshd.target()
         yield* Effect.scoped(
           Effect.gen(function*() {

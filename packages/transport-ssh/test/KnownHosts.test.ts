@@ -55,7 +55,10 @@ describe("KnownHosts", () => {
   })
 
   it("matches hashed |1| entries (HMAC-SHA1 of the name, as OpenSSH writes them)", () => {
-    const text = [KnownHosts.formatLine("web1", 22, A, { hashed: true }), KnownHosts.formatLine("10.1.1.1", 2222, B, { hashed: true })]
+    const text = [
+      KnownHosts.formatLine("web1", 22, A, { hashed: true }),
+      KnownHosts.formatLine("10.1.1.1", 2222, B, { hashed: true })
+    ]
       .join("\n")
     assert.match(text, /^\|1\|[A-Za-z0-9+/=]+\|[A-Za-z0-9+/=]+ ssh-ed25519 /)
     const kh = KnownHosts.parse(text)
@@ -87,7 +90,9 @@ describe("KnownHosts", () => {
   })
 
   it("supports wildcard patterns and negation", () => {
-    const kh = KnownHosts.parse(`*.example.com,!bad.example.com ssh-ed25519 ${b64(A)}\n10.0.0.? ssh-ed25519 ${b64(B)}\n`)
+    const kh = KnownHosts.parse(
+      `*.example.com,!bad.example.com ssh-ed25519 ${b64(A)}\n10.0.0.? ssh-ed25519 ${b64(B)}\n`
+    )
     assert.strictEqual(KnownHosts.verify(kh, "web.example.com", 22, A)._tag, "Known")
     assert.strictEqual(KnownHosts.verify(kh, "bad.example.com", 22, A)._tag, "Unknown")
     assert.strictEqual(KnownHosts.verify(kh, "10.0.0.7", 22, B)._tag, "Known")
@@ -111,7 +116,13 @@ describe("KnownHosts", () => {
 
   it("reports malformed lines and ignores them", () => {
     const kh = KnownHosts.parse(
-      [`@bogus web1 ssh-ed25519 ${b64(A)}`, "web2 ssh-ed25519", "web3 ssh-ed25519 !!!notbase64", `|1|x web4 ssh-ed25519 ${b64(A)}`, `web5 ssh-rsa ${b64(A)}`]
+      [
+        `@bogus web1 ssh-ed25519 ${b64(A)}`,
+        "web2 ssh-ed25519",
+        "web3 ssh-ed25519 !!!notbase64",
+        `|1|x web4 ssh-ed25519 ${b64(A)}`,
+        `web5 ssh-rsa ${b64(A)}`
+      ]
         .join("\n")
     )
     assert.strictEqual(kh.entries.length, 0)

@@ -55,56 +55,74 @@ describe.skipIf(!Sshd.enabled())("large output", () => {
         assert.strictEqual(o._tag, "Succeeded", describeReport(report))
         assert.strictEqual(o.stdout.totalBytes, 100 * MiB)
         assert.isTrue(o.stdout.truncated)
-        console.log(`100 MiB via Runner: retained growth ${retainedGrowth.toFixed(1)} MiB, RSS growth ${rssGrowth.toFixed(1)} MiB`)
+        console.log(
+          `100 MiB via Runner: retained growth ${retainedGrowth.toFixed(1)} MiB, RSS growth ${rssGrowth.toFixed(1)} MiB`
+        )
         // the Runner, its sinks and the capture keep some chunks in flight too: a loose bound, well under the output
         assert.isBelow(retainedGrowth, 40, "retained memory does not grow with the output")
         assert.isBelow(rssGrowth, 128, "RSS does not grow with the output")
       }), { timeout: 120_000 })
 
-    it.scoped("100 MiB of output at the transport level: what the transport holds stays small", () =>
-      Effect.gen(function*() {
-        const sshd = yield* Sshd.Server
-        const transport = yield* SshTransport.make()
-        const count = (bytes: number) =>
-          Effect.scoped(
-            Effect.gen(function*() {
-              const execution = yield* transport.start(sshd.target(), sh(`head -c ${bytes} /dev/zero`))
-              const received = yield* execution.output.pipe(Stream.runFold(0, (n, c) => n + c.bytes.length))
-              assert.deepStrictEqual(yield* execution.exit, { _tag: "Exited", code: 0 })
-              return received
-            })
+    it.scoped(
+      "100 MiB of output at the transport level: what the transport holds stays small",
+      () =>
+        Effect.gen(function*() {
+          const sshd = yield* Sshd.Server
+          const transport = yield* SshTransport.make()
+          const count = (bytes: number) =>
+            Effect.scoped(
+              Effect.gen(function*() {
+                const execution = yield* transport.start(sshd.target(), sh(`head -c ${bytes} /dev/zero`))
+                const received = yield* execution.output.pipe(Stream.runFold(0, (n, c) => n + c.bytes.length))
+                assert.deepStrictEqual(yield* execution.exit, { _tag: "Exited", code: 0 })
+                return received
+              })
+            )
+          yield* count(16 * MiB)
+          const { retainedGrowth, rssGrowth, value: received } = yield* measured(count(100 * MiB))
+          assert.strictEqual(received, 100 * MiB)
+          console.log(
+            `100 MiB via the transport: retained growth ${retainedGrowth.toFixed(1)} MiB, RSS growth ${
+              rssGrowth.toFixed(1)
+            } MiB`
           )
-        yield* count(16 * MiB)
-        const { retainedGrowth, rssGrowth, value: received } = yield* measured(count(100 * MiB))
-        assert.strictEqual(received, 100 * MiB)
-        console.log(`100 MiB via the transport: retained growth ${retainedGrowth.toFixed(1)} MiB, RSS growth ${rssGrowth.toFixed(1)} MiB`)
-        assert.isBelow(retainedGrowth, 32, "retained memory does not grow with the output")
-        assert.isBelow(rssGrowth, 96, "RSS does not grow with the output")
-      }), { timeout: 120_000 })
+          assert.isBelow(retainedGrowth, 32, "retained memory does not grow with the output")
+          assert.isBelow(rssGrowth, 96, "RSS does not grow with the output")
+        }),
+      { timeout: 120_000 }
+    )
 
-    it.scoped("a slow consumer pauses the channel: buffered output stays bounded, nothing is lost", () =>
-      Effect.gen(function*() {
-        const sshd = yield* Sshd.Server
-        const transport = yield* SshTransport.make()
-        yield* transport.run(sshd.target(), sh("head -c 4194304 /dev/urandom"))
-        const total = 32 * MiB
-        const { retainedGrowth, rssGrowth, value: received } = yield* measured(
-          Effect.scoped(
-            Effect.gen(function*() {
-              const execution = yield* transport.start(sshd.target(), sh(`head -c ${total} /dev/urandom`))
-              const bytes = yield* execution.output.pipe(
-                Stream.tap(() => Effect.sleep(Duration.millis(2))),
-                Stream.runFold(0, (n, c) => n + c.bytes.length)
-              )
-              const exit = yield* execution.exit
-              assert.deepStrictEqual(exit, { _tag: "Exited", code: 0 })
-              return bytes
-            })
+    it.scoped(
+      "a slow consumer pauses the channel: buffered output stays bounded, nothing is lost",
+      () =>
+        Effect.gen(function*() {
+          const sshd = yield* Sshd.Server
+          const transport = yield* SshTransport.make()
+          yield* transport.run(sshd.target(), sh("head -c 4194304 /dev/urandom"))
+          const total = 32 * MiB
+          const { retainedGrowth, rssGrowth, value: received } = yield* measured(
+            Effect.scoped(
+              Effect.gen(function*() {
+                const execution = yield* transport.start(sshd.target(), sh(`head -c ${total} /dev/urandom`))
+                const bytes = yield* execution.output.pipe(
+                  Stream.tap(() => Effect.sleep(Duration.millis(2))),
+                  Stream.runFold(0, (n, c) => n + c.bytes.length)
+                )
+                const exit = yield* execution.exit
+                assert.deepStrictEqual(exit, { _tag: "Exited", code: 0 })
+                return bytes
+              })
+            )
           )
-        )
-        assert.strictEqual(received, total)
-        console.log(`32 MiB, slow consumer: retained growth ${retainedGrowth.toFixed(1)} MiB, RSS growth ${rssGrowth.toFixed(1)} MiB`)
-        assert.isBelow(retainedGrowth, 16, "the channel is paused instead of buffering everything (half the output)")
-      }), { timeout: 120_000 })
+          assert.strictEqual(received, total)
+          console.log(
+            `32 MiB, slow consumer: retained growth ${retainedGrowth.toFixed(1)} MiB, RSS growth ${
+              rssGrowth.toFixed(1)
+            } MiB`
+          )
+          assert.isBelow(retainedGrowth, 16, "the channel is paused instead of buffering everything (half the output)")
+        }),
+      { timeout: 120_000 }
+    )
   })
 })

@@ -1,12 +1,12 @@
 import { afterEach, assert, describe, it } from "@effect/vitest"
+import * as Outcome from "@runcmd/core/Outcome"
+import * as ScriptSource from "@runcmd/core/ScriptSource"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import * as Outcome from "@runcmd/core/Outcome"
-import * as ScriptSource from "@runcmd/core/ScriptSource"
-import * as Duration from "effect/Duration"
 import * as Sftp from "../src/Sftp.js"
 import * as SshTransport from "../src/SshTransport.js"
 import { describeReport, run } from "./harness/helpers.js"
@@ -28,7 +28,6 @@ describe.skipIf(!Sshd.enabled())("SFTP over the pooled connections", () => {
   const layer = Layer.fresh(SshTransport.layerConnections())
 
   it.layer(Sshd.layer(), Sshd.layerOptions)((it) => {
-
     it.scoped("uploads bytes and a file, downloads and reads them back, on one pooled connection", () =>
       Effect.gen(function*() {
         const { localDir, remoteDir, sshd } = yield* server
@@ -61,9 +60,12 @@ describe.skipIf(!Sshd.enabled())("SFTP over the pooled connections", () => {
         const target = sshd.target()
         const report = yield* run(
           [target],
-          ScriptSource.job(ScriptSource.script(`printf '%s\\n' "$RUNCMD_FILES"; cat "$RUNCMD_FILES/a/b.txt"; sleep 30\n`), {
-            files: [{ name: "a/b.txt", content: "shipped\n" }]
-          }),
+          ScriptSource.job(
+            ScriptSource.script(`printf '%s\\n' "$RUNCMD_FILES"; cat "$RUNCMD_FILES/a/b.txt"; sleep 30\n`),
+            {
+              files: [{ name: "a/b.txt", content: "shipped\n" }]
+            }
+          ),
           { timeout: Duration.millis(1500), killGrace: Duration.millis(500) }
         ).pipe(Effect.provide(SshTransport.layer()))
         const o = report.outcomes[0]!

@@ -1,5 +1,6 @@
-import * as Target from "@runcmd/core/Target"
 import { assert, describe, it } from "@effect/vitest"
+import * as Inventory from "@runcmd/core/Inventory"
+import * as Target from "@runcmd/core/Target"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -7,7 +8,6 @@ import * as Schema from "effect/Schema"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import * as Inventory from "@runcmd/core/Inventory"
 import * as SshConfig from "../src/SshConfig.js"
 import * as SshTarget from "../src/SshTarget.js"
 
@@ -111,7 +111,10 @@ describe("SshConfig", () => {
   })
 
   it("lets the caller override the host-key policy and add labels", () => {
-    const t = get("web1", { hostKey: { policy: "pinned", fingerprints: [`SHA256:${"A".repeat(43)}`] }, labels: { env: "prod" } })
+    const t = get("web1", {
+      hostKey: { policy: "pinned", fingerprints: [`SHA256:${"A".repeat(43)}`] },
+      labels: { env: "prod" }
+    })
     assert.strictEqual(t.hostKey.policy, "pinned")
     assert.deepStrictEqual(t.labels, { env: "prod", "ssh-config-host": "web1" })
   })

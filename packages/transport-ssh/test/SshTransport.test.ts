@@ -1,7 +1,7 @@
+import { afterEach, assert, describe, it } from "@effect/vitest"
 import * as Inventory from "@runcmd/core/Inventory"
 import * as ScriptSource from "@runcmd/core/ScriptSource"
 import * as Transport from "@runcmd/core/Transport"
-import { afterEach, assert, describe, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
@@ -13,7 +13,17 @@ import * as path from "node:path"
 import * as SshConfig from "../src/SshConfig.js"
 import * as SshTarget from "../src/SshTarget.js"
 import * as SshTransport from "../src/SshTransport.js"
-import { blackHole, describeReport, encoder, fakeServer, invocation, run, sh, stdoutOf, text } from "./harness/helpers.js"
+import {
+  blackHole,
+  describeReport,
+  encoder,
+  fakeServer,
+  invocation,
+  run,
+  sh,
+  stdoutOf,
+  text
+} from "./harness/helpers.js"
 import * as Sshd from "./harness/Sshd.js"
 
 const enabled = Sshd.enabled()
@@ -83,7 +93,9 @@ describe.skipIf(!enabled)("SshTransport against a real sshd", () => {
       Effect.gen(function*() {
         const sshd = yield* Sshd.Server
         const port = yield* Effect.promise(() => Sshd.freePort())
-        const report = yield* run([sshd.target({ overrides: { port, id: "closed" } })], "true").pipe(Effect.provide(layer()))
+        const report = yield* run([sshd.target({ overrides: { port, id: "closed" } })], "true").pipe(
+          Effect.provide(layer())
+        )
         const o = report.outcomes[0]!
         assert.strictEqual(o._tag, "Unreachable", describeReport(report))
         if (o._tag === "Unreachable") {
@@ -124,54 +136,74 @@ describe.skipIf(!enabled)("SshTransport against a real sshd", () => {
         }
       }))
 
-    it.scoped.skipIf(!fs.existsSync("/usr/bin/ssh-agent"))("agent and encrypted-key authentication", () =>
-      Effect.gen(function*() {
-        const sshd = yield* Sshd.Server
-        // an ssh-agent of our own, holding the client key; killed with the scope
-        const socket = path.join(sshd.dir, `agent-${Date.now()}.sock`)
-        const agent = yield* Effect.acquireRelease(
-          Effect.sync(() => cp.spawn("/usr/bin/ssh-agent", ["-D", "-a", socket], { stdio: "ignore" })),
-          (child) => Effect.sync(() => child.kill("SIGKILL"))
-        )
-        yield* Effect.promise(async () => {
-          for (let i = 0; i < 100 && !fs.existsSync(socket); i++) await Sshd.sleep(20)
-        })
-        yield* Effect.promise(() =>
-          new Promise<void>((resolve, reject) =>
-            cp.execFile("ssh-add", ["-q", sshd.clientKeyPath], { env: { SSH_AUTH_SOCK: socket } }, (e) => (e ? reject(e) : resolve()))
+    it.scoped.skipIf(!fs.existsSync("/usr/bin/ssh-agent"))(
+      "agent and encrypted-key authentication",
+      () =>
+        Effect.gen(function*() {
+          const sshd = yield* Sshd.Server
+          // an ssh-agent of our own, holding the client key; killed with the scope
+          const socket = path.join(sshd.dir, `agent-${Date.now()}.sock`)
+          const agent = yield* Effect.acquireRelease(
+            Effect.sync(() => cp.spawn("/usr/bin/ssh-agent", ["-D", "-a", socket], { stdio: "ignore" })),
+            (child) => Effect.sync(() => child.kill("SIGKILL"))
           )
-        )
-        assert.isDefined(agent.pid)
-        const transport = yield* SshTransport.make()
-        const viaAgent = yield* transport.run(sshd.target({ auth: SshTarget.agent(socket), id: "agent" }), sh("echo agent"))
-        assert.strictEqual(text(viaAgent.stdout), "agent\n")
+          yield* Effect.promise(async () => {
+            for (let i = 0; i < 100 && !fs.existsSync(socket); i++) await Sshd.sleep(20)
+          })
+          yield* Effect.promise(() =>
+            new Promise<void>((resolve, reject) =>
+              cp.execFile(
+                "ssh-add",
+                ["-q", sshd.clientKeyPath],
+                { env: { SSH_AUTH_SOCK: socket } },
+                (e) => (e ? reject(e) : resolve())
+              )
+            )
+          )
+          assert.isDefined(agent.pid)
+          const transport = yield* SshTransport.make()
+          const viaAgent = yield* transport.run(
+            sshd.target({ auth: SshTarget.agent(socket), id: "agent" }),
+            sh("echo agent")
+          )
+          assert.strictEqual(text(viaAgent.stdout), "agent\n")
 
-        // the same key, encrypted with a passphrase, given inline
-        const encrypted = path.join(sshd.dir, `enc-${Date.now()}`)
-        fs.copyFileSync(sshd.clientKeyPath, encrypted)
-        fs.chmodSync(encrypted, 0o600)
-        yield* Effect.promise(() =>
-          new Promise<void>((resolve, reject) =>
-            cp.execFile("ssh-keygen", ["-q", "-p", "-P", "", "-N", "pass phrase", "-f", encrypted], (e) => (e ? reject(e) : resolve()))
+          // the same key, encrypted with a passphrase, given inline
+          const encrypted = path.join(sshd.dir, `enc-${Date.now()}`)
+          fs.copyFileSync(sshd.clientKeyPath, encrypted)
+          fs.chmodSync(encrypted, 0o600)
+          yield* Effect.promise(() =>
+            new Promise<void>((resolve, reject) =>
+              cp.execFile(
+                "ssh-keygen",
+                ["-q", "-p", "-P", "", "-N", "pass phrase", "-f", encrypted],
+                (e) => (e ? reject(e) : resolve())
+              )
+            )
           )
-        )
-        const keyText = fs.readFileSync(encrypted, "utf8")
-        const withPassphrase = yield* transport.run(
-          sshd.target({ auth: SshTarget.key(keyText, "pass phrase"), id: "encrypted" }),
-          sh("echo encrypted")
-        )
-        assert.strictEqual(text(withPassphrase.stdout), "encrypted\n")
-        const wrong = yield* Effect.flip(transport.run(sshd.target({ auth: SshTarget.key(keyText, "wrong") }), sh("true")))
-        assert.strictEqual(wrong.reason, "AuthFailed")
-        assert.notInclude(wrong.message, "wrong")
-      }))
+          const keyText = fs.readFileSync(encrypted, "utf8")
+          const withPassphrase = yield* transport.run(
+            sshd.target({ auth: SshTarget.key(keyText, "pass phrase"), id: "encrypted" }),
+            sh("echo encrypted")
+          )
+          assert.strictEqual(text(withPassphrase.stdout), "encrypted\n")
+          const wrong = yield* Effect.flip(
+            transport.run(sshd.target({ auth: SshTarget.key(keyText, "wrong") }), sh("true"))
+          )
+          assert.strictEqual(wrong.reason, "AuthFailed")
+          assert.notInclude(wrong.message, "wrong")
+        })
+    )
 
     it.scoped("a key with a bad passphrase fails fast as AuthFailed, without dialling", () =>
       Effect.gen(function*() {
         const sshd = yield* Sshd.Server
         const transport = yield* SshTransport.make()
         const error = yield* Effect.flip(
-          transport.run(sshd.target({ auth: SshTarget.key("-----BEGIN OPENSSH PRIVATE KEY-----\nnot a key\n") }), sh("true"))
+          transport.run(
+            sshd.target({ auth: SshTarget.key("-----BEGIN OPENSSH PRIVATE KEY-----\nnot a key\n") }),
+            sh("true")
+          )
         )
         assert.strictEqual(error.reason, "AuthFailed")
         assert.strictEqual(error.phase, "delivery")
@@ -183,15 +215,24 @@ describe.skipIf(!enabled)("SshTransport against a real sshd", () => {
         const transport = yield* SshTransport.make()
         const ok = (t: SshTarget.SshTarget) => Effect.map(transport.run(t, sh("echo ok")), (r) => text(r.stdout))
         assert.strictEqual(yield* ok(sshd.target()), "ok\n")
-        assert.strictEqual(yield* ok(sshd.target({ hostKey: { policy: "pinned", fingerprints: [sshd.hostFingerprint] } })), "ok\n")
+        assert.strictEqual(
+          yield* ok(sshd.target({ hostKey: { policy: "pinned", fingerprints: [sshd.hostFingerprint] } })),
+          "ok\n"
+        )
         assert.strictEqual(yield* ok(sshd.target({ hostKey: { policy: "insecure" } })), "ok\n")
         const pinnedWrong = yield* Effect.flip(
-          transport.run(sshd.target({ hostKey: { policy: "pinned", fingerprints: [`SHA256:${"A".repeat(43)}`] } }), sh("true"))
+          transport.run(
+            sshd.target({ hostKey: { policy: "pinned", fingerprints: [`SHA256:${"A".repeat(43)}`] } }),
+            sh("true")
+          )
         )
         assert.strictEqual(pinnedWrong.reason, "HostKeyRejected")
         assert.strictEqual(pinnedWrong.detail?.presentedFingerprint, sshd.hostFingerprint)
         const unknown = yield* Effect.flip(
-          transport.run(sshd.target({ hostKey: { policy: "strict", knownHosts: [path.join(sshd.dir, "empty")] } }), sh("true"))
+          transport.run(
+            sshd.target({ hostKey: { policy: "strict", knownHosts: [path.join(sshd.dir, "empty")] } }),
+            sh("true")
+          )
         )
         assert.strictEqual(unknown.reason, "HostKeyRejected")
         assert.include(unknown.description, "not in")
@@ -267,7 +308,10 @@ describe.skipIf(!enabled)("SshTransport against a real sshd", () => {
         })
         const transport = yield* SshTransport.make()
         const r = yield* transport.run(
-          sshd.target({ hostKey: { policy: "pinned", fingerprints: [sshd.hostFingerprint] }, overrides: { port: flaky.port } }),
+          sshd.target({
+            hostKey: { policy: "pinned", fingerprints: [sshd.hostFingerprint] },
+            overrides: { port: flaky.port }
+          }),
           sh("echo through")
         )
         assert.strictEqual(text(r.stdout), "through\n")
@@ -355,7 +399,9 @@ describe.skipIf(!enabled)("SshTransport against a real sshd", () => {
         const report = yield* run(
           [sshd.target()],
           ScriptSource.job(
-            ScriptSource.script(`[ "$TOKEN" = ${JSON.stringify(secret).replace(/\$/g, "\\$")} ] && echo match; echo "$TOKEN"`),
+            ScriptSource.script(
+              `[ "$TOKEN" = ${JSON.stringify(secret).replace(/\$/g, "\\$")} ] && echo match; echo "$TOKEN"`
+            ),
             { secrets: { TOKEN: Redacted.make(secret) } }
           )
         ).pipe(Effect.provide(layer()))

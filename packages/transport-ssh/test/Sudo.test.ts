@@ -1,5 +1,5 @@
-import * as ScriptSource from "@runcmd/core/ScriptSource"
 import { afterEach, assert, describe, it } from "@effect/vitest"
+import * as ScriptSource from "@runcmd/core/ScriptSource"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -24,7 +24,9 @@ const servers = Layer.mergeAll(
   Sshd.userLayer(Nopasswd, { sudo: "nopasswd" })
 )
 
-describe.skipIf(!Sshd.enabled() || !Sshd.isRoot() || !fs.existsSync("/usr/bin/sudo"))("run-as through the wrapper", () => {
+const runsHere = Sshd.enabled() && Sshd.isRoot() && fs.existsSync("/usr/bin/sudo")
+
+describe.skipIf(!runsHere)("run-as through the wrapper", () => {
   afterEach(() => Sshd.assertNoLeftovers())
 
   it.layer(servers, Sshd.layerOptions)((it) => {
@@ -40,9 +42,10 @@ describe.skipIf(!Sshd.enabled() || !Sshd.isRoot() || !fs.existsSync("/usr/bin/su
       Effect.gen(function*() {
         const sshd = yield* Sshd.Server
         const withRule = yield* WithRule
-        const report = yield* run([sshd.target({ user: withRule.name })], job(PASSWORD), { runAs: runAs(PASSWORD) }).pipe(
-          Effect.provide(SshTransport.layer())
-        )
+        const report = yield* run([sshd.target({ user: withRule.name })], job(PASSWORD), { runAs: runAs(PASSWORD) })
+          .pipe(
+            Effect.provide(SshTransport.layer())
+          )
         const o = report.outcomes[0]!
         assert.strictEqual(o._tag, "Succeeded", describeReport(report))
         assert.strictEqual(stdoutOf(o), "root\nstdin reaches the escalated script\n")

@@ -2,8 +2,8 @@
  * The core transport conformance suite against a real sshd on loopback. The suite shares its layer with `it.layer`;
  * the server's layer is part of it, so the server starts before the first case and stops after the last.
  */
-import { conformance } from "@runcmd/core/testing"
 import { afterEach, describe, it } from "@effect/vitest"
+import { conformance } from "@runcmd/core/testing"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as SshTransport from "../src/SshTransport.js"
@@ -24,7 +24,10 @@ if (Sshd.enabled()) {
 
   await conformance("ssh (OpenSSH on loopback)", Layer.merge(SshTransport.layer(), server), {
     targets: (n) =>
-      Array.from({ length: n }, (_, i) => sshd!.target({ address: sshd!.addresses[i % sshd!.addresses.length], id: `ssh-${i}` })),
+      Array.from(
+        { length: n },
+        (_, i) => sshd!.target({ address: sshd!.addresses[i % sshd!.addresses.length], id: `ssh-${i}` })
+      ),
     unreachableTarget: () => sshd!.target({ id: "closed-port", overrides: { port: closedPort } })
   })
 } else {

@@ -1,5 +1,5 @@
-import { classify, isTransient } from "@runcmd/core/TransportError"
 import { assert, describe, it } from "@effect/vitest"
+import { classify, isTransient } from "@runcmd/core/TransportError"
 import * as Errors from "../src/internal/errors.js"
 
 const ctx = (extra: Partial<Errors.ConnectContext> = {}): Errors.ConnectContext => ({
@@ -16,13 +16,22 @@ const err = (message: string, props: Record<string, unknown> = {}) => Object.ass
 
 describe("ssh2 error mapping", () => {
   it("socket errors by code: refused, timeout, DNS", () => {
-    const refused = Errors.fromConnect(err("connect ECONNREFUSED 127.0.0.1:2299", { level: "client-socket", code: "ECONNREFUSED" }), ctx())
+    const refused = Errors.fromConnect(
+      err("connect ECONNREFUSED 127.0.0.1:2299", { level: "client-socket", code: "ECONNREFUSED" }),
+      ctx()
+    )
     assert.strictEqual(refused.reason, "ConnectRefused")
     assert.strictEqual(refused.phase, "delivery")
     assert.strictEqual(refused.targetId, "web1")
     assert.strictEqual(classify(refused.reason), "Unreachable")
-    assert.strictEqual(Errors.fromConnect(err("connect ETIMEDOUT", { level: "tcp", code: "ETIMEDOUT" }), ctx()).reason, "ConnectTimeout")
-    assert.strictEqual(Errors.fromConnect(err("getaddrinfo ENOTFOUND x", { level: "tcp", code: "ENOTFOUND" }), ctx()).reason, "DnsFailed")
+    assert.strictEqual(
+      Errors.fromConnect(err("connect ETIMEDOUT", { level: "tcp", code: "ETIMEDOUT" }), ctx()).reason,
+      "ConnectTimeout"
+    )
+    assert.strictEqual(
+      Errors.fromConnect(err("getaddrinfo ENOTFOUND x", { level: "tcp", code: "ENOTFOUND" }), ctx()).reason,
+      "DnsFailed"
+    )
     assert.strictEqual(Errors.fromConnect(err("lookup failed", { level: "client-dns" }), ctx()).reason, "DnsFailed")
     const reset = Errors.fromConnect(err("read ECONNRESET", { level: "client-socket", code: "ECONNRESET" }), ctx())
     assert.strictEqual(reset.reason, "ConnectionLost")
@@ -51,7 +60,12 @@ describe("ssh2 error mapping", () => {
   it("handshake: a host-key rejection wins over ssh2's bare message; algorithm mismatches carry both lists", () => {
     const hk = Errors.fromConnect(
       err("Host denied (verification failed)", { level: "handshake" }),
-      ctx({ hostKeyRejection: { description: "HOST KEY CHANGED", detail: { presentedFingerprint: "SHA256:x", expected: ["ssh-ed25519 SHA256:y"] } } })
+      ctx({
+        hostKeyRejection: {
+          description: "HOST KEY CHANGED",
+          detail: { presentedFingerprint: "SHA256:x", expected: ["ssh-ed25519 SHA256:y"] }
+        }
+      })
     )
     assert.strictEqual(hk.reason, "HostKeyRejected")
     assert.strictEqual(hk.detail?.presentedFingerprint, "SHA256:x")
@@ -70,7 +84,9 @@ describe("ssh2 error mapping", () => {
     assert.include(kex.description, "the server offers curve25519-sha256")
     const cipher = Errors.fromConnect(
       err("Handshake failed: no matching C->S cipher", { level: "handshake" }),
-      ctx({ debug: ["Handshake: (local) C->S cipher: aes128-cbc", "Handshake: (remote) C->S cipher: aes256-gcm@openssh.com"] })
+      ctx({
+        debug: ["Handshake: (local) C->S cipher: aes128-cbc", "Handshake: (remote) C->S cipher: aes256-gcm@openssh.com"]
+      })
     )
     assert.strictEqual(cipher.detail?.category, "cipher")
     assert.deepStrictEqual(cipher.detail?.serverAlgorithms, ["aes256-gcm@openssh.com"])

@@ -1,7 +1,7 @@
+import { assert, describe, it } from "@effect/vitest"
 import * as ScriptSource from "@runcmd/core/ScriptSource"
 import * as Target from "@runcmd/core/Target"
 import * as Transport from "@runcmd/core/Transport"
-import { assert, describe, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -34,7 +34,11 @@ describe("SshTransport layers and the target schema", () => {
     }).pipe(
       Effect.provide(
         SshTransport.layerConfig(SshTransport.configFromEnv).pipe(
-          Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["RUNCMD_SSH_MAX_CHANNELS", "4"], ["RUNCMD_SSH_IDLE_TTL", "5 seconds"]]))))
+          Layer.provide(
+            Layer.setConfigProvider(
+              ConfigProvider.fromMap(new Map([["RUNCMD_SSH_MAX_CHANNELS", "4"], ["RUNCMD_SSH_IDLE_TTL", "5 seconds"]]))
+            )
+          )
         )
       )
     ))
@@ -53,7 +57,12 @@ describe("SshTransport layers and the target schema", () => {
       }
       const notSsh = yield* Effect.flip(transport.run(Target.local("box"), invocation))
       assert.strictEqual(notSsh.reason, "Unsupported")
-      const target = SshTarget.make({ host: "127.0.0.1", user: "u", auth: SshTarget.agent("/nonexistent"), hostKey: { policy: "insecure" } })
+      const target = SshTarget.make({
+        host: "127.0.0.1",
+        user: "u",
+        auth: SshTarget.agent("/nonexistent"),
+        hostKey: { policy: "insecure" }
+      })
       const native = yield* Effect.flip(transport.run(target, invocation))
       assert.strictEqual(native.reason, "Unsupported")
       assert.strictEqual(native.phase, "delivery")
@@ -64,7 +73,10 @@ describe("SshTransport layers and the target schema", () => {
     const base = { kind: "ssh", id: "a", host: "h", user: "u", auth: { type: "agent" } }
     assert.isTrue(decode(base)._tag === "Left", "hostKey is required")
     assert.isTrue(decode({ ...base, hostKey: { policy: "pinned", fingerprints: ["md5:xx"] } })._tag === "Left")
-    assert.isTrue(decode({ ...base, hostKey: { policy: "insecure" }, auth: { type: "key" } })._tag === "Left", "key needs key or path")
+    assert.isTrue(
+      decode({ ...base, hostKey: { policy: "insecure" }, auth: { type: "key" } })._tag === "Left",
+      "key needs key or path"
+    )
     assert.isTrue(
       decode({ ...base, hostKey: { policy: "insecure" }, auth: { type: "key", path: "/k", key: "x" } })._tag === "Left",
       "not both"

@@ -73,7 +73,8 @@ export const resolve = (
             (username: string): AnyAuthMethod => ({
               type: "keyboard-interactive",
               username,
-              prompt: (_name, _instructions, _lang, prompts, finish) => finish(prompts.map(() => Redacted.value(password)))
+              prompt: (_name, _instructions, _lang, prompts, finish) =>
+                finish(prompts.map(() => Redacted.value(password)))
             })
           ],
           names: ["password", "keyboard-interactive"]

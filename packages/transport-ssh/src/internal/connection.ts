@@ -59,7 +59,12 @@ const tcpConnect = (
   Effect.async<net.Socket, TransportError>((resume) => {
     let socket: net.Socket
     const fail = (err: Errors.Ssh2Error) =>
-      Errors.fromConnect(Object.assign(err, { level: "tcp" }), { ...ctx, authMethodsTried: [], debug: [], ready: false })
+      Errors.fromConnect(Object.assign(err, { level: "tcp" }), {
+        ...ctx,
+        authMethodsTried: [],
+        debug: [],
+        ready: false
+      })
     try {
       socket = net.connect({ host: hop.host, port: hop.port })
     } catch (e) {
@@ -149,7 +154,11 @@ export const connect = (hop: SshTarget.Hop, options: ConnectOptions): Effect.Eff
     )
   })
 
-const connectWith = (hop: SshTarget.Hop, options: ConnectOptions, holder: Holder): Effect.Effect<Connection, TransportError> =>
+const connectWith = (
+  hop: SshTarget.Hop,
+  options: ConnectOptions,
+  holder: Holder
+): Effect.Effect<Connection, TransportError> =>
   Effect.gen(function*() {
     const label = hopLabel(hop)
     const ctxBase = { targetId: options.targetId, hop: label, hopIndex: options.hopIndex, hops: options.hops }
@@ -161,7 +170,8 @@ const connectWith = (hop: SshTarget.Hop, options: ConnectOptions, holder: Holder
       })
     const auth = yield* Authentication.resolve(hop, fail("AuthFailed"))
     const verify = yield* HostKeyVerification.make(hop, fail("HostKeyRejected"))
-    const sock = options.sock ?? (yield* tcpConnect(hop, hop.connectTimeout ?? options.defaults.connectTimeout, ctxBase, holder))
+    const sock = options.sock ??
+      (yield* tcpConnect(hop, hop.connectTimeout ?? options.defaults.connectTimeout, ctxBase, holder))
     coalesceWrites(sock)
     const keepalive = hop.keepalive ?? options.defaults.keepalive
     const readyTimeout = hop.readyTimeout ?? options.defaults.readyTimeout
@@ -300,10 +310,14 @@ const connectWith = (hop: SshTarget.Hop, options: ConnectOptions, holder: Holder
       } catch (e) {
         settled = true
         sock.destroy()
-        resume(Effect.fail(Errors.make("ProtocolError", "delivery", `cannot start SSH to ${label}: ${(e as Error).message}`, {
-          targetId: options.targetId,
-          cause: e
-        })))
+        resume(
+          Effect.fail(
+            Errors.make("ProtocolError", "delivery", `cannot start SSH to ${label}: ${(e as Error).message}`, {
+              targetId: options.targetId,
+              cause: e
+            })
+          )
+        )
       }
       return Effect.sync(() => {
         if (!ready) {
@@ -342,7 +356,11 @@ export const forwardOut = (
               lost ? "ConnectionLost" : "ConnectRefused",
               "delivery",
               `jump host ${via.label} could not reach ${hopLabel(next)}: ${err.message}`,
-              { targetId: ctx.targetId, detail: { hop: hopLabel(next), hopIndex: ctx.hopIndex, via: via.label }, cause: err }
+              {
+                targetId: ctx.targetId,
+                detail: { hop: hopLabel(next), hopIndex: ctx.hopIndex, via: via.label },
+                cause: err
+              }
             )))
             return
           }

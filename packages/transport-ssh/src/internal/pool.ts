@@ -5,8 +5,8 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as SshTarget from "../SshTarget.js"
 import * as Connection from "./connection.js"
-import * as Hop from "./hop.js"
 import * as Errors from "./errors.js"
+import * as Hop from "./hop.js"
 
 /** @internal */
 export interface PoolOptions {
@@ -64,7 +64,10 @@ export interface Pool {
    * A slot for an urgent channel (a kill): on `prefer` when it is open, else on any open connection to the
    * target, else on a fresh one; never waits behind queued executions.
    */
-  readonly leaseUrgent: (target: SshTarget.SshTarget, prefer: Pooled | undefined) => Effect.Effect<Lease, TransportError>
+  readonly leaseUrgent: (
+    target: SshTarget.SshTarget,
+    prefer: Pooled | undefined
+  ) => Effect.Effect<Lease, TransportError>
   /** Opens a session channel on a lease with `open`, retrying refusals (MaxSessions) on this or other connections. */
   readonly withChannel: <A>(
     target: SshTarget.SshTarget,
@@ -91,9 +94,14 @@ export const classifyOpenError = (err: unknown, pooled: Pooled): OpenFailure =>
     ? { _tag: "Gone", cause: err }
     : {
       _tag: "Failed",
-      error: Errors.make("ProtocolError", "delivery", `cannot open a channel on ${pooled.connection.label}: ${(err as Error)?.message}`, {
-        cause: err
-      })
+      error: Errors.make(
+        "ProtocolError",
+        "delivery",
+        `cannot open a channel on ${pooled.connection.label}: ${(err as Error)?.message}`,
+        {
+          cause: err
+        }
+      )
     }
 
 const chainKey = (hops: ReadonlyArray<SshTarget.Hop>): string => hops.map(Hop.hopIdentity).join(" -> ")
@@ -185,7 +193,12 @@ export const make = (options: PoolOptions): Pool => {
     }
   }
 
-  const register = (key: string, connection: Connection.Connection, parent: Pooled | undefined, cap: number): Pooled => {
+  const register = (
+    key: string,
+    connection: Connection.Connection,
+    parent: Pooled | undefined,
+    cap: number
+  ): Pooled => {
     const pooled: Pooled = {
       key,
       connection,
@@ -462,7 +475,7 @@ const depth = (p: Pooled): number => (p.parent === undefined ? 0 : 1 + depth(p.p
  */
 const retryDropped = <A>(connect: Effect.Effect<A, TransportError>): Effect.Effect<A, TransportError> =>
   Effect.gen(function*() {
-    for (let attempt = 1; ; attempt++) {
+    for (let attempt = 1;; attempt++) {
       const exit = yield* Effect.exit(connect)
       if (Exit.isSuccess(exit)) return exit.value
       const error = exit.cause._tag === "Fail" ? exit.cause.error : undefined

@@ -94,7 +94,7 @@ const must = async (file: string, args: ReadonlyArray<string>, input?: string): 
 
 /** Retries commands that take /etc/passwd locks (useradd, userdel) when another test file holds them. */
 const withPasswdRetry = async (file: string, args: ReadonlyArray<string>, input?: string): Promise<string> => {
-  for (let i = 0; ; i++) {
+  for (let i = 0;; i++) {
     const r = await run(file, args, input)
     if (r.code === 0) return r.out
     if (i >= 20 || !/lock|try again/i.test(r.out)) {
@@ -333,7 +333,9 @@ export interface Sshd {
   /** Remote processes (not sshd itself) still alive: descendants of the daemons and processes of test users. */
   readonly leftovers: () => Array<Proc>
   /** Waits up to `waitMs` for leftovers to go, then kills them and throws listing them. */
-  readonly assertNoLeftovers: (options?: { readonly waitMs?: number; readonly extraUids?: ReadonlyArray<number> }) => Promise<void>
+  readonly assertNoLeftovers: (
+    options?: { readonly waitMs?: number; readonly extraUids?: ReadonlyArray<number> }
+  ) => Promise<void>
   /** Kills the remote processes left behind on purpose by a test. */
   readonly killLeftovers: () => Promise<void>
   /** Simulates a crash: SIGKILL the listeners and every per-connection sshd (remote commands are left). */
@@ -452,7 +454,8 @@ const keygen = async (file: string) => {
   if (!fs.existsSync(file)) await must(SSH_KEYGEN, ["-q", "-t", "ed25519", "-N", "", "-C", "runcmd-test", "-f", file])
 }
 
-const publicBlob = (pubFile: string): Buffer => Buffer.from(fs.readFileSync(pubFile, "utf8").trim().split(/\s+/)[1]!, "base64")
+const publicBlob = (pubFile: string): Buffer =>
+  Buffer.from(fs.readFileSync(pubFile, "utf8").trim().split(/\s+/)[1]!, "base64")
 
 const fingerprintOf = (blob: Buffer): string =>
   `SHA256:${crypto.createHash("sha256").update(blob).digest("base64").replace(/=+$/, "")}`
@@ -525,7 +528,9 @@ export const start = async (options: SshdOptions = {}): Promise<Sshd> => {
       "PrintMotd no",
       options.extraConfig ?? "",
       // Match blocks last: they run to the end of the file
-      ...Object.entries(options.maxSessionsByAddress ?? {}).flatMap(([addr, n]) => [`Match LocalAddress ${addr}`, `  MaxSessions ${n}`]),
+      ...Object.entries(options.maxSessionsByAddress ?? {}).flatMap((
+        [addr, n]
+      ) => [`Match LocalAddress ${addr}`, `  MaxSessions ${n}`]),
       ""
     ].join("\n")
 
@@ -533,7 +538,8 @@ export const start = async (options: SshdOptions = {}): Promise<Sshd> => {
     const config = path.join(dir, `sshd_config-${index}`)
     fs.writeFileSync(config, configFor(group, index))
     const args = ["-D", "-e", "-f", config]
-    const child = useTini ? cp.spawn(TINI, ["-s", "--", SSHD, ...args], { stdio: ["ignore", "pipe", "pipe"] })
+    const child = useTini ?
+      cp.spawn(TINI, ["-s", "--", SSHD, ...args], { stdio: ["ignore", "pipe", "pipe"] })
       : cp.spawn(SSHD, args, { stdio: ["ignore", "pipe", "pipe"] })
     let resolveExit!: () => void
     const daemon: Daemon = {
@@ -551,8 +557,10 @@ export const start = async (options: SshdOptions = {}): Promise<Sshd> => {
     return new Promise<Daemon>((resolve, reject) => {
       const pending = new Set(group)
       let buffer = ""
-      const timer = setTimeout(() => fail(new Error(`sshd did not report listening within the timeout:\n${buffer}`)),
-        options.startTimeoutMs ?? 15_000)
+      const timer = setTimeout(
+        () => fail(new Error(`sshd did not report listening within the timeout:\n${buffer}`)),
+        options.startTimeoutMs ?? 15_000
+      )
       const fail = (e: Error) => {
         clearTimeout(timer)
         killAll([child.pid!, ...descendants([child.pid!]).map((p) => p.pid)])
@@ -574,7 +582,9 @@ export const start = async (options: SshdOptions = {}): Promise<Sshd> => {
               clearTimeout(timer)
               resolve(daemon)
             }
-          } else if (/Address already in use|Cannot bind any address|Too many listen sockets|fatal|Missing privilege/i.test(line)) {
+          } else if (
+            /Address already in use|Cannot bind any address|Too many listen sockets|fatal|Missing privilege/i.test(line)
+          ) {
             fail(Object.assign(new Error(`sshd failed to start: ${line}`), { bind: /in use|Cannot bind/.test(line) }))
           }
         }
@@ -588,7 +598,7 @@ export const start = async (options: SshdOptions = {}): Promise<Sshd> => {
   }
 
   const startAll = async () => {
-    for (let attempt = 0; ; attempt++) {
+    for (let attempt = 0;; attempt++) {
       const started: Array<Daemon> = []
       try {
         for (const [i, group] of chunkAddresses(addresses).entries()) started.push(await startGroup(group, i))
@@ -597,7 +607,9 @@ export const start = async (options: SshdOptions = {}): Promise<Sshd> => {
       } catch (e) {
         for (const d of started) killTree(d)
         await Promise.all(started.map((d) => d.exit))
-        if ((e as { bind?: boolean }).bind === true && options.port === undefined && attempt < 5 && daemons.length === 0) {
+        if (
+          (e as { bind?: boolean }).bind === true && options.port === undefined && attempt < 5 && daemons.length === 0
+        ) {
           port = await freePort()
           continue
         }
@@ -691,7 +703,9 @@ export const start = async (options: SshdOptions = {}): Promise<Sshd> => {
       if (left.length > 0) {
         await killLeftovers()
         throw new Error(
-          `remote processes left behind:\n${left.map((p) => `  pid ${p.pid} uid ${p.uid} ${p.comm}: ${p.cmd}`).join("\n")}`
+          `remote processes left behind:\n${
+            left.map((p) => `  pid ${p.pid} uid ${p.uid} ${p.comm}: ${p.cmd}`).join("\n")
+          }`
         )
       }
     },
@@ -752,7 +766,10 @@ export class SshdError extends Data.TaggedError("SshdError")<{ readonly message:
 /** `start` in an Effect scope: stopped when the scope closes. */
 export const scoped = (options: SshdOptions = {}): Effect.Effect<Sshd, SshdError, Scope.Scope> =>
   Effect.acquireRelease(
-    Effect.tryPromise({ try: () => start(options), catch: (e) => new SshdError({ message: String((e as Error)?.message ?? e), cause: e }) }),
+    Effect.tryPromise({
+      try: () => start(options),
+      catch: (e) => new SshdError({ message: String((e as Error)?.message ?? e), cause: e })
+    }),
     (sshd) => Effect.promise(() => sshd.stop()).pipe(Effect.timeout("30 seconds"), Effect.ignore)
   )
 

@@ -1,6 +1,7 @@
 /**
  * Small helpers shared by the SSH tests: invocations, plans through the Runner, outcome text.
  */
+import type * as ExecutionPolicy from "@runcmd/core/ExecutionPolicy"
 import * as Outcome from "@runcmd/core/Outcome"
 import * as Runner from "@runcmd/core/Runner"
 import * as RunPlan from "@runcmd/core/RunPlan"
@@ -10,7 +11,6 @@ import type * as Target from "@runcmd/core/Target"
 import type * as Transport from "@runcmd/core/Transport"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import type * as ExecutionPolicy from "@runcmd/core/ExecutionPolicy"
 import * as cp from "node:child_process"
 import * as net from "node:net"
 
@@ -128,12 +128,16 @@ export const fakeServer = (behaviour: (socket: net.Socket) => void) =>
         s.on("close", () => sockets.delete(s))
         behaviour(s)
       })
-      server.listen(0, "127.0.0.1", () => resume(Effect.succeed({ server, port: (server.address() as net.AddressInfo).port, sockets })))
+      server.listen(0, "127.0.0.1", () =>
+        resume(Effect.succeed({ server, port: (server.address() as net.AddressInfo).port, sockets })))
     }),
     ({ server, sockets }) =>
       Effect.async<void>((resume) => {
-        for (const s of sockets) s.destroy()
-        server.close(() => resume(Effect.void))
+        for (const s of sockets) {
+          s.destroy()
+        }
+        server.close(() =>
+          resume(Effect.void)
+        )
       })
   )
-
