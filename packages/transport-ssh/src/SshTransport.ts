@@ -188,7 +188,9 @@ export const layerConnections = (options: Options = {}): Layer.Layer<SshConnecti
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Options = {}): Layer.Layer<Transport.Registry | SshConnections, Transport.DuplicateTransport> =>
+export const layer = (
+  options: Options = {}
+): Layer.Layer<Transport.Registry | SshConnections, Transport.DuplicateTransport> =>
   Transport.layer(Effect.map(SshConnections, (c) => c.transport)).pipe(Layer.provideMerge(layerConnections(options)))
 
 /**

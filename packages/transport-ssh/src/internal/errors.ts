@@ -60,14 +60,19 @@ export interface ConnectContext {
 }
 
 const where = (ctx: ConnectContext): string =>
-  ctx.hops > 1 ? (ctx.hopIndex < ctx.hops - 1 ? ` (jump host ${ctx.hopIndex + 1}: ${ctx.hop})` : ` (via ${ctx.hops - 1} jump host(s))`) : ""
+  ctx.hops > 1
+    ? (ctx.hopIndex < ctx.hops - 1
+      ? ` (jump host ${ctx.hopIndex + 1}: ${ctx.hop})`
+      : ` (via ${ctx.hops - 1} jump host(s))`)
+    : ""
 
 const baseDetail = (ctx: ConnectContext): Record<string, unknown> => ({
   hop: ctx.hop,
   ...(ctx.hops > 1 ? { hopIndex: ctx.hopIndex, hops: ctx.hops } : {})
 })
 
-const ALG_LINE = /^Handshake: \((local|remote)\) (KEX method|Host key format|C->S cipher|S->C cipher|C->S MAC|S->C MAC|C->S compression|S->C compression): (.*)$/
+const ALG_LINE =
+  /^Handshake: \((local|remote)\) (KEX method|Host key format|C->S cipher|S->C cipher|C->S MAC|S->C MAC|C->S compression|S->C compression): (.*)$/
 
 const algorithmLists = (debug: ReadonlyArray<string>, category: string) => {
   let local: Array<string> | undefined
@@ -76,7 +81,9 @@ const algorithmLists = (debug: ReadonlyArray<string>, category: string) => {
     const m = ALG_LINE.exec(line)
     if (m === null || m[2] !== category) continue
     // without the pseudo-algorithms that only signal extensions
-    const list = m[3]!.split(",").filter((s) => s !== "" && !/^(ext-info-[cs]|kex-strict-[cs]-v00@openssh\.com)$/.test(s))
+    const list = m[3]!.split(",").filter((s) =>
+      s !== "" && !/^(ext-info-[cs]|kex-strict-[cs]-v00@openssh\.com)$/.test(s)
+    )
     if (m[1] === "local") local = list
     else remote = list
   }
@@ -108,7 +115,12 @@ export const fromConnect = (err: Ssh2Error, ctx: ConnectContext): TransportError
   })
   const level = err.level
   if (ctx.hostKeyRejection !== undefined) {
-    return make("HostKeyRejected", "delivery", ctx.hostKeyRejection.description + at, extra(ctx.hostKeyRejection.detail))
+    return make(
+      "HostKeyRejected",
+      "delivery",
+      ctx.hostKeyRejection.description + at,
+      extra(ctx.hostKeyRejection.detail)
+    )
   }
   if (level === "client-socket" || level === "client-dns" || level === "tcp") {
     const code = err.code
@@ -163,7 +175,12 @@ export const fromConnect = (err: Ssh2Error, ctx: ConnectContext): TransportError
         })
       )
     }
-    return make("HandshakeFailed", "delivery", `${err.message} with ${ctx.hop}${at}`, extra({ debugTail: ctx.debug.slice(-8) }))
+    return make(
+      "HandshakeFailed",
+      "delivery",
+      `${err.message} with ${ctx.hop}${at}`,
+      extra({ debugTail: ctx.debug.slice(-8) })
+    )
   }
   if (err.message === "Connection lost before handshake") {
     return make(

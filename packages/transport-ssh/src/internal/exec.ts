@@ -51,7 +51,9 @@ export const openExec = (
     })
     // interrupted after the channel opened (even right after): close it; the bootstrap then reads EOF and exits
     return Effect.uninterruptible(
-      Effect.interruptible(open).pipe(Effect.onInterrupt(() => Effect.sync(() => opened !== undefined && discard(opened))))
+      Effect.interruptible(open).pipe(
+        Effect.onInterrupt(() => Effect.sync(() => opened !== undefined && discard(opened)))
+      )
     )
   })
 
@@ -85,7 +87,9 @@ export const runCollect = (
       })
       channel.stderr.on("data", () => {})
       channel.on("exit", (code: number | null | undefined, signal?: string) => {
-        status = typeof code === "number" ? { _tag: "Exited", code } : { _tag: "Signaled", signal: normaliseSignal(signal) }
+        status = typeof code === "number"
+          ? { _tag: "Exited", code }
+          : { _tag: "Signaled", signal: normaliseSignal(signal) }
       })
       channel.on("close", () => Deferred.unsafeDone(done, Exit.void))
       channel.end(options.stdin ?? "")

@@ -69,7 +69,9 @@ export const ship = (
         created = true
       }).pipe(
         Effect.mapError((cause) =>
-          Errors.make("SpawnFailed", "delivery", `cannot write the job's files into ${dir}: ${cause.message}`, { cause })
+          Errors.make("SpawnFailed", "delivery", `cannot write the job's files into ${dir}: ${cause.message}`, {
+            cause
+          })
         )
       )).pipe(Effect.onError(() => (created ? remove : Effect.void))),
     () => remove

@@ -80,8 +80,11 @@ const exec = (
     let channel: ClientChannel | undefined
     let channelClosed = false
     let exitStatus: ExitStatus | undefined
-    let lease: Pool.Lease | undefined
-    let offClose: (() => void) | undefined
+    // set once the channel is open (ssh2's callbacks may run before)
+    const held: { lease: Pool.Lease | undefined; offClose: (() => void) | undefined } = {
+      lease: undefined,
+      offClose: undefined
+    }
     let killResult: boolean | undefined
     const closed = Deferred.unsafeMake<void>(FiberId.none)
 
@@ -123,7 +126,7 @@ const exec = (
       if (channelClosed) return
       channelClosed = true
       stopWatch()
-      lease?.release()
+      held.lease?.release()
       Deferred.unsafeDone(closed, Exit.void)
       // ssh2 has pushed EOF on both streams; what they still buffer (at most a window) must reach the buffers
       // before they end: let both flow, and end the buffers on their `end` events (or shortly after, at the latest)
@@ -177,7 +180,9 @@ const exec = (
       ch.on("end", endStdout)
       ch.stderr.on("end", endStderr)
       ch.on("exit", (code: number | null | undefined, signal?: string) => {
-        exitStatus = typeof code === "number" ? { _tag: "Exited", code } : { _tag: "Signaled", signal: normaliseSignal(signal) }
+        exitStatus = typeof code === "number"
+          ? { _tag: "Exited", code }
+          : { _tag: "Signaled", signal: normaliseSignal(signal) }
         onExit()
       })
       ch.on("close", onClosed)
@@ -211,8 +216,8 @@ const exec = (
     })
 
     const afterExitKill: Effect.Effect<void> = Effect.suspend(() => {
-      if (channelClosed || lease === undefined) return Effect.void
-      const pooled = lease.pooled
+      if (channelClosed || held.lease === undefined) return Effect.void
+      const pooled = held.lease.pooled
       return runKill("pipe", pooled).pipe(
         Effect.zipRight(
           Deferred.await(closed).pipe(
@@ -233,7 +238,7 @@ const exec = (
         if (exitStatus !== undefined && channelClosed && watchFiber === undefined) {
           stopWatch()
           killResult = true
-          offClose?.()
+          held.offClose?.()
           return Effect.void
         }
         return releaseSlow(opened)
@@ -258,7 +263,7 @@ const exec = (
             Effect.ignore
           )
         }
-        offClose?.()
+        held.offClose?.()
         if (channelClosed) return
         try {
           opened.value.close()
@@ -274,11 +279,11 @@ const exec = (
       pool.withChannel(target, (p) => openExec(p, launch.commandLine, bind)),
       release
     )
-    lease = opened.lease
-    if (channelClosed) lease.release()
-    const pooled = lease.pooled
+    held.lease = opened.lease
+    if (channelClosed) opened.lease.release()
+    const pooled = opened.lease.pooled
     const ch = opened.value
-    offClose = pooled.connection.onClose(onClosed)
+    held.offClose = pooled.connection.onClose(onClosed)
 
     // stdin: write with backpressure, then half-close (never before every byte was handed to ssh2)
     const writeStdin = (bytes: Uint8Array): Effect.Effect<void> =>
