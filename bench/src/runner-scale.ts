@@ -68,7 +68,11 @@ export const runnerScale = async (): Promise<void> => {
     Runner.run(plan).pipe(Effect.provide(layer)) as Effect.Effect<unknown>
   // warm-up
   for (const p of [run(minimal), run(inMemory), floor]) await Effect.runPromise(p)
-  const samples = { runner: [] as Array<{ wall: number; cpu: number }>, inMemory: [] as Array<{ wall: number; cpu: number }>, floor: [] as Array<{ wall: number; cpu: number }> }
+  const samples = {
+    runner: [] as Array<{ wall: number; cpu: number }>,
+    inMemory: [] as Array<{ wall: number; cpu: number }>,
+    floor: [] as Array<{ wall: number; cpu: number }>
+  }
   const variants = [["floor", floor], ["runner", run(minimal)], ["inMemory", run(inMemory)]] as const
   for (let i = 0; i < RUNS; i++) {
     // the order rotated every round, so load from other work hits every variant alike

@@ -48,6 +48,8 @@ export class InvalidPlan extends Schema.TaggedError<InvalidPlan>("@runcmd/core/I
    * @since 0.1.0
    */
   override get message(): string {
-    return this.path === "" ? `${this.reason}: ${this.description}` : `${this.reason} at ${this.path}: ${this.description}`
+    return this.path === ""
+      ? `${this.reason}: ${this.description}`
+      : `${this.reason} at ${this.path}: ${this.description}`
   }
 }

@@ -10,8 +10,8 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
-import * as Schema from "effect/Schema"
 import type * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Take from "effect/Take"
@@ -333,7 +333,9 @@ export class DuplicateTransport extends Schema.TaggedError<DuplicateTransport>("
    * @since 0.1.0
    */
   override get message(): string {
-    return `target kind ${JSON.stringify(this.kind)} is served by the ${this.existing} transport already; the ${this.added} ` +
+    return `target kind ${
+      JSON.stringify(this.kind)
+    } is served by the ${this.existing} transport already; the ${this.added} ` +
       `transport cannot serve it too. Provide one transport per kind, or register it with Transport.layer(make, { replace: true })`
   }
 }
@@ -391,7 +393,7 @@ const makeRegistry = (parent: Option.Option<Registry.Service>): Registry.Service
     get,
     kinds: () => {
       const all = new Set(byKind.keys())
-      if (Option.isSome(parent)) for (const kind of parent.value.kinds()) all.add(kind)
+      if (Option.isSome(parent)) { for (const kind of parent.value.kinds()) all.add(kind) }
       return [...all].sort()
     },
     register: (transport, options) =>

@@ -126,7 +126,9 @@ export type FailureClass = "Unreachable" | "Rejected" | "TransportFailed"
  * @since 0.1.0
  * @category models
  */
-export const reasons: { readonly [R in TransportErrorReason]: { readonly class: FailureClass; readonly transient: boolean } } = {
+export const reasons: {
+  readonly [R in TransportErrorReason]: { readonly class: FailureClass; readonly transient: boolean }
+} = {
   ConnectRefused: { class: "Unreachable", transient: true },
   ConnectTimeout: { class: "Unreachable", transient: true },
   HandshakeTimeout: { class: "Unreachable", transient: true },

@@ -7,8 +7,8 @@ import * as Runner from "../src/Runner.js"
 import * as RunPlan from "../src/RunPlan.js"
 import * as ScriptSource from "../src/ScriptSource.js"
 import type { Target } from "../src/Target.js"
-import * as Transport from "../src/Transport.js"
 import { drive, InMemoryTransport, Step } from "../src/testing.js"
+import * as Transport from "../src/Transport.js"
 
 const target = (id: string, kind: string): Target => ({ kind, id, labels: {}, os: "linux" })
 const plan = RunPlan.make({
@@ -77,7 +77,10 @@ describe("Transport.Registry: one registry however the layers are provided", () 
         })),
         { replace: true }
       )
-      const report = yield* drive(Runner.run(plan)).pipe(Effect.provide(replacement), Effect.provide(Layer.merge(alpha, beta)))
+      const report = yield* drive(Runner.run(plan)).pipe(
+        Effect.provide(replacement),
+        Effect.provide(Layer.merge(alpha, beta))
+      )
       assert.deepStrictEqual(outcomes(report), ["Failed", "Failed"])
       const first = report.outcomes[0]!
       assert.isTrue(first._tag === "Failed" && first.exitCode === 7)

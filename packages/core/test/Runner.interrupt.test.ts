@@ -6,12 +6,12 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
 import * as Runner from "../src/Runner.js"
-import type * as RunReport from "../src/RunReport.js"
 import * as RunPlan from "../src/RunPlan.js"
+import type * as RunReport from "../src/RunReport.js"
 import * as ScriptSource from "../src/ScriptSource.js"
+import { drive, InMemory, InMemoryTransport, memoryTarget, Step } from "../src/testing.js"
 import * as Transport from "../src/Transport.js"
 import { TransportError } from "../src/TransportError.js"
-import { drive, InMemory, InMemoryTransport, memoryTarget, Step } from "../src/testing.js"
 
 const plan = RunPlan.make({
   targets: [memoryTarget("t0"), memoryTarget("t1"), memoryTarget("t2")],

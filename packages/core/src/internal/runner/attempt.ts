@@ -10,17 +10,17 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
-import * as Metric from "effect/Metric"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import type * as Tracer from "effect/Tracer"
 import * as ExecutionPolicy from "../../ExecutionPolicy.js"
 import * as Metrics from "../../Metrics.js"
-import type { StreamRedactor } from "../../Redactor.js"
 import * as Outcome from "../../Outcome.js"
 import type { OutputChunk, StreamName } from "../../OutputChunk.js"
+import type { StreamRedactor } from "../../Redactor.js"
 import * as RunEvent from "../../RunEvent.js"
 import type { Target } from "../../Target.js"
 import type * as Transport from "../../Transport.js"
@@ -209,7 +209,13 @@ export const makeRunTarget = (ctx: RunContext): Effect.Effect<(target: Target) =
           t.stdout = streams.stdout === undefined ? Outcome.emptyCapture : streams.stdout.capture.result()
           t.stderr = streams.stderr === undefined ? Outcome.emptyCapture : streams.stderr.capture.result()
         })
-        const run = Effect.ensuring(Effect.flatMap(result, flush), settle)
+        const attemptRun = Effect.ensuring(Effect.flatMap(result, flush), settle)
+        const run = traced
+          ? Effect.withSpan(attemptRun, "Runner.attempt", {
+            attributes: { "runcmd.target.id": t.target.id, "runcmd.attempt": attempt },
+            captureStackTrace: false
+          })
+          : attemptRun
         return listening
           ? Effect.zipRight(emit(new RunEvent.Started({ targetId: t.target.id, attempt, at }, true)), run)
           : run
@@ -272,7 +278,12 @@ export const makeRunTarget = (ctx: RunContext): Effect.Effect<(target: Target) =
             : undefined
         case "TimedOut":
           return policy.idempotent || attempt.phase === "delivery"
-            ? { reason: "Timeout", transport: t.transport.name, phase: attempt.phase, message: `timed out (${attempt.limit})` }
+            ? {
+              reason: "Timeout",
+              transport: t.transport.name,
+              phase: attempt.phase,
+              message: `timed out (${attempt.limit})`
+            }
             : undefined
         case "Error":
           return isTransient(attempt.error.reason) && (attempt.error.phase === "delivery" || policy.idempotent)
@@ -312,8 +323,10 @@ export const makeRunTarget = (ctx: RunContext): Effect.Effect<(target: Target) =
       })
 
     const cancelled = (t: TargetState): Effect.Effect<void> =>
-      Effect.flatMap(t.current === undefined ? Effect.succeed(true) : closeAttempt(t.current), (confirmed) =>
-        tally.finish(Outcome.unsafeMake(Outcome.Cancelled, { ...common(t, now()), confirmed })))
+      Effect.flatMap(
+        t.current === undefined ? Effect.succeed(true) : closeAttempt(t.current),
+        (confirmed) => tally.finish(Outcome.unsafeMake(Outcome.Cancelled, { ...common(t, now()), confirmed }))
+      )
 
     return (target: Target): Effect.Effect<void> =>
       Effect.suspend(() => {

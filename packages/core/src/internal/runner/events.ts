@@ -135,7 +135,10 @@ export const makeTally = (prepared: Prepared, events: Events): Effect.Effect<Tal
         return Effect.zipRight(
           events.emit(new RunEvent.Finished({ targetId: outcome.targetId, at, outcome }, true)),
           events.emit(
-            new RunEvent.Progress({ at, total, done: outcomes.size, running: running.count, counts: { ...counts } }, true)
+            new RunEvent.Progress(
+              { at, total, done: outcomes.size, running: running.count, counts: { ...counts } },
+              true
+            )
           )
         )
       })
