@@ -137,6 +137,30 @@ export const runJob = (
   )
 
 /**
+ * {@link start} for a job, its plan made as {@link runJob} makes it.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const startJob = (
+  job: Job,
+  options: JobOptions = {}
+): Effect.Effect<RunHandle, InvalidPlan | Targets.TargetsError, Transport.Registry | Targets.Targets | Scope.Scope> =>
+  Effect.flatMap(planJob(job, options), (plan) => start(plan, options))
+
+/**
+ * {@link stream} for a job, its plan made as {@link runJob} makes it.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const streamJob = (
+  job: Job,
+  options: JobOptions = {}
+): Stream.Stream<RunEvent.RunEvent, InvalidPlan | Targets.TargetsError, Transport.Registry | Targets.Targets> =>
+  Stream.unwrap(Effect.map(planJob(job, options), (plan) => stream(plan, options)))
+
+/**
  * A run started in the background by {@link start}.
  *
  * @since 0.1.0

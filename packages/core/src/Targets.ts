@@ -25,6 +25,8 @@
  * @since 0.1.0
  */
 import type * as FileSystem from "@effect/platform/FileSystem"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -234,6 +236,19 @@ export const layerInventory = (
     // the importers registered by layers built with this one (`Layer.mergeAll(..., SshConfig.layerImporter)`)
     Layer.provide(importers.layerRegistry)
   )
+
+/**
+ * The targets of the inventory file named by configuration (`RUNCMD_INVENTORY` unless another `Config` is given);
+ * a missing or invalid value fails with the `ConfigError` naming the key.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  kinds: ReadonlyArray<TargetSchema>,
+  config: Config.Config<string> = Config.string("RUNCMD_INVENTORY")
+): Layer.Layer<Targets, ConfigError.ConfigError, FileSystem.FileSystem> =>
+  Layer.unwrapEffect(Effect.map(config, (path) => layerInventory(path, kinds)))
 
 /**
  * The targets matching the selector (every target without one), from the `Targets` in scope.

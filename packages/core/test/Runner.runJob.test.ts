@@ -1,7 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Stream from "effect/Stream"
 import * as ExecutionPolicy from "../src/ExecutionPolicy.js"
 import * as Runner from "../src/Runner.js"
 import * as RunPlan from "../src/RunPlan.js"
@@ -128,4 +130,16 @@ describe("Runner.runJob", () => {
       assert.strictEqual(unknownScheme._tag, "InvalidPlan")
       assert.deepStrictEqual(yield* memory.starts, [])
     }).pipe(Effect.provide(testLayer({ targets: fleet }))))
+})
+
+describe("Runner.startJob / streamJob", () => {
+  it.effect("start a job in the background, or stream its events, from the services in scope", () =>
+    Effect.gen(function*() {
+      const handle = yield* Runner.startJob(healthCheck, { select: "role=db" })
+      const report = yield* drive(handle.report)
+      assert.deepStrictEqual(report.outcomes.map((o) => o.targetId), ["db-0"])
+      const events = yield* drive(Stream.runCollect(Runner.streamJob(healthCheck, { select: "id=web-1" })))
+      const finished = Chunk.toArray(events).filter((e) => e._tag === "Finished")
+      assert.deepStrictEqual(finished.map((e) => e._tag === "Finished" && e.outcome.targetId), ["web-1"])
+    }).pipe(Effect.scoped, Effect.provide(testLayer({ targets: fleet }))))
 })

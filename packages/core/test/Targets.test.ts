@@ -1,5 +1,6 @@
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { afterAll, assert, describe, it } from "@effect/vitest"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as TestClock from "effect/TestClock"
@@ -174,4 +175,31 @@ describe("Targets.layerInventory", () => {
       Effect.provide(Targets.layerInventory(file, [Target.Local]).pipe(Layer.provide(NodeFileSystem.layer))),
       Effect.provide(Inventory.layerImporter(fake))
     ))
+})
+
+describe("Targets.layerConfig", () => {
+  it.effect("RUNCMD_INVENTORY names the inventory; unset, a ConfigError naming the key", () =>
+    Effect.gen(function*() {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "runcmd-targets-config-"))
+      try {
+        const file = path.join(dir, "inv.yaml")
+        fs.writeFileSync(file, "targets: [{ id: c, kind: local }]\n")
+        const layer = (env: Record<string, string>) =>
+          Targets.layerConfig([Target.Local]).pipe(
+            Layer.provide(
+              Layer.merge(
+                NodeFileSystem.layer,
+                Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
+              )
+            )
+          )
+        assert.deepStrictEqual(ids(yield* Targets.select().pipe(Effect.provide(layer({ RUNCMD_INVENTORY: file })))), [
+          "c"
+        ])
+        const error = yield* Effect.flip(Targets.select().pipe(Effect.provide(layer({}))))
+        assert.include(String(error), "RUNCMD_INVENTORY")
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true })
+      }
+    }))
 })
