@@ -22,10 +22,16 @@
  *     hosts: ["db-*"]
  *     group: db
  *     labels: { source: ssh-config }
+ * policy:                   # policy defaults for runs on these targets (under the plan's and the CLI's flags)
+ *   concurrency: 5
+ *   timeout: 2m
  * ```
  *
- * - The top level has only `defaults`, `groups`, `targets` and `imports` (each optional); a group has only
+ * - The top level has only `defaults`, `groups`, `targets`, `imports` and `policy` (each optional); a group has only
  *   `defaults` and `targets`.
+ * - `policy:` sets fields of the `ExecutionPolicy` (same names and values as a plan's, no run-as password): the
+ *   `inventory` level, under the plan's policy and over the `ExecutionPolicy.Defaults` layer (see
+ *   `ExecutionPolicy`). `Targets.layerInventory` carries it to `Runner.runJob`.
  * - Each `imports:` entry names one {@link Importer} by its key (`sshConfig: FILE`): a transport package adds one by
  *   providing a layer ({@link layerImporter}; `SshConfig.layerImporter`), or it is given in `options.importers`
  *   (those win on a shared key). Its `group` and `labels`
@@ -58,6 +64,7 @@ import * as Either from "effect/Either"
 import type * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as NodePath from "node:path"
+import type * as ExecutionPolicy from "./ExecutionPolicy.js"
 import * as importers from "./internal/importers.js"
 import { parseInventory } from "./internal/inventory.js"
 import { InvalidPlan } from "./InvalidPlan.js"
@@ -75,6 +82,8 @@ export interface Inventory {
   readonly file: string
   readonly targets: ReadonlyArray<Target.Target>
   readonly groups: Record<string, ReadonlyArray<string>>
+  /** The `policy:` fields of the file: the `inventory` level of `ExecutionPolicy.resolve` (under the plan's). */
+  readonly policy?: ExecutionPolicy.Overrides | undefined
 }
 
 /**
@@ -155,7 +164,8 @@ export const parse: (
     const parsed = parseInventory(text, file, kinds, [...new Set(importers.map((i) => i.key))])
     if (Either.isLeft(parsed)) return yield* parsed.left
     const { groups, imports } = parsed.right
-    if (imports.length === 0) return { file, targets: parsed.right.targets, groups }
+    const policy = parsed.right.policy === undefined ? {} : { policy: parsed.right.policy }
+    if (imports.length === 0) return { file, targets: parsed.right.targets, groups, ...policy }
     const targets = [...parsed.right.targets]
     const origin = new Map<string, string>(targets.map((t) => [t.id, "the inventory's own targets"]))
     const dir = NodePath.dirname(NodePath.resolve(file))
@@ -198,7 +208,7 @@ export const parse: (
         description: "the inventory defines no targets and its imports brought none (check the imports' options)"
       })
     }
-    return { file, targets, groups }
+    return { file, targets, groups, ...policy }
   }
 )
 

@@ -28,6 +28,7 @@ import * as RunEvent from "./RunEvent.js"
 import type { RunPlan } from "./RunPlan.js"
 import * as RunReport from "./RunReport.js"
 import type { Job } from "./ScriptSource.js"
+import * as Selector from "./Selector.js"
 import type { Target } from "./Target.js"
 import * as Targets from "./Targets.js"
 import type * as Transport from "./Transport.js"
@@ -85,7 +86,8 @@ export interface JobOptions extends RunOptions {
 
 /**
  * The plan {@link runJob} runs: the targets selected from the `Targets` in scope and the policy of the job's levels
- * (see `ExecutionPolicy`: flag > plan > inventory > layer > built-in). The sinks of the `OutputSinks` in scope are
+ * (see `ExecutionPolicy`: flag > plan > inventory > layer > built-in; the inventory level is the sources' own
+ * policy, such as an inventory file's `policy:`, under `options.policyLevels.inventory`). The sinks of the `OutputSinks` in scope are
  * added when the plan runs, as for any plan.
  *
  * @since 0.1.0
@@ -96,8 +98,15 @@ export const planJob: (
   options?: JobOptions
 ) => Effect.Effect<RunPlan, InvalidPlan | Targets.TargetsError, Targets.Targets> = Effect.fn("Runner.planJob")(
   function*(job: Job, options: JobOptions = {}) {
-    const targets = yield* Targets.select(options.select)
-    const policy = yield* ExecutionPolicy.current({ ...options.policyLevels, plan: options.policy })
+    const listing = yield* Targets.list
+    const targets = options.select === undefined
+      ? listing.targets
+      : yield* Selector.select(listing.targets, options.select)
+    const policy = yield* ExecutionPolicy.current({
+      flags: options.policyLevels?.flags,
+      plan: options.policy,
+      inventory: ExecutionPolicy.merge(listing.policy, options.policyLevels?.inventory)
+    })
     return {
       targets,
       job,

@@ -34,6 +34,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import type * as ExecutionPolicy from "./ExecutionPolicy.js"
 import * as importers from "./internal/importers.js"
 import * as internal from "./internal/targets.js"
 import type { InvalidPlan } from "./InvalidPlan.js"
@@ -71,14 +72,26 @@ export class TargetsError extends Schema.TaggedError<TargetsError>("@runcmd/core
 export interface Source {
   /** Names the source in listings and errors (`inventory.yaml`, `ssh_config ~/.ssh/config`). */
   readonly name: string
-  /** Reads the source's targets. */
-  readonly discover: Effect.Effect<ReadonlyArray<Target>, TargetsError | InvalidPlan>
+  /** Reads the source's targets (and the policy defaults that come with them, as an inventory's `policy:`). */
+  readonly discover: Effect.Effect<ReadonlyArray<Target> | Discovered, TargetsError | InvalidPlan>
   /**
    * `true` (the default): read once, then cached for the life of the `Targets` service (the run); a duration: read
    * again once the cached listing is that old (on the Effect clock); `false`: read on every listing (a static
    * list). Failures are never cached.
    */
   readonly cache?: boolean | Duration.DurationInput | undefined
+}
+
+/**
+ * What a discovery reads: targets and, optionally, the policy defaults that come with them.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Discovered {
+  readonly targets: ReadonlyArray<Target>
+  /** The `inventory` level of `ExecutionPolicy.resolve` for runs on these targets. */
+  readonly policy?: ExecutionPolicy.Overrides | undefined
 }
 
 /**
@@ -90,6 +103,7 @@ export interface Source {
 export interface SourceListing {
   readonly name: string
   readonly targets: ReadonlyArray<Target>
+  readonly policy: ExecutionPolicy.Overrides | undefined
   /** When the source was read (epoch ms on the Effect clock): older than now when the listing is cached. */
   readonly readAt: number
   /** Whether the source is cached (see {@link Source.cache}). */
@@ -105,6 +119,8 @@ export interface SourceListing {
 export interface Listing {
   readonly targets: ReadonlyArray<Target>
   readonly sources: ReadonlyArray<SourceListing>
+  /** The sources' policy defaults merged field by field (a later source's over an earlier one's). */
+  readonly policy: ExecutionPolicy.Overrides | undefined
 }
 
 /**
@@ -189,7 +205,7 @@ export const layerEmpty: Layer.Layer<Targets> = Layer.effect(
  */
 export const layerSource = <R = never>(source: {
   readonly name: string
-  readonly discover: Effect.Effect<ReadonlyArray<Target>, TargetsError | InvalidPlan, R>
+  readonly discover: Effect.Effect<ReadonlyArray<Target> | Discovered, TargetsError | InvalidPlan, R>
   readonly cache?: Source["cache"]
 }): Layer.Layer<Targets, never, Exclude<R, Scope.Scope>> =>
   Layer.scopedDiscard(
@@ -229,7 +245,11 @@ export const layerInventory = (
     // loaded when read: the YAML parser is not needed by programs without an inventory
     discover: Effect.flatMap(
       Effect.promise(() => import("./Inventory.js")),
-      (Inventory) => Effect.map(Inventory.load(path, kinds, options), (inventory) => inventory.targets)
+      (Inventory) =>
+        Effect.map(
+          Inventory.load(path, kinds, options),
+          (inventory): Discovered => ({ targets: inventory.targets, policy: inventory.policy })
+        )
     ),
     cache: options?.cache
   }).pipe(

@@ -9,8 +9,9 @@ import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as SchemaAST from "effect/SchemaAST"
 import * as YAML from "yaml"
-import * as Target from "../Target.js"
+import * as ExecutionPolicy from "../ExecutionPolicy.js"
 import { InvalidPlan } from "../InvalidPlan.js"
+import * as Target from "../Target.js"
 
 type Segment = string | number
 type Path = ReadonlyArray<Segment>
@@ -23,6 +24,8 @@ export interface ParsedInventory {
   readonly groups: Record<string, ReadonlyArray<string>>
   /** `imports:` entries, checked for shape; run by `Inventory.parse` with the importers given. */
   readonly imports: ReadonlyArray<ImportEntry>
+  /** The `policy:` mapping: the fields it sets (the `inventory` level of `ExecutionPolicy.resolve`). */
+  readonly policy: ExecutionPolicy.Overrides | undefined
 }
 
 /** @internal */
@@ -200,7 +203,9 @@ const parseOrThrow = (
   if (doc.errors.length > 0) {
     const error = doc.errors[0]!
     const pos = error.linePos?.[0]
-    const more = doc.errors.length > 1 ? ` (and ${doc.errors.length - 1} more YAML error${doc.errors.length > 2 ? "s" : ""})` : ""
+    const more = doc.errors.length > 1
+      ? ` (and ${doc.errors.length - 1} more YAML error${doc.errors.length > 2 ? "s" : ""})`
+      : ""
     throw new Stop(
       new InvalidPlan({
         reason: "InvalidInventory",
@@ -262,12 +267,58 @@ const parseOrThrow = (
     return invalid([], `expected a mapping with \`defaults\`, \`groups\` and \`targets\`, got ${describe(root)}`)
   }
   for (const key of Object.keys(root)) {
-    if (key !== "defaults" && key !== "groups" && key !== "targets" && key !== "imports" && !key.startsWith("x-")) {
+    if (
+      key !== "defaults" && key !== "groups" && key !== "targets" && key !== "imports" && key !== "policy" &&
+      !key.startsWith("x-")
+    ) {
       return invalid(
         [key],
-        `unknown key ${JSON.stringify(key)}; expected \`defaults\`, \`groups\`, \`targets\` or \`imports\` (or an \`x-\` key for anchors)`
+        `unknown key ${
+          JSON.stringify(key)
+        }; expected \`defaults\`, \`groups\`, \`targets\`, \`imports\` or \`policy\` (or an \`x-\` key for anchors)`
       )
     }
+  }
+
+  const mappingOrFail = (value: unknown): Mapping =>
+    isMapping(value)
+      ? value
+      : invalid(["policy"], `expected a mapping of policy fields (such as \`concurrency: 5\`), got ${describe(value)}`)
+  // policy defaults that come with the targets: only the fields written are set
+  let policy: ExecutionPolicy.Overrides | undefined
+  if (root.policy !== undefined && root.policy !== null) {
+    const raw = mappingOrFail(root.policy)
+    const runAs: unknown = raw.runAs
+    if (isMapping(runAs) && "password" in runAs) {
+      return invalid(
+        ["policy", "runAs", "password"],
+        "a password does not belong in an inventory file; give it at run time (the CLI's --ask-become-pass or RUNCMD_BECOME_PASS)"
+      )
+    }
+    const decoded = Schema.decodeUnknownEither(ExecutionPolicy.ExecutionPolicy)(raw, {
+      errors: "all",
+      onExcessProperty: "error"
+    })
+    if (Either.isLeft(decoded)) {
+      const issue = ParseResult.ArrayFormatter.formatErrorSync(decoded.left)[0]
+      const at: Path = ["policy", ...(issue?.path ?? []).map((p) => (typeof p === "number" ? p : String(p)))]
+      return invalid(
+        at,
+        issue?._tag === "Unexpected"
+          ? "unknown policy field (known: timeout, deadline, killGrace, retry, concurrency, maxErrors, batchSize, runAs, cwd, idempotent)"
+          : issue?.message ?? "invalid policy"
+      )
+    }
+    const set: Record<string, unknown> = {}
+    for (const key of Object.keys(raw)) {
+      const value = (decoded.right as Record<string, unknown>)[key]
+      if (key === "retry" && isMapping(raw.retry) && isMapping(value)) {
+        const retry: Record<string, unknown> = {}
+        for (const k of Object.keys(raw.retry)) retry[k] = value[k]
+        set.retry = retry
+      } else set[key] = value
+    }
+    policy = set as ExecutionPolicy.Overrides
   }
 
   const table = kindTable(kinds)
@@ -355,11 +406,17 @@ const parseOrThrow = (
         groups[name] = []
         if (group === null || group === undefined) continue
         if (!isMapping(group)) {
-          return invalid(groupPath, `expected a group (a mapping with \`defaults\` and \`targets\`), got ${describe(group)}`)
+          return invalid(
+            groupPath,
+            `expected a group (a mapping with \`defaults\` and \`targets\`), got ${describe(group)}`
+          )
         }
         for (const k of Object.keys(group)) {
           if (k !== "defaults" && k !== "targets") {
-            return invalid([...groupPath, k], `unknown key ${JSON.stringify(k)} in a group; expected \`defaults\` or \`targets\``)
+            return invalid(
+              [...groupPath, k],
+              `unknown key ${JSON.stringify(k)} in a group; expected \`defaults\` or \`targets\``
+            )
           }
         }
         const gd = mappingAt(group.defaults, [...groupPath, "defaults"], "a mapping of default fields")
@@ -373,9 +430,14 @@ const parseOrThrow = (
   const imports: Array<ImportEntry> = []
   const importList: unknown = root.imports === undefined || root.imports === null ? [] : root.imports
   if (!Array.isArray(importList)) {
-    return invalid(["imports"], `expected a list of imports (such as \`- sshConfig: ./ssh_config\`), got ${describe(importList)}`)
+    return invalid(
+      ["imports"],
+      `expected a list of imports (such as \`- sshConfig: ./ssh_config\`), got ${describe(importList)}`
+    )
   }
-  const knownImporters = importers.length === 0 ? "none is registered here" : `known: ${[...importers].sort().join(", ")}`
+  const knownImporters = importers.length === 0
+    ? "none is registered here"
+    : `known: ${[...importers].sort().join(", ")}`
   for (let i = 0; i < importList.length; i++) {
     const item: unknown = importList[i]
     const path: Path = ["imports", i]
@@ -445,7 +507,10 @@ const parseOrThrow = (
       report({
         reason: "InvalidInventory",
         path: [...entry.path, "kind"],
-        description: `missing \`kind\`: set it on the target, in its group's defaults or in the top-level defaults (known kinds: ${known})${where(entry.path)}`
+        description:
+          `missing \`kind\`: set it on the target, in its group's defaults or in the top-level defaults (known kinds: ${known})${
+            where(entry.path)
+          }`
       })
       continue
     }
@@ -455,7 +520,9 @@ const parseOrThrow = (
       report({
         reason: "InvalidInventory",
         path: at,
-        description: `unknown target kind ${JSON.stringify(kind)}; known kinds: ${known} (install and add the transport for it)${where(at)}`
+        description: `unknown target kind ${
+          JSON.stringify(kind)
+        }; known kinds: ${known} (install and add the transport for it)${where(at)}`
       })
       continue
     }
@@ -491,11 +558,9 @@ const parseOrThrow = (
       report({
         reason: "DuplicateTargetId",
         path: [...entry.path, "id"],
-        description: `duplicate target id ${JSON.stringify(target.id)}${where([...entry.path, "id"])}: also defined at ${
-          formatPath(prevPath)
-        }${
-          where(prevPath)
-        }${
+        description: `duplicate target id ${JSON.stringify(target.id)}${
+          where([...entry.path, "id"])
+        }: also defined at ${formatPath(prevPath)}${where(prevPath)}${
           inTwoGroups
             ? `; a target belongs to one group only (it is in groups ${previous.group} and ${entry.group}; use labels to put it in several sets)`
             : "; target ids must be unique"
@@ -512,5 +577,5 @@ const parseOrThrow = (
     const more = problems > 1 ? ` (and ${problems - 1} more problem${problems > 2 ? "s" : ""})` : ""
     return fail({ ...firstProblem, description: `${firstProblem.description}${more}` })
   }
-  return { file, targets, groups, imports }
+  return { file, targets, groups, imports, policy }
 }

@@ -8,6 +8,7 @@ import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as ExecutionPolicy from "../ExecutionPolicy.js"
 import type { InvalidPlan } from "../InvalidPlan.js"
 import * as Selector from "../Selector.js"
 import type { Target } from "../Target.js"
@@ -29,10 +30,11 @@ export const register = (source: Targets.Source): Targets.RegisteredSource => {
   const ttl = ttlOf(source.cache)
   const discover = Effect.flatMap(
     source.discover,
-    (targets) =>
+    (found) =>
       Effect.map(Clock.currentTimeMillis, (readAt): Targets.SourceListing => ({
         name: source.name,
-        targets,
+        targets: Array.isArray(found) ? found as ReadonlyArray<Target> : (found as Targets.Discovered).targets,
+        policy: Array.isArray(found) ? undefined : (found as Targets.Discovered).policy,
         readAt,
         cached: ttl !== undefined
       }))
@@ -77,7 +79,12 @@ export const make = (
         targets.push(target)
       }
     }
-    return { targets, sources: listings }
+    const policies = listings.map((l) => l.policy).filter((p) => p !== undefined)
+    return {
+      targets,
+      sources: listings,
+      policy: policies.length === 0 ? undefined : ExecutionPolicy.merge(...policies)
+    }
   }).pipe(Effect.withSpan("Targets.list"))
   return {
     list,
