@@ -38,6 +38,12 @@ export interface Settings {
   readonly owner: symbol
 }
 
+/**
+ * A pipe hands over up to 64 KiB per read, so there is little to join: the consumer is woken at once rather than
+ * after the I/O phase (measured: 128 MiB through a pump ran ~25% slower with the deferred wake).
+ */
+const BUFFER: OutputBuffer.Options = { deferWake: false }
+
 const POLL_MS = 50
 /** A stream still open this long after the holders were killed, with nothing flowing, is closed by us. */
 const IDLE_BEFORE_DESTROY = 1000
@@ -95,7 +101,7 @@ const startDirect = (
       child.stdin!.end(invocation.stdin)
     }
     const selector: Selector = { groups: [pid], token: { variable: launch.tokenVariable, value: launch.token } }
-    const output = OutputBuffer.make<TransportError>()
+    const output = OutputBuffer.make<TransportError>(BUFFER)
     OutputBuffer.attachReadable(output, "stdout", child.stdout!, Errors.io("stdout"))
     OutputBuffer.attachReadable(output, "stderr", child.stderr!, Errors.io("stderr"))
     const supervised = yield* supervise(settings, target, invocation, child, () => selector, [output])
@@ -190,7 +196,7 @@ const startWrapped = (
 
     // stdout into the output; stderr through the wrapper's protocol driver first. Both pipes pause when the
     // output is above its high-water mark (the driver never waits: what it cleans goes into the output at once)
-    const output = OutputBuffer.make<TransportError>()
+    const output = OutputBuffer.make<TransportError>(BUFFER)
     OutputBuffer.attachReadable(output, "stdout", child.stdout!, Errors.io("stdout"))
     output.addProducer({
       pause: () => void stderr.pause(),
@@ -198,7 +204,7 @@ const startWrapped = (
         if (!stderr.destroyed) stderr.resume()
       }
     })
-    const rawStderr = OutputBuffer.make<TransportError>()
+    const rawStderr = OutputBuffer.make<TransportError>(BUFFER)
     rawStderr.end("stdout")
     OutputBuffer.attachReadable(rawStderr, "stderr", stderr, Errors.io("stderr"))
     const cleanStderr = yield* launch.drive({
