@@ -3,9 +3,31 @@
 /**
  * How a job runs: timeouts, kill grace, retries, concurrency, error budget, batches, run-as, working directory.
  *
+ * A policy is built from levels, each setting some fields; for every field the highest level that sets it wins
+ * (field by field: a plan that sets `timeout` keeps the layer's `concurrency`; `retry` is merged by its own
+ * fields):
+ *
+ * | level (highest first) | where it comes from | how it is given |
+ * |---|---|---|
+ * | flag | the CLI's flags (`--concurrency`, `--timeout`, ...) | `resolve({ flags })` |
+ * | plan | the program's own policy for this job | `Runner.runJob(job, { policy })`, `resolve({ plan })` |
+ * | inventory | policy defaults that come with the targets | `resolve({ inventory })` |
+ * | layer | the {@link Defaults} service: {@link layer} or {@link layerConfig} (`RUNCMD_*` variables) | provided |
+ * | built-in | {@link defaults}: no timeout, 5 s kill grace, no retry, concurrency 10, no error budget | always |
+ *
+ * `Runner.run(plan)` takes a `RunPlan` whose policy is complete already (`RunPlan.make` fills in the built-in
+ * defaults): it does not read the {@link Defaults} service. `Runner.runJob` and {@link current} do.
+ *
  * @since 0.1.0
  */
 export * as ExecutionPolicy from "./ExecutionPolicy.js"
+
+/**
+ * The error a plan, policy, inventory or script is refused with before anything runs.
+ *
+ * @since 0.1.0
+ */
+export * as InvalidPlan from "./InvalidPlan.js"
 
 /**
  * Inventories: where targets come from. A static list ({@link fromTargets}) or a YAML inventory file
@@ -26,16 +48,24 @@ export * as ExecutionPolicy from "./ExecutionPolicy.js"
  *         labels: { canary: "true" }
  * targets:                  # ungrouped
  *   - { id: box, kind: local, labels: { role: db } }
- * imports:                  # targets from elsewhere, by an importer given to parse/load
- *   - sshConfig: ./ssh_config   # @runcmd/transport-ssh's SshConfig.importer; paths relative to this file
+ * imports:                  # targets from elsewhere, by an importer in scope (or given to parse/load)
+ *   - sshConfig: ./ssh_config   # @runcmd/transport-ssh's SshConfig.layerImporter; paths relative to this file
  *     hosts: ["db-*"]
  *     group: db
  *     labels: { source: ssh-config }
+ * policy:                   # policy defaults for runs on these targets (under the plan's and the CLI's flags)
+ *   concurrency: 5
+ *   timeout: 2m
  * ```
  *
- * - The top level has only `defaults`, `groups`, `targets` and `imports` (each optional); a group has only
+ * - The top level has only `defaults`, `groups`, `targets`, `imports` and `policy` (each optional); a group has only
  *   `defaults` and `targets`.
- * - Each `imports:` entry names one {@link Importer} by its key (`sshConfig: FILE`); its `group` and `labels`
+ * - `policy:` sets fields of the `ExecutionPolicy` (same names and values as a plan's, no run-as password): the
+ *   `inventory` level, under the plan's policy and over the `ExecutionPolicy.Defaults` layer (see
+ *   `ExecutionPolicy`). `Targets.layerInventory` carries it to `Runner.runJob`.
+ * - Each `imports:` entry names one {@link Importer} by its key (`sshConfig: FILE`): a transport package adds one by
+ *   providing a layer ({@link layerImporter}; `SshConfig.layerImporter`), or it is given in `options.importers`
+ *   (those win on a shared key). Its `group` and `labels`
  *   apply to every target it imports (defaults do not), its other keys are the importer's options. Imported ids
  *   must not clash with the file's own.
  * - Each target is the deep merge of the top-level `defaults`, its group's `defaults` and its own fields, most
@@ -77,6 +107,32 @@ export * as Metrics from "./Metrics.js"
 export * as Outcome from "./Outcome.js"
 
 /**
+ * The coalescing output buffer a transport puts between the process's output and `RawExecution.pump`. The
+ * transport's callbacks push bytes as they arrive (ssh2 `data` events, pipe reads, polled batches...); the Runner
+ * pumps them at its own pace. What arrived while it was busy is handed on in batches (one `emit` for many small
+ * chunks: the per-chunk costs downstream are paid once per batch), and the producers are paused while too much
+ * is buffered, so a fast process costs bounded memory.
+ *
+ * @example
+ * ```ts
+ * import * as OutputBuffer from "@runcmd/core/OutputBuffer"
+ * import * as Transport from "@runcmd/core/Transport"
+ *
+ * // inside `start`: feed the buffer from the service's callbacks, hand `pump` to core
+ * const output = OutputBuffer.make<TransportError>()
+ * output.addProducer({ pause: () => poller.pause(), resume: () => poller.resume() })
+ * poller.onStdout((bytes) => output.push("stdout", bytes))
+ * poller.onStderr((bytes) => output.push("stderr", bytes))
+ * poller.onDone(() => { output.end("stdout"); output.end("stderr") })
+ * poller.onError((cause) => output.fail(toTransportError(cause)))
+ * const execution: Transport.RawExecution = { pump: output.pump, exit }
+ * ```
+ *
+ * @since 0.1.0
+ */
+export * as OutputBuffer from "./OutputBuffer.js"
+
+/**
  * Output as it leaves a transport: bytes, tagged with the target, the stream and a per-stream sequence number.
  *
  * @since 0.1.0
@@ -89,6 +145,22 @@ export * as OutputChunk from "./OutputChunk.js"
  * @since 0.1.0
  */
 export * as OutputSink from "./OutputSink.js"
+
+/**
+ * The `OutputSinks` service: output sinks provided as layers. A sink added by a layer sees every run in the layer's
+ * scope (it is opened once per run, as a plan's own sinks are), before the plan's own sinks, each sink once
+ * however often it is given. Without the service, a run has its plan's sinks only (as ever).
+ *
+ * @example
+ * ```ts
+ * const program = Effect.all([Runner.run(healthCheck), Runner.run(deploy)]).pipe(
+ *   Effect.provide(OutputSinks.layer(OutputSink.events({ path: "runs.jsonl" }), OutputSink.console({ mode: "prefixed" })))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ */
+export * as OutputSinks from "./OutputSinks.js"
 
 /**
  * Redaction of secret values (and their common encodings) from text and from byte streams, including values
@@ -134,22 +206,30 @@ export * as RunReport from "./RunReport.js"
 /**
  * The Runner: fans a plan out over its targets with the policy's concurrency, batches, error budget, timeouts,
  * deadline and retries; routes each target to its transport; redacts output before any sink sees it; returns
- * one outcome per target, also when interrupted.
+ * one outcome per target, also when cancelled or interrupted.
+ *
+ * The parts: `internal/runner/prepare` (checks and resolves a plan, builds invocations), `internal/runner/attempt`
+ * (one target's attempts, timeouts, retries and cancellation), `internal/runner/events` (sinks, events, the tally);
+ * this module orchestrates them (waves, cancellation, the report).
  *
  * @since 0.1.0
  */
 export * as Runner from "./Runner.js"
 
 /**
- * Script rendering: the one wrapper every shell transport runs (POSIX `sh`, and a PowerShell twin for Windows
- * targets), rendered from an `Invocation`, plus the driver of its stdin/stderr protocol.
+ * Script rendering: how a shell transport launches an `Invocation`. Four launches, each a model and a constructor:
  *
- * The POSIX launch is a constant bootstrap (`/bin/sh -c BOOTSTRAP runcmd`) that reads the wrapper from stdin;
- * secrets and the user's stdin follow it on the same pipe, so nothing of the user's is in argv or in the process
- * table. The wrapper switches user (sudo/su/runuser/doas), changes directory, starts the user's program in a new
- * session (its PGID is reported on stderr), forwards TERM to it and escalates to KILL after the grace, and
- * reports how the program ended (an exit code or a signal) in a protocol line that {@link Launch.drive} removes
- * from stderr.
+ * - {@link wrapper} ({@link WrapperLaunch}): the POSIX wrapper, for anything. A constant bootstrap
+ *   (`/bin/sh -c BOOTSTRAP runcmd`) reads the wrapper from stdin; secrets and the user's stdin follow it on the same
+ *   pipe, so nothing of the user's is in argv or in the process table. The wrapper switches user
+ *   (sudo/su/runuser/doas), changes directory, starts the user's program in a new session (its PGID is reported on
+ *   stderr), forwards TERM to it and escalates to KILL after the grace, and reports how the program ended in a
+ *   protocol line that {@link WrapperLaunch.drive} removes from stderr.
+ * - {@link direct} ({@link DirectLaunch}): no wrapper, for a transport that spawns the program itself (local), when
+ *   the wrapper would have nothing to do (no run-as, a command or a sh/bash script).
+ * - {@link directShell} ({@link DirectShellLaunch}): no wrapper, through the target user's POSIX login shell (SSH
+ *   `exec`), under the same conditions.
+ * - {@link powershell} ({@link PowerShellLaunch}): the PowerShell twin of the wrapper, for Windows targets.
  *
  * @since 0.1.0
  */
@@ -161,6 +241,27 @@ export * as ScriptRender from "./ScriptRender.js"
  * @since 0.1.0
  */
 export * as ScriptSource from "./ScriptSource.js"
+
+/**
+ * The `ScriptSources` service: turns a job's `ScriptSource` into what transports receive (`Command`, `Script` or
+ * `Native`), before anything runs. `File` and `Url` sources are read by the resolver of their scheme:
+ *
+ * | scheme | served by | source |
+ * |---|---|---|
+ * | `file` (a path without a scheme, or `file://`) | built in (needs a `FileSystem` layer) | `File({ path })` |
+ * | `http`, `https` | built in (needs an `HttpClient` layer) | `Url({ url, sha256 })`, `File({ path: "https://..." })` |
+ * | any other (`s3`, `az`...) | a layer: {@link layer}, e.g. from a cloud transport package | `File({ path: "s3://bucket/deploy.sh" })` |
+ *
+ * A `Url` is checked against its sha256 whatever serves its scheme. A scheme nobody serves is an `InvalidPlan`
+ * (`InvalidValue` at `job.source.path`, naming the scheme, the known ones and the fix) before anything runs. A
+ * resolver provided by a layer replaces one in scope for the same scheme (the built-ins included: a test layer
+ * serving `https` answers without a network).
+ *
+ * The Runner resolves through the `ScriptSources` in scope, and through the built-ins when there is none.
+ *
+ * @since 0.1.0
+ */
+export * as ScriptSources from "./ScriptSources.js"
 
 /**
  * Target selection by label expressions and id globs.
@@ -199,6 +300,34 @@ export * as Selector from "./Selector.js"
 export * as Target from "./Target.js"
 
 /**
+ * The `Targets` service: lists and selects the targets of a program. Its targets come from sources that layers
+ * register: a static list ({@link layer}), an inventory file ({@link layerInventory}), OpenSSH's `ssh_config`
+ * (`SshConfig.layer` in `@runcmd/transport-ssh`), or any discovery a transport package provides with
+ * {@link layerSource} (SSM and Azure tags). However the layers are provided (merged into one layer, or by several
+ * `Effect.provide` calls), a program sees one `Targets` with every source:
+ *
+ * - the targets of all sources, in the order the sources were registered (an enclosing layer's first);
+ * - a target id given by two sources (or twice by one) is a {@link TargetsError} `DuplicateTargetId` naming both;
+ * - the label selector (`Selector`: `role=web`, `!canary`, `id=web-*`) is applied to the merged list, the same way
+ *   whatever source a target came from;
+ * - each source is read once and cached for the life of the layer (a run), unless it says otherwise (`cache`);
+ *   every listing says when each source was read (`readAt`, on the Effect clock).
+ *
+ * @example
+ * ```ts
+ * const targets = Layer.mergeAll(
+ *   Targets.layer([Target.local("box", { role: "db" })]),
+ *   Targets.layerInventory("inventory.yaml", [Target.Local, SshTarget.SshTarget]),
+ *   SshConfig.layer("~/.ssh/config", { hosts: ["web-*"], labels: { role: "web" } })
+ * )
+ * const web = Effect.flatMap(Targets.Targets, (targets) => targets.select("role=web"))
+ * ```
+ *
+ * @since 0.1.0
+ */
+export * as Targets from "./Targets.js"
+
+/**
  * The Transport contract: a transport implements `start` and core derives the rest.
  *
  * @since 0.1.0
@@ -206,7 +335,7 @@ export * as Target from "./Target.js"
 export * as Transport from "./Transport.js"
 
 /**
- * Typed errors: what a transport can fail with, and what a bad plan is refused with.
+ * The one error every transport fails with, and how its reasons classify outcomes and retries.
  *
  * @since 0.1.0
  */
