@@ -4,6 +4,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
+import * as crypto from "node:crypto"
 import * as ExecutionPolicy from "../src/ExecutionPolicy.js"
 import * as Runner from "../src/Runner.js"
 import * as RunPlan from "../src/RunPlan.js"
@@ -19,7 +20,13 @@ const argv = (invocation: Transport.Invocation) =>
 // the pipeline of the design: health-check every role=web host, then roll the deploy out 5 at a time, stop after 2
 // failures, keep every byte of output; written against the services only
 const healthCheck = ScriptSource.job(ScriptSource.command("curl", "-fsS", "localhost/health"))
-const deploy = ScriptSource.job(new ScriptSource.File({ path: "https://deploy.example.com/deploy.sh" }))
+const deployScript = "#!/bin/sh\n./deploy\n"
+const deploy = ScriptSource.job(
+  new ScriptSource.Url({
+    url: "https://deploy.example.com/deploy.sh",
+    sha256: crypto.createHash("sha256").update(deployScript).digest("hex")
+  })
+)
 const pipeline = Effect.gen(function*() {
   const health = yield* Runner.runJob(healthCheck, { select: "role=web", policy: { timeout: Duration.seconds(10) } })
   const healthy = health.outcomes.filter((o) => o._tag === "Succeeded").map((o) => `id=${o.targetId}`)
@@ -61,7 +68,7 @@ describe("Runner.runJob", () => {
       assert.strictEqual(yield* captured.output("web-7", "stderr"), "disk full\n")
     }).pipe(Effect.provide(testLayer({
       targets: fleet,
-      scripts: { "https://deploy.example.com/deploy.sh": "#!/bin/sh\n./deploy\n" },
+      scripts: { "https://deploy.example.com/deploy.sh": deployScript },
       policy: { killGrace: Duration.seconds(1) },
       transport: {
         default: (target, invocation) =>

@@ -113,6 +113,14 @@ describe("ScriptSources", () => {
       assert.deepStrictEqual(starts[0]!.invocation.source, ScriptSource.script("#!/bin/bash\necho deploy\n", "bash"))
     }).pipe(Effect.provide(Layer.merge(InMemoryTransport.layer(), s3))))
 
+  it.effect("a File given an http(s) location is refused: a fetched script runs only checked (Url with sha256)", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(ScriptSources.resolve(file("https://example.com/deploy.sh")))
+      assert.strictEqual(error.reason, "InvalidValue")
+      assert.strictEqual(error.path, "job.source.path")
+      assert.match(error.description, /as a Url source with its sha256/)
+    }).pipe(Effect.provide(FixedSources.layer({ "https://example.com/deploy.sh": "echo hi\n" }))))
+
   it.effect("a resolver nearer the program replaces an enclosing one for its scheme", () =>
     Effect.gen(function*() {
       const resolved = yield* ScriptSources.resolve(file("s3://ops/deploy.sh")).pipe(

@@ -130,8 +130,17 @@ export const make = (
       case "Script":
       case "Native":
         return Effect.succeed(source)
-      case "File":
+      case "File": {
+        const scheme = schemeOf(source.path)
+        if (scheme === "http" || scheme === "https") {
+          return Effect.fail(invalid(
+            "InvalidValue",
+            `${field}.path`,
+            `a script fetched over ${scheme} is run only once checked: give ${source.path} as a Url source with its sha256 (sha256sum of the script). Nothing was run.`
+          ))
+        }
         return Effect.map(fetch(source.path, `${field}.path`), (bytes) => toScript(bytes, source.interpreter))
+      }
       case "Url":
         return Effect.gen(function*() {
           const bytes = yield* fetch(source.url, `${field}.url`)
