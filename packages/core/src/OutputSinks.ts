@@ -12,6 +12,8 @@
  *
  * @since 0.1.0
  */
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -97,6 +99,47 @@ export const layerScoped = <E, R>(
       for (const sink of Array.isArray(made) ? made : [made as OutputSink]) yield* service.register(sink)
     })
   ).pipe(Layer.provideMerge(layerEmpty)) as Layer.Layer<OutputSinks, E, Exclude<R, Scope.Scope>>
+
+/**
+ * Sinks from configuration, for every run in the layer's scope (each variable optional, an empty value is unset;
+ * none set: no sink):
+ *
+ * | variable | sink |
+ * |---|---|
+ * | `RUNCMD_EVENTS_FILE` | `OutputSink.events({ path })`: every event as a JSON line |
+ * | `RUNCMD_OUTPUT_DIR` | `OutputSink.file({ dir, layout: "per-target" })`: every byte of each target's output |
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const configFromEnv: Config.Config<{
+  readonly eventsFile: Option.Option<string>
+  readonly outputDir: Option.Option<string>
+}> = Config.all({
+  eventsFile: Config.option(Config.nonEmptyString("RUNCMD_EVENTS_FILE")),
+  outputDir: Config.option(Config.nonEmptyString("RUNCMD_OUTPUT_DIR"))
+})
+
+/**
+ * A layer adding the sinks {@link configFromEnv} names (or another `Config` of the same shape, whose errors are
+ * `ConfigError`s naming their key).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  config: typeof configFromEnv = configFromEnv
+): Layer.Layer<OutputSinks, ConfigError.ConfigError> =>
+  layerScoped(Effect.gen(function*() {
+    const { eventsFile, outputDir } = yield* config
+    if (Option.isNone(eventsFile) && Option.isNone(outputDir)) return []
+    // the sinks' module is loaded only when one is configured
+    const OutputSink = yield* Effect.promise(() => import("./OutputSink.js"))
+    const sinks: Array<OutputSink> = []
+    if (Option.isSome(eventsFile)) sinks.push(OutputSink.events({ path: eventsFile.value }))
+    if (Option.isSome(outputDir)) sinks.push(OutputSink.file({ dir: outputDir.value, layout: "per-target" }))
+    return sinks
+  }))
 
 /**
  * The sinks of a run: those in scope first, then the plan's own, each sink once.

@@ -1,6 +1,11 @@
+import * as NodeContext from "@effect/platform-node/NodeContext"
 import { assert, describe, it } from "@effect/vitest"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { type OutputSink, OutputSinkError } from "../src/OutputSink.js"
 import * as OutputSinks from "../src/OutputSinks.js"
 import type * as RunEvent from "../src/RunEvent.js"
@@ -89,4 +94,46 @@ describe("OutputSinks", () => {
         open: () => Effect.fail(new OutputSinkError({ reason: "OpenFailed", sink: "broken", description: "no disk" }))
       })
     ))))
+})
+
+describe("OutputSinks.layerConfig", () => {
+  it.effect("RUNCMD_EVENTS_FILE and RUNCMD_OUTPUT_DIR add an events file and per-target files to every run", () =>
+    Effect.gen(function*() {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "runcmd-sinks-config-"))
+      try {
+        const env = ConfigProvider.fromMap(
+          new Map([["RUNCMD_EVENTS_FILE", path.join(dir, "events.jsonl")], [
+            "RUNCMD_OUTPUT_DIR",
+            path.join(dir, "out")
+          ]])
+        )
+        yield* Runner.run(plan("cfg")).pipe(
+          Effect.provide(
+            OutputSinks.layerConfig().pipe(Layer.provide(Layer.merge(Layer.setConfigProvider(env), NodeContext.layer)))
+          )
+        )
+        const lines = fs.readFileSync(path.join(dir, "events.jsonl"), "utf8").trim().split("\n")
+        assert.strictEqual(JSON.parse(lines[0]!)._tag, "RunStarted")
+        assert.strictEqual(fs.readFileSync(path.join(dir, "out", "a.stdout"), "utf8"), "hi\n")
+        // none set: no sink
+        const service = yield* OutputSinks.OutputSinks.pipe(
+          Effect.provide(
+            OutputSinks.layerConfig().pipe(Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map()))))
+          )
+        )
+        assert.deepStrictEqual(service.sinks(), [])
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true })
+      }
+    }).pipe(Effect.provide(transport)))
+
+  it.effect("an empty value is unset", () =>
+    Effect.gen(function*() {
+      const service = yield* OutputSinks.OutputSinks.pipe(Effect.provide(
+        OutputSinks.layerConfig().pipe(
+          Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["RUNCMD_OUTPUT_DIR", ""]]))))
+        )
+      ))
+      assert.deepStrictEqual(service.sinks(), [])
+    }))
 })
