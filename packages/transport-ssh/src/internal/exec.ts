@@ -89,7 +89,7 @@ export const runCollect = (
       channel.on("exit", (code: number | null | undefined, signal?: string) => {
         status = typeof code === "number"
           ? { _tag: "Exited", code }
-          : { _tag: "Signaled", signal: normaliseSignal(signal) }
+          : { _tag: "Signaled", signal: normalizeSignal(signal) }
       })
       channel.on("close", () => Deferred.unsafeDone(done, Exit.void))
       channel.end(options.stdin ?? "")
@@ -114,5 +114,5 @@ export const runCollect = (
   })
 
 /** `SIGTERM` whether ssh2 says `TERM` or `SIGTERM`. @internal */
-export const normaliseSignal = (signal: string | undefined): string =>
+export const normalizeSignal = (signal: string | undefined): string =>
   signal === undefined || signal === "" ? "SIGUNKNOWN" : signal.startsWith("SIG") ? signal : `SIG${signal}`

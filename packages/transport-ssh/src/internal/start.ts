@@ -21,7 +21,7 @@ import * as Stream from "effect/Stream"
 import type { ClientChannel } from "ssh2"
 import type * as SshTarget from "../SshTarget.js"
 import * as Errors from "./errors.js"
-import { normaliseSignal, openExec, runCollect } from "./exec.js"
+import { normalizeSignal, openExec, runCollect } from "./exec.js"
 import * as Files from "./files.js"
 import * as Launch from "./launch.js"
 import type * as Pool from "./pool.js"
@@ -182,7 +182,7 @@ const exec = (
       ch.on("exit", (code: number | null | undefined, signal?: string) => {
         exitStatus = typeof code === "number"
           ? { _tag: "Exited", code }
-          : { _tag: "Signaled", signal: normaliseSignal(signal) }
+          : { _tag: "Signaled", signal: normalizeSignal(signal) }
         onExit()
       })
       ch.on("close", onClosed)
