@@ -45,7 +45,10 @@ const loopRound = async (commands: ReadonlyArray<Command>, runs: number): Promis
   return out
 }
 
-const hyperfineRound = async (commands: ReadonlyArray<Command>, runs: number): Promise<Record<string, Array<number>>> => {
+const hyperfineRound = async (
+  commands: ReadonlyArray<Command>,
+  runs: number
+): Promise<Record<string, Array<number>>> => {
   const dir = tmpDir("hyperfine")
   try {
     const json = path.join(dir, "out.json")
@@ -57,7 +60,9 @@ const hyperfineRound = async (commands: ReadonlyArray<Command>, runs: number): P
     }
     const out: Record<string, Array<number>> = {}
     for (const r of parsed.results) {
-      if (r.exit_codes.some((c) => c !== 0)) throw new Error(`${r.command}: non-zero exit codes ${r.exit_codes.join(",")}`)
+      if (r.exit_codes.some((c) => c !== 0)) {
+        throw new Error(`${r.command}: non-zero exit codes ${r.exit_codes.join(",")}`)
+      }
       out[r.command] = r.times.map((t) => t * 1000)
     }
     return out
@@ -69,7 +74,10 @@ const hyperfineRound = async (commands: ReadonlyArray<Command>, runs: number): P
 /** An entry running the unbundled library build (dist/main.js and the packages' dist through Node's loader). */
 const unbundledEntry = (dir: string): string => {
   const entry = path.join(dir, "entry.mjs")
-  fs.writeFileSync(entry, `import { main } from ${JSON.stringify(path.join(repoRoot, "packages/cli/dist/main.js"))}\nmain(process.argv)\n`)
+  fs.writeFileSync(
+    entry,
+    `import { main } from ${JSON.stringify(path.join(repoRoot, "packages/cli/dist/main.js"))}\nmain(process.argv)\n`
+  )
   return entry
 }
 
@@ -128,7 +136,9 @@ const cpuProfile = async (argv: ReadonlyArray<string>) => {
 export const cliStartup = async (): Promise<void> => {
   const load = loadTracker()
   for (const built of ["packages/cli/dist/main.js", "packages/cli/dist/bundle/runcmd.cjs"]) {
-    if (!fs.existsSync(path.join(repoRoot, built))) throw new Error(`build first (${built} is missing): npx turbo run build`)
+    if (!fs.existsSync(path.join(repoRoot, built))) {
+      throw new Error(`build first (${built} is missing): npx turbo run build`)
+    }
   }
   const useHyperfine = ensureTools(["hyperfine"]).length === 0
   const entryDir = tmpDir("cli-unbundled")
@@ -139,27 +149,40 @@ export const cliStartup = async (): Promise<void> => {
       { name: "runcmd --help", argv: [node, cliBin, "--help"] },
       { name: "runcmd run -- true", argv: [node, cliBin, "run", "--", "true"] },
       { name: "no code cache --help", argv: ["env", "NODE_DISABLE_COMPILE_CACHE=1", node, cliBin, "--help"] },
-      { name: "no code cache run -- true", argv: ["env", "NODE_DISABLE_COMPILE_CACHE=1", node, cliBin, "run", "--", "true"] },
+      {
+        name: "no code cache run -- true",
+        argv: ["env", "NODE_DISABLE_COMPILE_CACHE=1", node, cliBin, "run", "--", "true"]
+      },
       { name: "unbundled --help", argv: [node, unbundled, "--help"] },
       { name: "unbundled run -- true", argv: [node, unbundled, "run", "--", "true"] }
     ]
-    console.log(`cli-startup: ${ROUNDS} rounds × ${RUNS} runs per command (${useHyperfine ? "hyperfine -N" : "own loop"}) (${load.end().loadAtStart})`)
+    console.log(
+      `cli-startup: ${ROUNDS} rounds × ${RUNS} runs per command (${
+        useHyperfine ? "hyperfine -N" : "own loop"
+      }) (${load.end().loadAtStart})`
+    )
     const samples: Record<string, Array<number>> = Object.fromEntries(commands.map((c) => [c.name, []]))
     const roundMedians: Record<string, Array<number>> = Object.fromEntries(commands.map((c) => [c.name, []]))
     for (let r = 0; r < ROUNDS; r++) {
       const order = commands.map((_, i) => commands[(i + r) % commands.length]!)
       const got = useHyperfine ? await hyperfineRound(order, RUNS) : await loopRound(order, RUNS)
       for (const [k, v] of Object.entries(got)) {
-        samples[k]!.push(...v)
+        for (const x of v) samples[k]!.push(x)
         roundMedians[k]!.push(median(v))
       }
-      console.log(`  round ${r + 1}/${ROUNDS}: ${Object.entries(got).map(([k, v]) => `${k} ${median(v).toFixed(0)}`).join(", ")} ms`)
+      console.log(
+        `  round ${r + 1}/${ROUNDS}: ${
+          Object.entries(got).map(([k, v]) => `${k} ${median(v).toFixed(0)}`).join(", ")
+        } ms`
+      )
     }
     const s = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, stats(v, 1)]))
     const floor = s["node -e 0"]!.median
     const ratio = (k: string) => (s[k] === undefined ? undefined : round(s[k].median / floor, 2))
     const roundRatio = (k: string) =>
-      roundMedians[k] === undefined ? undefined : round(median(roundMedians[k].map((x, i) => x / roundMedians["node -e 0"]![i]!)), 2)
+      roundMedians[k] === undefined
+        ? undefined
+        : round(median(roundMedians[k].map((x, i) => x / roundMedians["node -e 0"]![i]!)), 2)
     const runRatio = ratio("runcmd run -- true")!
     const helpRatio = ratio("runcmd --help")!
     const met = runRatio <= 3 && helpRatio <= 2.5
@@ -177,13 +200,16 @@ export const cliStartup = async (): Promise<void> => {
 
     writeResult({
       name: "cli-startup",
-      goal: "runcmd run -- true ≤ 3× node -e 0 and runcmd --help ≤ 2.5× node -e 0 (wall, medians; goal set by the benchmark)",
+      goal:
+        "runcmd run -- true ≤ 3× node -e 0 and runcmd --help ≤ 2.5× node -e 0 (wall, medians; goal set by the benchmark)",
       met,
       tool: useHyperfine ? "hyperfine -N --warmup 1, rounds with rotated order" : "own loop",
       runsPerCommand: ROUNDS * RUNS,
       medianMs: Object.fromEntries(Object.entries(s).map(([k, v]) => [k, v.median])),
       stats: s,
-      ratiosToFloor: Object.fromEntries(commands.map((c) => [c.name, { ofMedians: ratio(c.name), medianOfRoundRatios: roundRatio(c.name) }])),
+      ratiosToFloor: Object.fromEntries(
+        commands.map((c) => [c.name, { ofMedians: ratio(c.name), medianOfRoundRatios: roundRatio(c.name) }])
+      ),
       profile: { cpuRun: profileRun, cpuHelp: profileHelp, files },
       machine: load.end(),
       notes:
@@ -193,4 +219,3 @@ export const cliStartup = async (): Promise<void> => {
     fs.rmSync(entryDir, { recursive: true, force: true })
   }
 }
-

@@ -54,7 +54,10 @@ export interface Result {
 export const writeResult = (result: Result): void => {
   fs.mkdirSync(resultsDir, { recursive: true })
   const file = path.join(resultsDir, `${result.name}.json`)
-  fs.writeFileSync(file, JSON.stringify({ ...result, node: process.version, at: new Date().toISOString() }, null, 2) + "\n")
+  fs.writeFileSync(
+    file,
+    JSON.stringify({ ...result, node: process.version, at: new Date().toISOString() }, null, 2) + "\n"
+  )
   console.log(`${result.name}: ${result.met ? "goal met" : "GOAL MISSED"} (${result.goal})`)
   console.log(JSON.stringify(result, null, 2))
   console.log(`written ${path.relative(process.cwd(), file)}`)
@@ -150,11 +153,13 @@ export const alternate = async (
         await v.op()
         xs.push(performance.now() - t0)
       }
-      samples[v.name]!.push(...xs)
+      for (const x of xs) samples[v.name]!.push(x)
       roundMedians[v.name]!.push(median(xs))
       line.push(`${v.name} ${median(xs).toFixed(2)}`)
     }
-    if (options.log !== false) console.log(`  round ${r + 1}/${rounds} (load ${os.loadavg()[0]!.toFixed(2)}): ${line.join(", ")} ms`)
+    if (options.log !== false) {
+      console.log(`  round ${r + 1}/${rounds} (load ${os.loadavg()[0]!.toFixed(2)}): ${line.join(", ")} ms`)
+    }
   }
   return { samples, roundMedians }
 }
@@ -203,7 +208,9 @@ export const run = (
 ): Promise<Ran> =>
   new Promise((resolve, reject) => {
     const timeV = options.timeV === true && fs.existsSync(TIME)
-    const timeFile = timeV ? path.join(os.tmpdir(), `runcmd-bench-time-${process.pid}-${Math.random().toString(36).slice(2)}`) : ""
+    const timeFile = timeV
+      ? path.join(os.tmpdir(), `runcmd-bench-time-${process.pid}-${Math.random().toString(36).slice(2)}`)
+      : ""
     const [f, a] = timeV ? [TIME, ["-v", "-o", timeFile, file, ...args]] : [file, args]
     const t0 = performance.now()
     const child = cp.spawn(f, a as Array<string>, {
@@ -261,7 +268,9 @@ const parseTimeV = (text: string): Record<string, string> => {
 export const mustRun = async (file: string, args: ReadonlyArray<string>, options: Parameters<typeof run>[2] = {}) => {
   const r = await run(file, args, options)
   if (r.code !== 0) {
-    throw new Error(`${file} ${args.join(" ")} exited ${r.code ?? r.signal}:\n${r.stderr.slice(-2000)}\n${r.stdout.slice(-1000)}`)
+    throw new Error(
+      `${file} ${args.join(" ")} exited ${r.code ?? r.signal}:\n${r.stderr.slice(-2000)}\n${r.stdout.slice(-1000)}`
+    )
   }
   return r
 }
@@ -300,7 +309,11 @@ const shortUrl = (url: string): string =>
 /** The package (or node-internal area) a frame belongs to. */
 export const packageOf = (url: string, functionName: string): string => {
   if (url === "") return functionName.startsWith("(") ? functionName : "(native)"
-  if (url.startsWith("node:")) return url.startsWith("node:internal/modules") ? "node:module loading" : url.replace(/^node:(internal\/)?/, "node:").split("/")[0]!
+  if (url.startsWith("node:")) {
+    return url.startsWith("node:internal/modules")
+      ? "node:module loading"
+      : url.replace(/^node:(internal\/)?/, "node:").split("/")[0]!
+  }
   const u = shortUrl(url)
   if (u.startsWith("packages/")) return `@runcmd/${u.split("/")[1]}`
   const parts = u.split("/")

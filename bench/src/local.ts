@@ -78,7 +78,18 @@ const straceCounts = async (variant: string, n: number) => {
   const dir = tmpDir("strace")
   const out = path.join(dir, "trace")
   try {
-    const r = await run("strace", ["-f", "-qq", "-e", "trace=execve,exit_group", "-o", out, process.execPath, path.join(benchDir, "src", "local-child.mjs"), variant, String(n)], { timeoutMs: 300_000 })
+    const r = await run("strace", [
+      "-f",
+      "-qq",
+      "-e",
+      "trace=execve,exit_group",
+      "-o",
+      out,
+      process.execPath,
+      path.join(benchDir, "src", "local-child.mjs"),
+      variant,
+      String(n)
+    ], { timeoutMs: 300_000 })
     if (r.code !== 0) throw new Error(`strace child failed: ${r.stderr}`)
     const lines = fs.readFileSync(out, "utf8").split("\n").filter((l) => l.length > 0)
     const main = Number(lines[0]!.split(" ")[0])
@@ -116,7 +127,13 @@ const cpuProfile = async (variant: string, n: number) => {
   const dir = tmpDir("cpuprof")
   try {
     const t0 = performance.now()
-    const r = await run(process.execPath, ["--cpu-prof", `--cpu-prof-dir=${dir}`, path.join(benchDir, "src", "local-child.mjs"), variant, String(n)], { timeoutMs: 300_000 })
+    const r = await run(process.execPath, [
+      "--cpu-prof",
+      `--cpu-prof-dir=${dir}`,
+      path.join(benchDir, "src", "local-child.mjs"),
+      variant,
+      String(n)
+    ], { timeoutMs: 300_000 })
     const wall = performance.now() - t0
     if (r.code !== 0) throw new Error(`profile child failed: ${r.stderr}`)
     const file = fs.readdirSync(dir).find((f) => f.endsWith(".cpuprofile"))!
@@ -127,7 +144,9 @@ const cpuProfile = async (variant: string, n: number) => {
       wallMsPerExecution: per(wall),
       mainThreadMsPerExecution: per(s.totalMs - (s.selfByPackageMs["(idle)"] ?? 0)),
       inclusivePerExecutionMs: Object.fromEntries(Object.entries(s.inclusiveMs).map(([k, v]) => [k, per(v)])),
-      selfByPackagePerExecutionMs: Object.fromEntries(Object.entries(s.selfByPackageMs).slice(0, 12).map(([k, v]) => [k, per(v)])),
+      selfByPackagePerExecutionMs: Object.fromEntries(
+        Object.entries(s.selfByPackageMs).slice(0, 12).map(([k, v]) => [k, per(v)])
+      ),
       topSelfFunctionsMs: Object.fromEntries(Object.entries(s.selfByFunctionMs).slice(0, 12))
     }
   } finally {
@@ -201,10 +220,16 @@ export const local = async (): Promise<void> => {
           perRound: PER_ROUND,
           op: async () => {
             const r = await Effect.runPromise(wrapped.run(target, invocation))
-            if (r.exit._tag !== "Exited" || r.exit.code !== 0) throw new Error(`runcmd (wrapper): ${JSON.stringify(r.exit)}`)
+            if (r.exit._tag !== "Exited" || r.exit.code !== 0) {
+              throw new Error(`runcmd (wrapper): ${JSON.stringify(r.exit)}`)
+            }
           }
         },
-        { name: "sh-c-true-raw-spawn", perRound: PER_ROUND, op: spawnWrapper(["/bin/sh", "-c", "true"], Buffer.alloc(0)) }
+        {
+          name: "sh-c-true-raw-spawn",
+          perRound: PER_ROUND,
+          op: spawnWrapper(["/bin/sh", "-c", "true"], Buffer.alloc(0))
+        }
       ],
       ROUNDS
     )
@@ -215,9 +240,15 @@ export const local = async (): Promise<void> => {
     const met = vsShell.ofMedians <= 1.0
     console.log("\n  variant              median    mean     p95   (ms per execution)")
     for (const [k, v] of Object.entries(s)) {
-      console.log(`  ${k.padEnd(20)} ${v.median.toFixed(2).padStart(7)} ${v.mean.toFixed(2).padStart(7)} ${v.p95.toFixed(2).padStart(7)}`)
+      console.log(
+        `  ${k.padEnd(20)} ${v.median.toFixed(2).padStart(7)} ${v.mean.toFixed(2).padStart(7)} ${
+          v.p95.toFixed(2).padStart(7)
+        }`
+      )
     }
-    console.log(`  runcmd-transport / execa-shell: ${vsShell.ofMedians} (medians), ${vsShell.medianOfRoundRatios} (median of round ratios)`)
+    console.log(
+      `  runcmd-transport / execa-shell: ${vsShell.ofMedians} (medians), ${vsShell.medianOfRoundRatios} (median of round ratios)`
+    )
 
     let profile: Record<string, unknown> | undefined
     if (!met) {
@@ -234,9 +265,11 @@ export const local = async (): Promise<void> => {
 
     writeResult({
       name: "local",
-      goal: "runcmd (LocalTransport.make + Transport.run) ≤ 1.0× execa(\"true\", { shell: true }), median per execution",
+      goal:
+        "runcmd (LocalTransport.make + Transport.run) ≤ 1.0× execa(\"true\", { shell: true }), median per execution",
       met,
-      measured: "runcmd-transport: LocalTransport.make once, then Effect.runPromise(transport.run(target, invocation)) per execution; " +
+      measured:
+        "runcmd-transport: LocalTransport.make once, then Effect.runPromise(transport.run(target, invocation)) per execution; " +
         "runcmd-runner: ManagedRuntime(LocalTransport.layer()) once, then runtime.runPromise(Runner.run(plan with one Local target)); " +
         "wrapper-raw-spawn: child_process.spawn of the rendered wrapper (/bin/sh -c BOOTSTRAP) with its stdin bytes replayed, no runcmd code; " +
         "runcmd-transport-wrapper: the same transport with { direct: false } (the full wrapper, which run-as takes); " +
@@ -255,7 +288,9 @@ export const local = async (): Promise<void> => {
         "runcmd-transport-wrapper/execa-shell": ratios(result, "runcmd-transport-wrapper", "execa-shell"),
         "execa-shell/spawn": ratios(result, "execa-shell", "spawn")
       },
-      roundMediansMs: Object.fromEntries(Object.entries(result.roundMedians).map(([k, v]) => [k, v.map((x) => round(x, 2))])),
+      roundMediansMs: Object.fromEntries(
+        Object.entries(result.roundMedians).map(([k, v]) => [k, v.map((x) => round(x, 2))])
+      ),
       profile,
       machine: load.end(),
       tools: { strace: which("strace") !== undefined }

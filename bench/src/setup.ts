@@ -46,7 +46,9 @@ export const ensureTools = (tools: ReadonlyArray<string>): Array<string> => {
   const still = tools.filter((t) => which(t) === undefined)
   if (still.length > 0) {
     console.log(
-      `missing: ${still.join(", ")}; install with: apt-get install -y ${[...new Set(still.map((t) => packages[t] ?? t))].join(" ")}`
+      `missing: ${still.join(", ")}; install with: apt-get install -y ${
+        [...new Set(still.map((t) => packages[t] ?? t))].join(" ")
+      }`
     )
   }
   return still

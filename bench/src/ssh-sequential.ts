@@ -18,7 +18,19 @@ import * as Scope from "effect/Scope"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Client } from "ssh2"
-import { alternate, benchDir, loadTracker, mustRun, profileNode, ratios, round, run, stats, type Variant, writeResult } from "./harness.js"
+import {
+  alternate,
+  benchDir,
+  loadTracker,
+  mustRun,
+  profileNode,
+  ratios,
+  round,
+  run,
+  stats,
+  type Variant,
+  writeResult
+} from "./harness.js"
 import { type Server, sshAvailable, startServer } from "./sshd.js"
 import { renderedWrapper, trimmedWrapper } from "./wrapper.js"
 
@@ -86,7 +98,13 @@ const probeRuncmd = async (transport: Transport.Transport, target: Parameters<Tr
 export const sshSequential = async (): Promise<void> => {
   const load = loadTracker()
   if (!sshAvailable()) {
-    writeResult({ name: "ssh-sequential", goal: "runcmd ≤ 1.25× ssh2 and ≤ 0.5× ControlMaster", met: false, skipped: "sshd/ssh not installed", machine: load.end() })
+    writeResult({
+      name: "ssh-sequential",
+      goal: "runcmd ≤ 1.25× ssh2 and ≤ 0.5× ControlMaster",
+      met: false,
+      skipped: "sshd/ssh not installed",
+      machine: load.end()
+    })
     return
   }
   const server = await startServer({ addresses: 1, maxSessions: 10 })
@@ -94,7 +112,16 @@ export const sshSequential = async (): Promise<void> => {
   const cmDir = fs.mkdtempSync(path.join(server.sshd.dir, "cm-"))
   const controlPath = path.join(cmDir, "cm-%C")
   const host = server.sshd.addresses[0]!
-  const cm = ["-F", server.sshConfig, "-o", "ControlMaster=auto", "-o", `ControlPath=${controlPath}`, "-o", "ControlPersist=60"]
+  const cm = [
+    "-F",
+    server.sshConfig,
+    "-o",
+    "ControlMaster=auto",
+    "-o",
+    `ControlPath=${controlPath}`,
+    "-o",
+    "ControlPersist=60"
+  ]
   let client: Client | undefined
   try {
     const transport = Effect.runSync(Scope.extend(SshTransport.make(), scope))
@@ -111,10 +138,22 @@ export const sshSequential = async (): Promise<void> => {
         name: "new-conn",
         perRound: Math.max(1, Math.round(NEW_CONN_TOTAL / ROUNDS)),
         warmup: 1,
-        op: async () => void (await mustRun("ssh", ["-F", server.sshConfig, "-o", "ControlMaster=no", "-o", "ControlPath=none", host, "true"]))
+        op: async () =>
+          void (await mustRun("ssh", [
+            "-F",
+            server.sshConfig,
+            "-o",
+            "ControlMaster=no",
+            "-o",
+            "ControlPath=none",
+            host,
+            "true"
+          ]))
       },
       { name: "ssh2-wrapper", perRound, op: () => ssh2Exec(client!, wrapper.commandLine, wrapper.input) },
-      ...(trimmed === undefined ? [] : [{ name: "ssh2-wrapper-trimmed", perRound, op: () => ssh2Exec(client!, wrapper.commandLine, trimmed) }]),
+      ...(trimmed === undefined
+        ? []
+        : [{ name: "ssh2-wrapper-trimmed", perRound, op: () => ssh2Exec(client!, wrapper.commandLine, trimmed) }]),
       { name: "ssh2-sh-c-true", perRound, op: () => ssh2Exec(client!, "/bin/sh -c true") }
     ]
     if (runcmdError === undefined) {
@@ -129,10 +168,16 @@ export const sshSequential = async (): Promise<void> => {
     } else {
       console.log(`  runcmd's SSH transport cannot run \`true\` yet: ${runcmdError}; measuring the peers only`)
     }
-    console.log(`ssh-sequential: ${ROUNDS} rounds; per round ${variants.map((v) => `${v.name} ${v.perRound}`).join(", ")} (${load.end().loadAtStart})`)
+    console.log(
+      `ssh-sequential: ${ROUNDS} rounds; per round ${
+        variants.map((v) => `${v.name} ${v.perRound}`).join(", ")
+      } (${load.end().loadAtStart})`
+    )
     const result = await alternate(variants, ROUNDS, { log: true })
     const s = Object.fromEntries(Object.entries(result.samples).map(([k, v]) => [k, stats(v, 2)]))
-    for (const [k, v] of Object.entries(s)) console.log(`  ${k.padEnd(14)} median ${v.median} ms, mean ${v.mean}, p95 ${v.p95} (n=${v.n})`)
+    for (const [k, v] of Object.entries(s)) {
+      console.log(`  ${k.padEnd(14)} median ${v.median} ms, mean ${v.mean}, p95 ${v.p95} (n=${v.n})`)
+    }
     const vsSsh2 = runcmdError === undefined ? ratios(result, "runcmd", "ssh2") : undefined
     const vsCm = runcmdError === undefined ? ratios(result, "runcmd", "controlmaster") : undefined
     const met = vsSsh2 !== undefined && vsCm !== undefined && vsSsh2.ofMedians <= 1.25 && vsCm.ofMedians <= 0.5
@@ -149,7 +194,9 @@ export const sshSequential = async (): Promise<void> => {
         keyPath: server.sshd.clientKeyPath,
         knownHosts: server.sshd.knownHostsPath
       })
-      const p = await profileNode([path.join(benchDir, "src", "ssh-child.mjs"), String(n)], { functions: ["runLoop", "drive", "start", "openExec", "withChannel"] })
+      const p = await profileNode([path.join(benchDir, "src", "ssh-child.mjs"), String(n)], {
+        functions: ["runLoop", "drive", "start", "openExec", "withChannel"]
+      })
       const per = (x: unknown) => (typeof x === "number" ? round(x / n, 2) : x)
       profile = "error" in p ? p : {
         executions: n,
@@ -165,22 +212,37 @@ export const sshSequential = async (): Promise<void> => {
       goal: "runcmd ≤ 1.25× raw ssh2 (setNoDelay) and ≤ 0.5× OpenSSH ControlMaster, median per execution of `true`",
       met,
       ...(runcmdError === undefined ? {} : { runcmdUnusable: runcmdError }),
-      measured: "runcmd: SshTransport.make once (pool warm after a first execution), Effect.runPromise(transport.run) per execution; " +
+      measured:
+        "runcmd: SshTransport.make once (pool warm after a first execution), Effect.runPromise(transport.run) per execution; " +
         "ssh2: one Client, setNoDelay(true), exec per execution; controlmaster: one ssh process per execution over a persistent master; " +
         "new-conn: ssh with ControlMaster=no (OpenSSH defaults, KEX sntrup761x25519); ssh2-wrapper: runcmd's wrapper (bootstrap + stdin) over raw ssh2; " +
         "ssh2-wrapper-trimmed: the prototype trimmed wrapper (bench/src/wrapper.ts) over raw ssh2; ssh2-sh-c-true: exec('/bin/sh -c true') over raw ssh2",
-      server: { sshd: "OpenSSH (harness: packages/transport-ssh/test/harness/Sshd.ts)", host, user: "dedicated test user, clean ~/.bashrc" },
+      server: {
+        sshd: "OpenSSH (harness: packages/transport-ssh/test/harness/Sshd.ts)",
+        host,
+        user: "dedicated test user, clean ~/.bashrc"
+      },
       medianMs: Object.fromEntries(Object.entries(s).map(([k, v]) => [k, v.median])),
       stats: s,
       ratios: {
-        ...(vsSsh2 === undefined ? {} : { "runcmd/ssh2": vsSsh2, "runcmd/controlmaster": vsCm, "runcmd/ssh2-wrapper": ratios(result, "runcmd", "ssh2-wrapper") }),
+        ...(vsSsh2 === undefined
+          ? {}
+          : {
+            "runcmd/ssh2": vsSsh2,
+            "runcmd/controlmaster": vsCm,
+            "runcmd/ssh2-wrapper": ratios(result, "runcmd", "ssh2-wrapper")
+          }),
         "ssh2-wrapper/ssh2": ratios(result, "ssh2-wrapper", "ssh2"),
-        ...(trimmed === undefined ? {} : { "ssh2-wrapper-trimmed/ssh2": ratios(result, "ssh2-wrapper-trimmed", "ssh2") }),
+        ...(trimmed === undefined
+          ? {}
+          : { "ssh2-wrapper-trimmed/ssh2": ratios(result, "ssh2-wrapper-trimmed", "ssh2") }),
         "ssh2-sh-c-true/ssh2": ratios(result, "ssh2-sh-c-true", "ssh2"),
         "controlmaster/ssh2": ratios(result, "controlmaster", "ssh2"),
         "new-conn/ssh2": ratios(result, "new-conn", "ssh2")
       },
-      roundMediansMs: Object.fromEntries(Object.entries(result.roundMedians).map(([k, v]) => [k, v.map((x) => round(x, 2))])),
+      roundMediansMs: Object.fromEntries(
+        Object.entries(result.roundMedians).map(([k, v]) => [k, v.map((x) => round(x, 2))])
+      ),
       profile,
       machine: load.end()
     })

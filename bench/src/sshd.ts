@@ -19,7 +19,9 @@ export interface Server {
 export const sshAvailable = (extra: ReadonlyArray<string> = []): boolean =>
   ensureTools(["sshd", "ssh", "ssh-keygen", "tini", ...extra]).length === 0
 
-export const startServer = async (options: { readonly addresses?: number; readonly maxSessions?: number } = {}): Promise<Server> => {
+export const startServer = async (
+  options: { readonly addresses?: number; readonly maxSessions?: number } = {}
+): Promise<Server> => {
   const harness: Harness = await import("../../packages/transport-ssh/test/harness/Sshd.js")
   const sshd = await harness.start({ addresses: options.addresses ?? 1, maxSessions: options.maxSessions ?? 10 })
   const sshConfig = path.join(sshd.dir, "bench_ssh_config")

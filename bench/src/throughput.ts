@@ -21,7 +21,8 @@ const RUNCMD_BIN = process.env.BENCH_RUNCMD_BIN ?? cliBin
 
 export const throughput = async (): Promise<void> => {
   const load = loadTracker()
-  const goal = `runcmd ≥ 1.2× OpenSSH's throughput (ssh host 'head -c ${BYTES}' > file) and runcmd peak RSS ≤ ${RSS_LIMIT_MB} MB`
+  const goal =
+    `runcmd ≥ 1.2× OpenSSH's throughput (ssh host 'head -c ${BYTES}' > file) and runcmd peak RSS ≤ ${RSS_LIMIT_MB} MB`
   if (!sshAvailable(["time"])) {
     writeResult({ name: "throughput", goal, met: false, skipped: "sshd/ssh/time not installed", machine: load.end() })
     return
@@ -63,7 +64,20 @@ export const throughput = async (): Promise<void> => {
         r = { code: code ?? null, signal: null, ms: performance.now() - t0, stdout: "", stderr: "" }
       } else if (name === "runcmd") {
         file = outFile
-        r = await run(process.execPath, [RUNCMD_BIN, "run", "-i", inventory, "--out-dir", outDir, "-o", "json", "--", "sh", "-c", remote], {
+        r = await run(process.execPath, [
+          RUNCMD_BIN,
+          "run",
+          "-i",
+          inventory,
+          "--out-dir",
+          outDir,
+          "-o",
+          "json",
+          "--",
+          "sh",
+          "-c",
+          remote
+        ], {
           timeV: true,
           timeoutMs
         })
@@ -72,7 +86,11 @@ export const throughput = async (): Promise<void> => {
         const fd = fs.openSync(sshFile, "w")
         try {
           const cipher = name === "openssh-aes128gcm" ? ["-c", "aes128-gcm@openssh.com"] : []
-          r = await run("ssh", ["-F", server.sshConfig, ...cipher, host, remote], { timeV: true, stdout: fd, timeoutMs })
+          r = await run("ssh", ["-F", server.sshConfig, ...cipher, host, remote], {
+            timeV: true,
+            stdout: fd,
+            timeoutMs
+          })
         } finally {
           fs.closeSync(fd)
         }
@@ -109,12 +127,19 @@ export const throughput = async (): Promise<void> => {
       for (const name of order) {
         const x = await once(name)
         runs[name]!.push(x)
-        line.push(`${name} ${x.mibPerS.toFixed(0)} MiB/s, ${x.maxRssMb?.toFixed(0) ?? "-"} MB${x.ok ? "" : ` FAILED (${x.error})`}`)
+        line.push(
+          `${name} ${x.mibPerS.toFixed(0)} MiB/s, ${x.maxRssMb?.toFixed(0) ?? "-"} MB${
+            x.ok ? "" : ` FAILED (${x.error})`
+          }`
+        )
       }
       console.log(`  round ${r + 1}/${ROUNDS}: ${line.join("; ")}`)
     }
     const ok = (n: string) => runs[n]!.filter((x) => x.ok)
-    const med = (n: string, f: (x: Awaited<ReturnType<typeof once>>) => number) => (ok(n).length > 0 ? round(median(ok(n).map(f)), 1) : undefined)
+    const med = (
+      n: string,
+      f: (x: Awaited<ReturnType<typeof once>>) => number
+    ) => (ok(n).length > 0 ? round(median(ok(n).map(f)), 1) : undefined)
     const summary = Object.fromEntries(["runcmd", "openssh", "openssh-aes128gcm", "ssh2-inprocess"].map((n) => [n, {
       okRuns: ok(n).length,
       medianMiBPerS: med(n, (x) => x.mibPerS),
@@ -128,7 +153,8 @@ export const throughput = async (): Promise<void> => {
     const ro = summary.openssh!.medianMiBPerS
     const ratio = rt !== undefined && ro !== undefined ? round(rt / ro) : undefined
     const ratioAes = rt !== undefined && summary["openssh-aes128gcm"]!.medianMiBPerS !== undefined
-      ? round(rt / summary["openssh-aes128gcm"]!.medianMiBPerS!) : undefined
+      ? round(rt / summary["openssh-aes128gcm"]!.medianMiBPerS!) :
+      undefined
     const rssOk = summary.runcmd!.peakRssMb !== undefined && summary.runcmd!.peakRssMb <= RSS_LIMIT_MB
     const allOk = ok("runcmd").length === ROUNDS
     const met = allOk && ratio !== undefined && ratio >= 1.2 && rssOk
@@ -137,7 +163,20 @@ export const throughput = async (): Promise<void> => {
       // where runcmd's CPU goes while streaming: one 256 MiB transfer under node --cpu-prof
       console.log("  goal missed: profiling one 256 MiB transfer (node --cpu-prof)")
       fs.rmSync(outDir, { recursive: true, force: true })
-      profile = await profileNode([RUNCMD_BIN, "run", "-i", inventory, "--out-dir", outDir, "-o", "json", "--", "sh", "-c", `head -c ${256 * 2 ** 20} /dev/zero`])
+      profile = await profileNode([
+        RUNCMD_BIN,
+        "run",
+        "-i",
+        inventory,
+        "--out-dir",
+        outDir,
+        "-o",
+        "json",
+        "--",
+        "sh",
+        "-c",
+        `head -c ${256 * 2 ** 20} /dev/zero`
+      ])
       fs.rmSync(outDir, { recursive: true, force: true })
       console.log(JSON.stringify(profile, null, 2))
     }
@@ -147,17 +186,29 @@ export const throughput = async (): Promise<void> => {
       met,
       bytes: BYTES,
       rounds: ROUNDS,
-      runcmdBaseline: { note: "the 1 MiB probe run: the CLI's RSS before any bulk data", maxRssMb: probe.maxRssMb === undefined ? undefined : round(probe.maxRssMb, 1), wallMs: round(probe.ms, 0) },
+      runcmdBaseline: {
+        note: "the 1 MiB probe run: the CLI's RSS before any bulk data",
+        maxRssMb: probe.maxRssMb === undefined ? undefined : round(probe.maxRssMb, 1),
+        wallMs: round(probe.ms, 0)
+      },
       summary,
       ratios: {
         "runcmd/openssh": ratio,
         "runcmd/openssh-aes128gcm": ratioAes,
         "runcmd/ssh2-inprocess": rt !== undefined && summary["ssh2-inprocess"]!.medianMiBPerS !== undefined
-          ? round(rt / summary["ssh2-inprocess"]!.medianMiBPerS!) : undefined
+          ? round(rt / summary["ssh2-inprocess"]!.medianMiBPerS!) :
+          undefined
       },
-      ...(allOk ? {} : { runcmdErrors: probe.ok ? runs.runcmd!.filter((x) => !x.ok).map((x) => x.error) : [`1 MiB probe: ${probe.error}`] }),
+      ...(allOk
+        ? {}
+        : {
+          runcmdErrors: probe.ok
+            ? runs.runcmd!.filter((x) => !x.ok).map((x) => x.error)
+            : [`1 MiB probe: ${probe.error}`]
+        }),
       profile,
-      measured: "whole processes under /usr/bin/time -v (wall including connection setup and node start; peak RSS = max resident set of the process); " +
+      measured:
+        "whole processes under /usr/bin/time -v (wall including connection setup and node start; peak RSS = max resident set of the process); " +
         "runcmd: CLI, one ssh target, --out-dir (file sink), -o json; openssh: ssh -F (key, strict host keys) with stdout redirected to a file",
       machine: load.end()
     })

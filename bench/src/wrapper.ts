@@ -65,7 +65,9 @@ export const trimmedWrapper = (input: Buffer): Buffer | undefined => {
   const s = stages(input)
   if (s.length !== 3) return undefined
   const [, inner, launch] = s as [string, string, string]
-  if (!PROBES.test(inner) || !inner.includes(`/bin/sh -c "$__rc_boot" runcmd`) || !inner.includes("__rc_boot=")) return undefined
+  if (!PROBES.test(inner) || !inner.includes(`/bin/sh -c "$__rc_boot" runcmd`) || !inner.includes("__rc_boot=")) {
+    return undefined
+  }
   const execAt = launch.lastIndexOf("\nexec ")
   if (execAt < 0) return undefined
   const launchEnv = launch.slice(0, execAt) + "\nunset __rc_L" + launch.slice(execAt)

@@ -56,7 +56,7 @@ export const make = (secrets: Iterable<string | Redacted.Redacted<string>>): Red
   const texts = new Set<string>()
   for (const s of secrets) {
     const value = Redacted.isRedacted(s) ? Redacted.value(s) : s
-    if (value.length > 0) for (const v of variants(value)) texts.add(v)
+    if (value.length > 0) { for (const v of variants(value)) texts.add(v) }
   }
   // longest first, so that a secret containing another is replaced whole
   const patterns = [...texts].sort((a, b) => b.length - a.length)
@@ -90,7 +90,9 @@ export const make = (secrets: Iterable<string | Redacted.Redacted<string>>): Red
     let pending: Buffer = Buffer.alloc(0)
     return {
       push: (bytes) => {
-        const buf = pending.length === 0 ? Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length) : Buffer.concat([pending, bytes])
+        const buf = pending.length === 0
+          ? Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length)
+          : Buffer.concat([pending, bytes])
         const parts: Array<Uint8Array> = []
         let i = 0
         for (;;) {

@@ -30,8 +30,21 @@ import type { Target } from "./Target.js"
 import * as Transport from "./Transport.js"
 
 const SIGNALS: Record<string, number> = {
-  SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGILL: 4, SIGTRAP: 5, SIGABRT: 6, SIGBUS: 7, SIGFPE: 8, SIGKILL: 9,
-  SIGUSR1: 10, SIGSEGV: 11, SIGUSR2: 12, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGQUIT: 3,
+  SIGILL: 4,
+  SIGTRAP: 5,
+  SIGABRT: 6,
+  SIGBUS: 7,
+  SIGFPE: 8,
+  SIGKILL: 9,
+  SIGUSR1: 10,
+  SIGSEGV: 11,
+  SIGUSR2: 12,
+  SIGPIPE: 13,
+  SIGALRM: 14,
+  SIGTERM: 15
 }
 
 /**
@@ -48,7 +61,11 @@ const toPlatformError = (method: string, description: string, cause?: unknown) =
 
 const quote = (s: string) => `'${s.replaceAll("'", "'\\''")}'`
 
-const invocationFor = (command: Command.Command, stdin: Uint8Array | undefined, killGrace: Duration.Duration): Transport.Invocation => {
+const invocationFor = (
+  command: Command.Command,
+  stdin: Uint8Array | undefined,
+  killGrace: Duration.Duration
+): Transport.Invocation => {
   const parts = Command.flatten(command)
   const env: Record<string, string> = {}
   for (const part of parts) for (const [k, v] of HashMap.toEntries(part.env)) env[k] = v
@@ -77,7 +94,10 @@ let nextPid = 1
  * @since 0.1.0
  * @category constructors
  */
-export const make = (target: Target, options: Options = {}): Effect.Effect<CommandExecutor.CommandExecutor, never, Transport.Registry> =>
+export const make = (
+  target: Target,
+  options: Options = {}
+): Effect.Effect<CommandExecutor.CommandExecutor, never, Transport.Registry> =>
   Effect.gen(function*() {
     const registry = yield* Transport.Registry
     const killGrace = Duration.decode(options.killGrace ?? Duration.seconds(5))
@@ -96,23 +116,25 @@ export const make = (target: Target, options: Options = {}): Effect.Effect<Comma
           )
         const outer = yield* Effect.scope
         const scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
-        const execution = yield* Scope.extend(transport.start(target, invocationFor(command, stdin, killGrace)), scope).pipe(
-          Effect.mapError((e) => toPlatformError("start", e.message, e))
-        )
+        const execution = yield* Scope.extend(transport.start(target, invocationFor(command, stdin, killGrace)), scope)
+          .pipe(
+            Effect.mapError((e) => toPlatformError("start", e.message, e))
+          )
         const stdout = yield* Queue.unbounded<Uint8Array | null>()
         const stderr = yield* Queue.unbounded<Uint8Array | null>()
         const exit = yield* Deferred.make<CommandExecutor.ExitCode, PlatformError.PlatformError>()
-        yield* Stream.runForEach(execution.output, (c) => Queue.offer(c.stream === "stdout" ? stdout : stderr, c.bytes)).pipe(
-          Effect.zipRight(execution.exit),
-          Effect.map((status) =>
-            CommandExecutor.ExitCode(status._tag === "Exited" ? status.code : 128 + (SIGNALS[status.signal] ?? 0))
-          ),
-          Effect.mapError((e) => toPlatformError("exitCode", e.message, e)),
-          Effect.exit,
-          Effect.flatMap((result) => Deferred.done(exit, result)),
-          Effect.ensuring(Effect.zipRight(Queue.offer(stdout, null), Queue.offer(stderr, null))),
-          Effect.forkIn(scope)
-        )
+        yield* Stream.runForEach(execution.output, (c) => Queue.offer(c.stream === "stdout" ? stdout : stderr, c.bytes))
+          .pipe(
+            Effect.zipRight(execution.exit),
+            Effect.map((status) =>
+              CommandExecutor.ExitCode(status._tag === "Exited" ? status.code : 128 + (SIGNALS[status.signal] ?? 0))
+            ),
+            Effect.mapError((e) => toPlatformError("exitCode", e.message, e)),
+            Effect.exit,
+            Effect.flatMap((result) => Deferred.done(exit, result)),
+            Effect.ensuring(Effect.zipRight(Queue.offer(stdout, null), Queue.offer(stderr, null))),
+            Effect.forkIn(scope)
+          )
         const drain = (queue: Queue.Queue<Uint8Array | null>) =>
           Stream.fromQueue(queue).pipe(Stream.takeWhile((b): b is Uint8Array => b !== null))
         const pid = CommandExecutor.ProcessId(nextPid++)
@@ -138,5 +160,8 @@ export const make = (target: Target, options: Options = {}): Effect.Effect<Comma
  * @since 0.1.0
  * @category layers
  */
-export const layer = (target: Target, options: Options = {}): Layer.Layer<CommandExecutor.CommandExecutor, never, Transport.Registry> =>
+export const layer = (
+  target: Target,
+  options: Options = {}
+): Layer.Layer<CommandExecutor.CommandExecutor, never, Transport.Registry> =>
   Layer.effect(CommandExecutor.CommandExecutor, make(target, options))

@@ -7,10 +7,10 @@ import * as Effect from "effect/Effect"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as ExecutionPolicy from "./ExecutionPolicy.js"
+import { InvalidPlan } from "./InvalidPlan.js"
 import type { OutputSink } from "./OutputSink.js"
 import { Job } from "./ScriptSource.js"
 import * as Target from "./Target.js"
-import { InvalidPlan } from "./InvalidPlan.js"
 
 /**
  * @since 0.1.0

@@ -141,8 +141,7 @@ export const fold = (events: Iterable<RunEvent>, warnings: ReadonlyArray<string>
  * @since 0.1.0
  * @category utils
  */
-export const encodeJson = (report: RunReport): string =>
-  JSON.stringify(Schema.encodeSync(RunReport)(report), null, 2)
+export const encodeJson = (report: RunReport): string => JSON.stringify(Schema.encodeSync(RunReport)(report), null, 2)
 
 /**
  * @since 0.1.0

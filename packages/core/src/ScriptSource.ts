@@ -72,7 +72,9 @@ export class File extends Schema.TaggedClass<File>()("File", {
  * @category schemas
  */
 export class Url extends Schema.TaggedClass<Url>()("Url", {
-  url: Schema.String.pipe(Schema.pattern(/^https?:\/\//, { message: () => "a script url must start with http:// or https://" })),
+  url: Schema.String.pipe(
+    Schema.pattern(/^https?:\/\//, { message: () => "a script url must start with http:// or https://" })
+  ),
   sha256: Schema.String.pipe(
     Schema.pattern(/^[0-9a-fA-F]{64}$/, { message: () => "sha256 must be 64 hex digits (sha256sum of the script)" })
   ),
@@ -132,7 +134,8 @@ export const EnvName = Schema.String.pipe(
  */
 export const FileName = Schema.String.pipe(
   Schema.filter((name) =>
-    /^[A-Za-z0-9._+@=,-]+(\/[A-Za-z0-9._+@=,-]+)*$/.test(name) && !name.split("/").some((part) => part === "." || part === "..")
+    /^[A-Za-z0-9._+@=,-]+(\/[A-Za-z0-9._+@=,-]+)*$/.test(name) &&
+      !name.split("/").some((part) => part === "." || part === "..")
       ? undefined
       : "a shipped file's name must be a relative path of names made of letters, digits and ._+@=,- (no . or .. segments), like conf/app.ini"
   )

@@ -24,8 +24,8 @@
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
-import type { Target } from "./Target.js"
 import { InvalidPlan } from "./InvalidPlan.js"
+import type { Target } from "./Target.js"
 
 /**
  * One term of a selector.
@@ -152,7 +152,11 @@ const parseTerm = (expr: string, raw: string): Term | InvalidPlan => {
     const value = term.slice(eq + 1).trim()
     if (key === "") return invalid(expr, term, "missing label key before `=` (e.g. role=web)")
     if (key.startsWith("!")) {
-      return invalid(expr, term, `\`!\` negates a bare label key (\`!${key.slice(1)}\`); use \`${key.slice(1)}!=value\``)
+      return invalid(
+        expr,
+        term,
+        `\`!\` negates a bare label key (\`!${key.slice(1)}\`); use \`${key.slice(1)}!=value\``
+      )
     }
     if (!KEY.test(key)) {
       return invalid(expr, term, "a label key is made of letters, digits and `_ . - /` (no globs)")

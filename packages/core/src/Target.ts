@@ -135,7 +135,9 @@ export const union = (kinds: ReadonlyArray<TargetSchema>): Schema.Schema<Target,
             new ParseResult.Type(
               ast,
               kind,
-              `unknown target kind ${JSON.stringify(kind)}; known kinds: ${known} (install and add the transport for it)`
+              `unknown target kind ${
+                JSON.stringify(kind)
+              }; known kinds: ${known} (install and add the transport for it)`
             )
           )
         }

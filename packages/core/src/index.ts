@@ -249,7 +249,7 @@ export * as ScriptSource from "./ScriptSource.js"
  * | scheme | served by | source |
  * |---|---|---|
  * | `file` (a path without a scheme, or `file://`) | built in (needs a `FileSystem` layer) | `File({ path })` |
- * | `http`, `https` | built in (needs an `HttpClient` layer) | `Url({ url, sha256 })`, `File({ path: "https://..." })` |
+ * | `http`, `https` | built in (needs an `HttpClient` layer) | `Url({ url, sha256 })` only (never run unchecked) |
  * | any other (`s3`, `az`...) | a layer: {@link layer}, e.g. from a cloud transport package | `File({ path: "s3://bucket/deploy.sh" })` |
  *
  * A `Url` is checked against its sha256 whatever serves its scheme. A scheme nobody serves is an `InvalidPlan`

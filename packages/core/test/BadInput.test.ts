@@ -28,12 +28,18 @@ const recording = (caps: Partial<Transport.Capabilities> = {}) =>
       Effect.sync(() => {
         started.push(target.id)
         const text = invocation.source._tag === "Script" ? invocation.source.text : ""
-        return Transport.fromStream({ output: Stream.make({ stream: "stdout" as const, bytes: new TextEncoder().encode(text) }), exit: Effect.succeed(Transport.exited(0)) })
+        return Transport.fromStream({
+          output: Stream.make({ stream: "stdout" as const, bytes: new TextEncoder().encode(text) }),
+          exit: Effect.succeed(Transport.exited(0))
+        })
       })
   })))
 
 const decodePolicy = (input: unknown) =>
-  Schema.decodeUnknown(ExecutionPolicy.ExecutionPolicy)(input).pipe(Effect.mapError((e) => RunPlan.fromParseError(e, "policy")), Effect.flip)
+  Schema.decodeUnknown(ExecutionPolicy.ExecutionPolicy)(input).pipe(
+    Effect.mapError((e) => RunPlan.fromParseError(e, "policy")),
+    Effect.flip
+  )
 
 const job = ScriptSource.job(ScriptSource.command("true"))
 
@@ -61,7 +67,11 @@ describe("bad input is refused before anything runs", () => {
 
   it.effect("durations decode from text", () =>
     Effect.gen(function*() {
-      const p = yield* Schema.decodeUnknown(ExecutionPolicy.ExecutionPolicy)({ timeout: "1.5m", deadline: "2h", killGrace: "250ms" })
+      const p = yield* Schema.decodeUnknown(ExecutionPolicy.ExecutionPolicy)({
+        timeout: "1.5m",
+        deadline: "2h",
+        killGrace: "250ms"
+      })
       assert.strictEqual(Duration.toMillis(p.timeout!), 90_000)
       assert.strictEqual(Duration.toMillis(p.deadline!), 7_200_000)
       assert.strictEqual(Duration.toMillis(p.killGrace), 250)
@@ -76,7 +86,9 @@ describe("bad input is refused before anything runs", () => {
   it.effect("duplicate target ids, naming both", () =>
     Effect.gen(function*() {
       started.length = 0
-      const e = yield* Runner.run(RunPlan.make({ targets: [Target.local("a"), Target.local("b"), Target.local("a")], job })).pipe(
+      const e = yield* Runner.run(
+        RunPlan.make({ targets: [Target.local("a"), Target.local("b"), Target.local("a")], job })
+      ).pipe(
         Effect.flip
       )
       assert.strictEqual(e.reason, "DuplicateTargetId")
@@ -115,18 +127,29 @@ describe("bad input is refused before anything runs", () => {
         policy: { concurrency: "0%" }
       }).pipe(Effect.flip)
       assert.strictEqual(e.path, "policy.concurrency")
-      const k = yield* RunPlan.decode({ targets: [{ kind: "nope", id: "a" }], job: { source: { _tag: "Command", argv: ["x"] } } })
+      const k = yield* RunPlan.decode({
+        targets: [{ kind: "nope", id: "a" }],
+        job: { source: { _tag: "Command", argv: ["x"] } }
+      })
         .pipe(Effect.flip)
       assert.strictEqual(k.path, "targets.0")
       assert.match(k.description, /unknown target kind "nope"; known kinds: local/)
-      const s = yield* RunPlan.decode({ targets: [{ kind: "local", id: "has space" }], job: { source: { _tag: "Command", argv: ["x"] } } })
+      const s = yield* RunPlan.decode({
+        targets: [{ kind: "local", id: "has space" }],
+        job: { source: { _tag: "Command", argv: ["x"] } }
+      })
         .pipe(Effect.flip)
       assert.strictEqual(s.path, "targets.0.id")
     }))
 
   it.effect("an unreadable script file", () =>
     Effect.gen(function*() {
-      const e = yield* Runner.run(RunPlan.make({ targets: [Target.local("a")], job: ScriptSource.job(new ScriptSource.File({ path: "/nonexistent/x.sh" })) }))
+      const e = yield* Runner.run(
+        RunPlan.make({
+          targets: [Target.local("a")],
+          job: ScriptSource.job(new ScriptSource.File({ path: "/nonexistent/x.sh" }))
+        })
+      )
         .pipe(Effect.flip)
       assert.strictEqual(e.reason, "FileUnreadable")
       assert.match(e.description, /\/nonexistent\/x\.sh/)
@@ -137,7 +160,9 @@ describe("bad input is refused before anything runs", () => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), "runcmd-file-"))
       const file = path.join(dir, "s.sh")
       fs.writeFileSync(file, "#!/bin/bash\necho hi\n")
-      const report = yield* Runner.run(RunPlan.make({ targets: [Target.local("a")], job: ScriptSource.job(new ScriptSource.File({ path: file })) }))
+      const report = yield* Runner.run(
+        RunPlan.make({ targets: [Target.local("a")], job: ScriptSource.job(new ScriptSource.File({ path: file })) })
+      )
       fs.rmSync(dir, { recursive: true })
       assert.strictEqual(report.outcomes[0]!.stdout.head, "#!/bin/bash\necho hi\n")
     }).pipe(Effect.provide(Layer.merge(recording(), NodeContext.layer))))
@@ -150,20 +175,26 @@ describe("bad input is refused before anything runs", () => {
           const s = http.createServer((_, res) => res.end(body))
           s.listen(0, "127.0.0.1", () => resume(Effect.succeed(s)))
         }),
-        (s) => Effect.async<void>((resume) => {
-          s.close(() => resume(Effect.void))
-        })
+        (s) =>
+          Effect.async<void>((resume) => {
+            s.close(() => resume(Effect.void))
+          })
       )
       const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/s.sh`
       started.length = 0
       const bad = yield* Runner.run(
-        RunPlan.make({ targets: [Target.local("a")], job: ScriptSource.job(new ScriptSource.Url({ url, sha256: "0".repeat(64) })) })
+        RunPlan.make({
+          targets: [Target.local("a")],
+          job: ScriptSource.job(new ScriptSource.Url({ url, sha256: "0".repeat(64) }))
+        })
       ).pipe(Effect.flip)
       assert.strictEqual(bad.reason, "ChecksumMismatch")
       assert.strictEqual(bad.path, "job.source.sha256")
       assert.deepStrictEqual(started, [])
       const sha256 = crypto.createHash("sha256").update(body).digest("hex")
-      const ok = yield* Runner.run(RunPlan.make({ targets: [Target.local("a")], job: ScriptSource.job(new ScriptSource.Url({ url, sha256 })) }))
+      const ok = yield* Runner.run(
+        RunPlan.make({ targets: [Target.local("a")], job: ScriptSource.job(new ScriptSource.Url({ url, sha256 })) })
+      )
       assert.strictEqual(ok.outcomes[0]!._tag, "Succeeded")
       assert.strictEqual(ok.outcomes[0]!.stdout.head, body)
     }).pipe(Effect.provide(Layer.merge(recording(), NodeHttpClient.layerUndici))))
@@ -174,15 +205,29 @@ describe("files shipped with the job", () => {
   const shipping = Transport.layer(Effect.succeed(Transport.make({
     name: "shipping",
     kinds: ["local"],
-    capabilities: { output: "live", cancel: "kills", secrets: true, stdin: true, runAs: true, native: false, files: true },
+    capabilities: {
+      output: "live",
+      cancel: "kills",
+      secrets: true,
+      stdin: true,
+      runAs: true,
+      native: false,
+      files: true
+    },
     start: (_target, invocation) =>
       Effect.sync(() => {
         invocations.push(invocation)
         return Transport.fromStream({ output: Stream.empty, exit: Effect.succeed(Transport.exited(0)) })
       })
   })))
-  const withFiles = (files: ReadonlyArray<ScriptSource.JobFile>, options: Partial<Omit<ScriptSource.Job, "source">> = {}) =>
-    RunPlan.make({ targets: [Target.local("a")], job: ScriptSource.job(ScriptSource.command("true"), { ...options, files }) })
+  const withFiles = (
+    files: ReadonlyArray<ScriptSource.JobFile>,
+    options: Partial<Omit<ScriptSource.Job, "source">> = {}
+  ) =>
+    RunPlan.make({
+      targets: [Target.local("a")],
+      job: ScriptSource.job(ScriptSource.command("true"), { ...options, files })
+    })
 
   it.effect("a transport that does not ship files refuses them", () =>
     Effect.gen(function*() {
@@ -239,7 +284,10 @@ describe("files shipped with the job", () => {
           { name: "note.txt", content: "ünï ✓" }
         ]))
         const files = invocations[0]!.files!
-        assert.deepStrictEqual(files.map((f) => [f.name, f.mode]), [["bin/tool.sh", 0o700], ["data", 0o600], ["note.txt", 0o600]])
+        assert.deepStrictEqual(files.map((f) => [f.name, f.mode]), [["bin/tool.sh", 0o700], ["data", 0o600], [
+          "note.txt",
+          0o600
+        ]])
         assert.strictEqual(new TextDecoder().decode(files[0]!.bytes), "#!/bin/sh\necho hi\n")
         assert.deepStrictEqual([...files[1]!.bytes], [0, 1, 255])
         assert.strictEqual(new TextDecoder().decode(files[2]!.bytes), "ünï ✓")

@@ -266,7 +266,14 @@ describe("InMemoryTransport", () => {
         const mem = yield* InMemoryTransport.make({
           capabilities: { output: "polled" },
           pollInterval: "1 second",
-          default: [Step.stdout("a"), Step.sleep("300 millis"), Step.stdout("b"), Step.sleep("1 second"), Step.stdout("c"), Step.exit(0)]
+          default: [
+            Step.stdout("a"),
+            Step.sleep("300 millis"),
+            Step.stdout("b"),
+            Step.sleep("1 second"),
+            Step.stdout("c"),
+            Step.exit(0)
+          ]
         })
         const r = yield* drive(collect(mem))
         assert.deepStrictEqual(r.chunks.map((c) => [text(c.bytes), c.at]), [["a", 1000], ["b", 1000], ["c", 2000]])
@@ -344,7 +351,9 @@ describe("InMemoryTransport", () => {
     it.effect("refuse: every reason fails start itself (delivery phase by default), typed", () =>
       Effect.gen(function*() {
         for (const reason of reasons) {
-          const mem = yield* InMemoryTransport.make({ default: [Step.refuse(reason, { description: `no: ${reason}` })] })
+          const mem = yield* InMemoryTransport.make({
+            default: [Step.refuse(reason, { description: `no: ${reason}` })]
+          })
           const r = yield* Effect.either(Effect.scoped(mem.transport.start(t1, invocation())))
           assert.isTrue(r._tag === "Left", reason)
           if (r._tag === "Left") {
@@ -415,7 +424,10 @@ describe("InMemoryTransport", () => {
       Effect.gen(function*() {
         const mem = yield* InMemoryTransport.make({ default: { steps: [Step.hang], ignoreTerm: true } })
         const scope = yield* Scope.make()
-        const execution = yield* Scope.extend(mem.transport.start(t1, invocation({ killGrace: Duration.seconds(3) })), scope)
+        const execution = yield* Scope.extend(
+          mem.transport.start(t1, invocation({ killGrace: Duration.seconds(3) })),
+          scope
+        )
         const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
         yield* TestClock.adjust("2999 millis")
         assert.isTrue(Option.isNone(yield* Fiber.poll(closing)), "still within the grace")
@@ -480,7 +492,14 @@ describe("InMemoryTransport", () => {
       Effect.gen(function*() {
         const mem = yield* InMemoryTransport.make()
         yield* TestClock.adjust("42 millis")
-        const inv = invocation({ runId: "r-9", attempt: 2, args: ["--x"], env: { E: "1" }, cwd: "/w", stdin: Uint8Array.of(1) })
+        const inv = invocation({
+          runId: "r-9",
+          attempt: 2,
+          args: ["--x"],
+          env: { E: "1" },
+          cwd: "/w",
+          stdin: Uint8Array.of(1)
+        })
         yield* mem.transport.run(memoryTarget("db", { role: "db" }), inv)
         const [s] = yield* mem.starts
         assert.strictEqual(s!.execution, 1)

@@ -8,9 +8,9 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as YAML from "yaml"
+import type { InvalidPlan } from "../src/InvalidPlan.js"
 import * as Inventory from "../src/Inventory.js"
 import * as Target from "../src/Target.js"
-import type { InvalidPlan } from "../src/InvalidPlan.js"
 
 const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), "fixtures", "inventory")
 
@@ -281,10 +281,14 @@ targets: [{ id: lone, host: h2 }]
     const labels = fc.dictionary(key, value, { maxKeys: 3 })
     const inventory = fc.record({
       defaults: labels,
-      groups: fc.dictionary(fc.constantFrom("g1", "g2", "g3"), fc.record({
-        defaults: labels,
-        targets: fc.array(labels, { maxLength: 3 })
-      }), { maxKeys: 3 }),
+      groups: fc.dictionary(
+        fc.constantFrom("g1", "g2", "g3"),
+        fc.record({
+          defaults: labels,
+          targets: fc.array(labels, { maxLength: 3 })
+        }),
+        { maxKeys: 3 }
+      ),
       targets: fc.array(labels, { maxLength: 3 })
     })
     const str = (l: Record<string, unknown>) => Object.fromEntries(Object.entries(l).map(([k, v]) => [k, String(v)]))
@@ -294,14 +298,16 @@ targets: [{ id: lone, host: h2 }]
         const expected: Array<[string, Record<string, string>]> = []
         const doc = {
           defaults: { kind: "local", labels: inv.defaults },
-          groups: Object.fromEntries(Object.entries(inv.groups).map(([name, g]) => [name, {
-            defaults: { labels: g.defaults },
-            targets: g.targets.map((l) => {
-              const id = `t${n++}`
-              expected.push([id, { ...str(inv.defaults), ...str(g.defaults), ...str(l), group: name }])
-              return { id, labels: l }
-            })
-          }])),
+          groups: Object.fromEntries(
+            Object.entries(inv.groups).map(([name, g]) => [name, {
+              defaults: { labels: g.defaults },
+              targets: g.targets.map((l) => {
+                const id = `t${n++}`
+                expected.push([id, { ...str(inv.defaults), ...str(g.defaults), ...str(l), group: name }])
+                return { id, labels: l }
+              })
+            }])
+          ),
           targets: inv.targets.map((l) => {
             const id = `t${n++}`
             expected.push([id, { ...str(inv.defaults), ...str(l) }])
@@ -378,7 +384,8 @@ describe("Inventory imports", () => {
           os: "linux"
         })))
   }
-  const withFake = (text: string, file = "/srv/inv/inventory.yaml") => Inventory.parse(text, file, kinds, { importers: [fake] })
+  const withFake = (text: string, file = "/srv/inv/inventory.yaml") =>
+    Inventory.parse(text, file, kinds, { importers: [fake] })
 
   it.effect("adds the imported targets after the file's own, with the entry's group and labels", () =>
     Effect.gen(function*() {
@@ -396,7 +403,10 @@ imports:
       assert.deepStrictEqual(inv.targets[1]!.labels, { dir: "/srv/inv", source: "fake", group: "web" })
       assert.deepStrictEqual(inv.targets[3]!.labels, { dir: "/srv/inv" })
       assert.deepStrictEqual(inv.groups, { web: ["web-0", "web-1"] })
-      assert.deepStrictEqual(Inventory.select(inv, ["group=web"]).pipe(Effect.map((ts) => ts.map((t) => t.id))).pipe(Effect.runSync), ["web-0", "web-1"])
+      assert.deepStrictEqual(
+        Inventory.select(inv, ["group=web"]).pipe(Effect.map((ts) => ts.map((t) => t.id))).pipe(Effect.runSync),
+        ["web-0", "web-1"]
+      )
     }))
 
   it.effect("an inventory of imports only is fine; imports that bring nothing are NoTargets", () =>
@@ -430,8 +440,16 @@ imports:
         description: [/"imp-0"/, /inventory's own targets/]
       })
       const notList = yield* Effect.flip(withFake("imports: { fake: 1 }\n"))
-      assertError(notList, { reason: "InvalidInventory", path: "/srv/inv/inventory.yaml: imports", description: [/a list of imports/] })
+      assertError(notList, {
+        reason: "InvalidInventory",
+        path: "/srv/inv/inventory.yaml: imports",
+        description: [/a list of imports/]
+      })
       const badGroup = yield* Effect.flip(withFake("imports:\n  - { fake: 1, group: [x] }\n"))
-      assertError(badGroup, { reason: "InvalidInventory", path: "/srv/inv/inventory.yaml: imports[0].group", description: [/group name/] })
+      assertError(badGroup, {
+        reason: "InvalidInventory",
+        path: "/srv/inv/inventory.yaml: imports[0].group",
+        description: [/group name/]
+      })
     }))
 })

@@ -19,7 +19,9 @@ import * as Target from "../src/Target.js"
 // helpers
 
 const enc = new TextEncoder()
-const bytes = (input: string | ReadonlyArray<number>) => (typeof input === "string" ? enc.encode(input) : Uint8Array.from(input))
+const bytes = (
+  input: string | ReadonlyArray<number>
+) => (typeof input === "string" ? enc.encode(input) : Uint8Array.from(input))
 
 const run: OutputSink.RunInfo = { runId: "run-1", targets: [Target.local("a"), Target.local("b")] }
 
@@ -220,7 +222,9 @@ describe("OutputSink.file per-target", () => {
             const chunk = new Uint8Array(size)
             for (let i = 0; i < size; i += 4096) chunk[i] = (x + i) & 0xff
             inHash.update(chunk)
-            yield* handle.write(new RunEvent.Output({ chunk: { targetId: "big", stream: "stdout", seq: seq++, at: 0, bytes: chunk } }))
+            yield* handle.write(
+              new RunEvent.Output({ chunk: { targetId: "big", stream: "stdout", seq: seq++, at: 0, bytes: chunk } })
+            )
             written += size
             if (written > sampled + 5 * 1024 * 1024) {
               sampled = written
@@ -258,7 +262,15 @@ describe("OutputSink.file per-target", () => {
         const errors: Array<OutputSink.OutputSinkError> = []
         yield* Effect.scoped(Effect.gen(function*() {
           const handle = yield* OutputSink.file({ dir, layout: "per-target" }).open(run)
-          for (const event of [e.output("a", "stdout", "x"), e.output("a", "stdout", "y"), e.output("b", "stdout", "z"), e.finished("a"), e.finished("b")]) {
+          for (
+            const event of [
+              e.output("a", "stdout", "x"),
+              e.output("a", "stdout", "y"),
+              e.output("b", "stdout", "z"),
+              e.finished("a"),
+              e.finished("b")
+            ]
+          ) {
             yield* handle.write(event).pipe(Effect.catchAll((error) => Effect.sync(() => errors.push(error))))
           }
         }))
@@ -319,7 +331,9 @@ describe("OutputSink.file jsonl", () => {
           e.finished("b"),
           e.runFinished()
         ])
-        const lines = fs.readFileSync(path.join(dir, "output.jsonl"), "utf8").trimEnd().split("\n").map((l) => JSON.parse(l))
+        const lines = fs.readFileSync(path.join(dir, "output.jsonl"), "utf8").trimEnd().split("\n").map((l) =>
+          JSON.parse(l)
+        )
         assert.deepStrictEqual(lines.map(({ at: _at, ...rest }) => rest), [
           { targetId: "a", stream: "stdout", seq: 0, text: "h" },
           { targetId: "b", stream: "stdout", seq: 0, text: "" },
@@ -395,7 +409,10 @@ describe("OutputSink.console prefixed", () => {
         e.retrying("a", 1),
         e.output("a", "stdout", "again")
       ])
-      assert.deepStrictEqual(out.text(), "[a] partial\n[a] ~ attempt 1 failed (ConnectionLost: connection reset); retrying\n[a] again\n")
+      assert.deepStrictEqual(
+        out.text(),
+        "[a] partial\n[a] ~ attempt 1 failed (ConnectionLost: connection reset); retrying\n[a] again\n"
+      )
     }))
 
   it.effect("cuts an endless line into bounded pieces", () =>
@@ -414,7 +431,12 @@ describe("OutputSink.console prefixed", () => {
     Effect.gen(function*() {
       const e = events()
       const error = yield* Effect.flip(through(
-        OutputSink.console({ mode: "prefixed", write: () => { throw new Error("EPIPE") } }),
+        OutputSink.console({
+          mode: "prefixed",
+          write: () => {
+            throw new Error("EPIPE")
+          }
+        }),
         [e.output("a", "stdout", "x\n")]
       ))
       assert.strictEqual(error.reason, "WriteFailed")
@@ -475,10 +497,13 @@ describe("OutputSink.events", () => {
       e.output("a", "stdout", binary),
       e.output("a", "stderr", [...smile.slice(0, 3)]),
       e.retrying("a", 1),
-      e.finished("a", new Outcome.Unreachable({
-        ...common("a"),
-        error: { reason: "ConnectRefused", transport: "ssh", phase: "delivery", message: "refused" }
-      })),
+      e.finished(
+        "a",
+        new Outcome.Unreachable({
+          ...common("a"),
+          error: { reason: "ConnectRefused", transport: "ssh", phase: "delivery", message: "refused" }
+        })
+      ),
       new RunEvent.RunFinished({ runId: "run-1", at: 9, interrupted: true })
     ]
   }
@@ -519,11 +544,14 @@ describe("OutputSink.events", () => {
       })
     ))
 
-  it.live.skipIf(!fs.existsSync("/dev/full"))("a failing write is WriteFailed naming the file", () =>
-    Effect.gen(function*() {
-      const error = yield* Effect.flip(through(OutputSink.events({ path: "/dev/full" }), all()))
-      assert.strictEqual(error.reason, "WriteFailed")
-      assert.strictEqual(error.sink, "events:/dev/full")
-      assert.match(error.description, /cannot write \/dev\/full: .*ENOSPC/)
-    }))
+  it.live.skipIf(!fs.existsSync("/dev/full"))(
+    "a failing write is WriteFailed naming the file",
+    () =>
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(through(OutputSink.events({ path: "/dev/full" }), all()))
+        assert.strictEqual(error.reason, "WriteFailed")
+        assert.strictEqual(error.sink, "events:/dev/full")
+        assert.match(error.description, /cannot write \/dev\/full: .*ENOSPC/)
+      })
+  )
 })

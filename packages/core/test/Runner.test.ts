@@ -83,7 +83,10 @@ describe("Runner", () => {
       assert.strictEqual(o._tag, "Succeeded")
       assert.strictEqual(o.attempts, 3)
       const retrying = events.filter((e) => e._tag === "Retrying")
-      assert.deepStrictEqual(retrying.map((e) => e._tag === "Retrying" && e.error.reason), ["ConnectRefused", "Throttled"])
+      assert.deepStrictEqual(retrying.map((e) => e._tag === "Retrying" && e.error.reason), [
+        "ConnectRefused",
+        "Throttled"
+      ])
       // exponential backoff: 1 s, then 2 s
       const startedAt = events.flatMap((e) => (e._tag === "Started" ? [e.at] : []))
       assert.deepStrictEqual(startedAt, [0, 1000, 3000])
@@ -128,7 +131,9 @@ describe("Runner", () => {
         }))
       )
       const [hang, stubborn, cloud] = report.outcomes
-      assert.isTrue(hang!._tag === "TimedOut" && hang!.killConfirmed && hang!.phase === "execution" && hang!.limit === "timeout")
+      assert.isTrue(
+        hang!._tag === "TimedOut" && hang!.killConfirmed && hang!.phase === "execution" && hang!.limit === "timeout"
+      )
       assert.strictEqual(hang!.durationMs, 5000)
       assert.strictEqual(hang!.stdout.head, "started\n")
       assert.isTrue(stubborn!._tag === "TimedOut" && stubborn!.killConfirmed)
@@ -147,7 +152,9 @@ describe("Runner", () => {
       const report = yield* drive(Runner.run(plan(1, { timeout: Duration.seconds(1) })))
       const o = report.outcomes[0]!
       assert.isTrue(o._tag === "TimedOut" && o.phase === "delivery")
-    }).pipe(Effect.provide(InMemoryTransport.layer({ default: { steps: [Step.exit(0)], startDelay: Duration.seconds(10) } }))))
+    }).pipe(
+      Effect.provide(InMemoryTransport.layer({ default: { steps: [Step.exit(0)], startDelay: Duration.seconds(10) } }))
+    ))
 
   it.effect("the overall deadline times out what runs and skips what has not started", () =>
     Effect.gen(function*() {
@@ -221,7 +228,13 @@ describe("Runner", () => {
         t3: [Step.refuse("ConnectTimeout")],
         t4: [Step.refuse("HostKeyRejected")],
         t5: [Step.stdout("x"), Step.fail("ConnectionLost")],
-        t6: [Step.stdout("no status"), { _tag: "Fail", reason: "OutputLost", phase: "execution", description: "no exit status", during: "exit" }]
+        t6: [Step.stdout("no status"), {
+          _tag: "Fail",
+          reason: "OutputLost",
+          phase: "execution",
+          description: "no exit status",
+          during: "exit"
+        }]
       }
     }))))
 
@@ -273,7 +286,10 @@ describe("Runner", () => {
     Effect.gen(function*() {
       const counter = (stream: string) =>
         Metric.tagged(Metric.tagged(Metrics.outputBytes, "stream", stream), "pipeline", "bytes-test")
-      const before = { out: (yield* Metric.value(counter("stdout"))).count, err: (yield* Metric.value(counter("stderr"))).count }
+      const before = {
+        out: (yield* Metric.value(counter("stdout"))).count,
+        err: (yield* Metric.value(counter("stderr"))).count
+      }
       yield* drive(Runner.run(plan(2))).pipe(Effect.tagMetrics("pipeline", "bytes-test"))
       assert.strictEqual((yield* Metric.value(counter("stdout"))).count - before.out, 2 * 10)
       assert.strictEqual((yield* Metric.value(counter("stderr"))).count - before.err, 2 * 3)
@@ -297,7 +313,9 @@ describe("Runner", () => {
       // web2 fails its deploy in the second wave: the budget stops the third wave
       assert.deepStrictEqual(tags(result.deploy!), ["Succeeded", "Succeeded", "Failed", "Succeeded", "Skipped"])
       assert.deepStrictEqual(RunReport.succeededTargets(result.verify!), ["web0", "web1", "web4"])
-      const deploys = (yield* memory.starts).filter((s) => s.invocation.source._tag === "Script" && s.invocation.source.text === "deploy")
+      const deploys = (yield* memory.starts).filter((s) =>
+        s.invocation.source._tag === "Script" && s.invocation.source.text === "deploy"
+      )
       assert.deepStrictEqual(deploys.map((s) => s.targetId), ["web0", "web1", "web2", "web4"])
     }).pipe(Effect.provide(InMemoryTransport.layer({
       default: (target, inv) => {

@@ -83,7 +83,9 @@ describe("secrets canary", () => {
         },
         context: base.context
       })
-      const logger = Logger.make(({ message, annotations }) => logs.push(`${String(message)} ${JSON.stringify([...annotations])}`))
+      const logger = Logger.make(({ message, annotations }) =>
+        logs.push(`${String(message)} ${JSON.stringify([...annotations])}`)
+      )
       const plan = RunPlan.make({
         targets: [Target.local("ok"), Target.local("broken")],
         job: ScriptSource.job(ScriptSource.command("true"), { secrets: { TOKEN: Redacted.make(SECRET) } }),

@@ -20,8 +20,7 @@ const targets: ReadonlyArray<Target.Target> = [
   target("user@host.example", {})
 ]
 
-const ids = (expr: string | ReadonlyArray<string>) =>
-  Effect.runSync(Selector.select(targets, expr)).map((t) => t.id)
+const ids = (expr: string | ReadonlyArray<string>) => Effect.runSync(Selector.select(targets, expr)).map((t) => t.id)
 
 const matching = (expr: string) => {
   const selector = Effect.runSync(Selector.parse(expr))

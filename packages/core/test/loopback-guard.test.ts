@@ -1,8 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as http from "node:http"
 import * as net from "node:net"
-import { checkLoopback } from "../../../test-support/loopback.js"
 import { takeViolations } from "../../../test-support/loopback-guard.js"
+import { checkLoopback } from "../../../test-support/loopback.js"
 
 describe("loopback guard", () => {
   it("classifies destinations", () => {

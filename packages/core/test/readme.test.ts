@@ -44,7 +44,11 @@ describe("README", () => {
     const file = path.join(dir, "first-program.mts")
     fs.writeFileSync(file, code!)
     try {
-      const out = execFileSync(process.execPath, ["--import", "tsx", file], { cwd: root, encoding: "utf8", timeout: 60_000 })
+      const out = execFileSync(process.execPath, ["--import", "tsx", file], {
+        cwd: root,
+        encoding: "utf8",
+        timeout: 60_000
+      })
       assert.match(out, /Succeeded: 2/)
       assert.match(out, /failed: \[\]/)
       assert.notInclude(out, "hunter2")

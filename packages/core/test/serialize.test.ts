@@ -78,19 +78,25 @@ describe("makeSerialize", () => {
     Effect.promise(() =>
       fc.assert(
         fc.asyncProperty(
-          fc.array(fc.record({ work: fc.nat(3), interruptAfter: fc.option(fc.nat(4)) }), { minLength: 1, maxLength: 25 }),
+          fc.array(fc.record({ work: fc.nat(3), interruptAfter: fc.option(fc.nat(4)) }), {
+            minLength: 1,
+            maxLength: 25
+          }),
           (callers) =>
             Effect.runPromise(Effect.gen(function*() {
               const serialize = yield* makeSerialize
               const t = tracker()
-              const fibers = yield* Effect.forEach(callers, (c, i) =>
-                Effect.fork(serialize(t.step(String(i), Effect.repeatN(Effect.yieldNow(), c.work)))))
+              const fibers = yield* Effect.forEach(
+                callers,
+                (c, i) => Effect.fork(serialize(t.step(String(i), Effect.repeatN(Effect.yieldNow(), c.work))))
+              )
               // interrupt some callers after a few turns: while waiting, while running, or just as the lock is handed over
               yield* Effect.forEach(callers, (c, i) =>
                 c.interruptAfter === null
                   ? Effect.void
-                  : Effect.fork(Effect.zipRight(Effect.repeatN(Effect.yieldNow(), c.interruptAfter), Fiber.interrupt(fibers[i]!))),
-                { discard: true })
+                  : Effect.fork(
+                    Effect.zipRight(Effect.repeatN(Effect.yieldNow(), c.interruptAfter), Fiber.interrupt(fibers[i]!))
+                  ), { discard: true })
               yield* Effect.forEach(fibers, (f) => Effect.exit(Fiber.join(f)), { discard: true })
               assert.strictEqual(t.overlaps(), 0)
               // the lock is free at the end

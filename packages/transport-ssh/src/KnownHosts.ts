@@ -113,7 +113,12 @@ export const parse = (text: string, file?: string): KnownHosts => {
     const key = Buffer.from(keyText, "base64")
     const embedded = blobType(key)
     if (embedded !== undefined && embedded !== keyType) {
-      invalid.push({ line: i + 1, file, text: raw, problem: `key type ${keyType} does not match the key (${embedded})` })
+      invalid.push({
+        line: i + 1,
+        file,
+        text: raw,
+        problem: `key type ${keyType} does not match the key (${embedded})`
+      })
       continue
     }
     entries.push({ marker, hosts, keyType, key, comment: rest.join(" "), line: i + 1, file })
@@ -252,7 +257,12 @@ export const verify = (knownHosts: KnownHosts, host: string, port: number, key: 
  * @since 0.1.0
  * @category formatting
  */
-export const formatLine = (host: string, port: number, key: Uint8Array, options: { readonly hashed?: boolean } = {}): string => {
+export const formatLine = (
+  host: string,
+  port: number,
+  key: Uint8Array,
+  options: { readonly hashed?: boolean } = {}
+): string => {
   const name = hostName(host, port)
   const type = blobType(key) ?? "ssh-unknown"
   const blob = Buffer.from(key.buffer, key.byteOffset, key.length).toString("base64")
@@ -290,14 +300,16 @@ export const defaultFiles = (): ReadonlyArray<string> => [
  * @since 0.1.0
  * @category errors
  */
-export class KnownHostsError extends Schema.TaggedError<KnownHostsError>("@runcmd/transport-ssh/KnownHosts/KnownHostsError")(
-  "KnownHostsError",
-  {
-    file: Schema.String,
-    description: Schema.String,
-    cause: Schema.optional(Schema.Defect)
-  }
-) {
+export class KnownHostsError
+  extends Schema.TaggedError<KnownHostsError>("@runcmd/transport-ssh/KnownHosts/KnownHostsError")(
+    "KnownHostsError",
+    {
+      file: Schema.String,
+      description: Schema.String,
+      cause: Schema.optional(Schema.Defect)
+    }
+  )
+{
   /**
    * @since 0.1.0
    */

@@ -9,8 +9,8 @@ import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import type { SFTPWrapper } from "ssh2"
 import { withSftpOn } from "./internal/sftpSession.js"
-import { SshConnections } from "./SshTransport.js"
 import type * as SshTarget from "./SshTarget.js"
+import { SshConnections } from "./SshTransport.js"
 
 /**
  * @since 0.1.0
@@ -99,13 +99,15 @@ export const upload = (
   withSftp(target, (sftp) =>
     typeof source === "string"
       ? call("upload", remotePath, target.id, (cb) =>
-        sftp.fastPut(source, remotePath, options.mode === undefined ? {} : { mode: options.mode }, (err) => cb(err)))
+        sftp.fastPut(source, remotePath, options.mode === undefined ? {} : { mode: options.mode }, (err) =>
+          cb(err)))
       : call("upload", remotePath, target.id, (cb) =>
         sftp.writeFile(
           remotePath,
           Buffer.from(source.buffer, source.byteOffset, source.length),
           options.mode === undefined ? {} : { mode: options.mode },
-          (err) => cb(err)
+          (err) =>
+            cb(err)
         ))).pipe(Effect.withSpan("Sftp.upload", { attributes: spanAttributes(target, remotePath) }))
 
 /**
@@ -119,10 +121,12 @@ export const download = (
   remotePath: string,
   localPath: string
 ): Effect.Effect<void, SftpError | TransportError, SshConnections> =>
-  withSftp(target, (sftp) =>
-    call("download", remotePath, target.id, (cb) => sftp.fastGet(remotePath, localPath, (err) => cb(err)))).pipe(
-      Effect.withSpan("Sftp.download", { attributes: spanAttributes(target, remotePath) })
-    )
+  withSftp(
+    target,
+    (sftp) => call("download", remotePath, target.id, (cb) => sftp.fastGet(remotePath, localPath, (err) => cb(err)))
+  ).pipe(
+    Effect.withSpan("Sftp.download", { attributes: spanAttributes(target, remotePath) })
+  )
 
 /**
  * Reads `remotePath` into memory.

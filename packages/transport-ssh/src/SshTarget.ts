@@ -305,24 +305,33 @@ export const make = (input: MakeInput): SshTarget => {
 export const keyFile = (path: string, passphrase?: Redacted.Redacted<string> | string): KeyAuth => ({
   type: "key",
   path,
-  ...(passphrase === undefined ? {} : { passphrase: typeof passphrase === "string" ? Redacted.make(passphrase) : passphrase })
+  ...(passphrase === undefined
+    ? {}
+    : { passphrase: typeof passphrase === "string" ? Redacted.make(passphrase) : passphrase })
 })
 
 /**
  * @since 0.1.0
  * @category constructors
  */
-export const key = (privateKey: Redacted.Redacted<string> | string, passphrase?: Redacted.Redacted<string> | string): KeyAuth => ({
+export const key = (
+  privateKey: Redacted.Redacted<string> | string,
+  passphrase?: Redacted.Redacted<string> | string
+): KeyAuth => ({
   type: "key",
   key: typeof privateKey === "string" ? Redacted.make(privateKey) : privateKey,
-  ...(passphrase === undefined ? {} : { passphrase: typeof passphrase === "string" ? Redacted.make(passphrase) : passphrase })
+  ...(passphrase === undefined
+    ? {}
+    : { passphrase: typeof passphrase === "string" ? Redacted.make(passphrase) : passphrase })
 })
 
 /**
  * @since 0.1.0
  * @category constructors
  */
-export const agent = (socket?: string): AgentAuth => (socket === undefined ? { type: "agent" } : { type: "agent", socket })
+export const agent = (
+  socket?: string
+): AgentAuth => (socket === undefined ? { type: "agent" } : { type: "agent", socket })
 
 /**
  * @since 0.1.0

@@ -19,8 +19,10 @@ export * as Sftp from "./Sftp.js"
 /**
  * OpenSSH `ssh_config` import (via the `ssh-config` package): `Host` patterns, `HostName`, `User`, `Port`,
  * `IdentityFile`, `IdentityAgent`, `ProxyJump`, `StrictHostKeyChecking`, `UserKnownHostsFile`,
- * `GlobalKnownHostsFile`, `ConnectTimeout`, `ServerAliveInterval`/`ServerAliveCountMax` → `SshTarget` values, for
- * inventories (`imports: [{ sshConfig: FILE }]` with {@link importer}) and the CLI (`--ssh-config FILE`). `Match exec` is never evaluated; `Include` is not followed.
+ * `GlobalKnownHostsFile`, `ConnectTimeout`, `ServerAliveInterval`/`ServerAliveCountMax` → `SshTarget` values:
+ * a source of core's `Targets` service ({@link layer}), an importer for inventories' `imports: [{ sshConfig: FILE }]`
+ * ({@link layerImporter}, or {@link importer} given to `Inventory.load`), and the CLI (`--ssh-config FILE`).
+ * `Match exec` is never evaluated; `Include` is not followed.
  *
  * @since 0.1.0
  */

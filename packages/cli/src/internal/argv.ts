@@ -137,8 +137,12 @@ export const split = (
       if (spec === undefined) {
         const hint = suggest(key, flags)
         return Either.left(usage(
-          `${name}: unknown flag ${key}.${hint === undefined ? "" : ` Did you mean ${hint}?`} Run \`${name} --help\` for the flags${
-            command.path[0] === "run" ? "; to pass flags to the command itself, put it after -- (runcmd run -- ls -la)" : ""
+          `${name}: unknown flag ${key}.${
+            hint === undefined ? "" : ` Did you mean ${hint}?`
+          } Run \`${name} --help\` for the flags${
+            command.path[0] === "run"
+              ? "; to pass flags to the command itself, put it after -- (runcmd run -- ls -la)"
+              : ""
           }.${command.path[0] === "run" ? " Nothing was run." : ""}`
         ))
       }
@@ -152,9 +156,9 @@ export const split = (
         const next = tokens[i + 1]
         if (next === undefined || (isLongFlag(next) && byName.has(next.split("=")[0]!))) {
           return Either.left(usage(
-            `${name}: --${spec.name} needs a value (e.g. --${spec.name} ${example(spec.name)}). Run \`${name} --help\` for the flags.${
-              command.path[0] === "run" ? " Nothing was run." : ""
-            }`
+            `${name}: --${spec.name} needs a value (e.g. --${spec.name} ${
+              example(spec.name)
+            }). Run \`${name} --help\` for the flags.${command.path[0] === "run" ? " Nothing was run." : ""}`
           ))
         }
         out.push(next)

@@ -15,8 +15,8 @@ import type { RunEvent } from "@runcmd/core/RunEvent"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
-import { countsLine, exitColumn, formatDuration, outcomeStyle } from "./summary.js"
 import { paint, stripAnsi, type Style } from "./style.js"
+import { countsLine, exitColumn, formatDuration, outcomeStyle } from "./summary.js"
 
 /**
  * Shared with the interrupt handler: the live view says when the run is being cancelled.

@@ -62,7 +62,14 @@ export const password = (prompt: string): Effect.Effect<Redacted.Redacted<string
         }
         if (ch === "\u0003") {
           value = ""
-          return finish(Effect.fail(new CliError({ message: "runcmd run: interrupted at the password prompt. Nothing was run.", code: ExitCode.Interrupted })))
+          return finish(
+            Effect.fail(
+              new CliError({
+                message: "runcmd run: interrupted at the password prompt. Nothing was run.",
+                code: ExitCode.Interrupted
+              })
+            )
+          )
         }
         if (ch === "\u007f" || ch === "\b") value = value.slice(0, -1)
         else if (ch === "\u0015") value = ""
@@ -99,7 +106,11 @@ export const readStdin: Effect.Effect<Uint8Array, CliError> = Effect.async<Uint8
   }
   const onError = (error: Error) => {
     cleanup()
-    resume(Effect.fail(usage(`runcmd run: --stdin -: cannot read runcmd's standard input: ${error.message}. Nothing was run.`)))
+    resume(
+      Effect.fail(
+        usage(`runcmd run: --stdin -: cannot read runcmd's standard input: ${error.message}. Nothing was run.`)
+      )
+    )
   }
   process.stdin.on("data", onData)
   process.stdin.on("end", onEnd)

@@ -74,7 +74,13 @@ export const detail = (o: Outcome.Outcome): string => {
       parts.push(`${o.error.reason}: ${o.error.message}`)
       break
     case "Skipped":
-      parts.push(o.why === "BudgetExhausted" ? "error budget exhausted" : o.why === "Deadline" ? "deadline reached" : "run cancelled")
+      parts.push(
+        o.why === "BudgetExhausted"
+          ? "error budget exhausted"
+          : o.why === "Deadline"
+          ? "deadline reached"
+          : "run cancelled"
+      )
       break
     default:
       break
@@ -89,10 +95,10 @@ export const detail = (o: Outcome.Outcome): string => {
  *
  * @internal
  */
-export const outcomeStyle = (tag: Outcome.OutcomeTag): keyof typeof paintCodes =>
+export const outcomeStyle = (tag: Outcome.OutcomeTag): PaintCode =>
   tag === "Succeeded" ? "green" : tag === "Skipped" || tag === "Cancelled" ? "yellow" : "red"
 
-const paintCodes = { green: "32", yellow: "33", red: "31", dim: "2", bold: "1" } as const
+type PaintCode = "green" | "yellow" | "red" | "dim" | "bold"
 
 const pad = (text: string, width: number) => text + " ".repeat(Math.max(0, width - [...text].length))
 
@@ -124,13 +130,15 @@ const words = (tag: string) => tag.replace(/([a-z])([A-Z])/g, "$1 $2").toLowerCa
  */
 export const render = (report: RunReport.RunReport, style: Style): string => {
   const header = ["TARGET", "OUTCOME", "EXIT", "DURATION", "DETAIL"]
-  const rows = report.outcomes.map((o) => [o.targetId, o._tag, exitColumn(o), o._tag === "Skipped" ? "-" : formatDuration(o.durationMs), detail(o)])
+  const rows = report.outcomes.map((
+    o
+  ) => [o.targetId, o._tag, exitColumn(o), o._tag === "Skipped" ? "-" : formatDuration(o.durationMs), detail(o)])
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => [...r[i]!].length)))
   const columns = style.columns
   const lines: Array<string> = []
   const fixed = widths.slice(0, 4).reduce((a, b) => a + b + 2, 0)
   const detailWidth = columns === undefined ? Infinity : Math.max(10, columns - fixed)
-  const line = (cells: ReadonlyArray<string>, styles: ReadonlyArray<keyof typeof paintCodes | undefined>) =>
+  const line = (cells: ReadonlyArray<string>, styles: ReadonlyArray<PaintCode | undefined>) =>
     cells.map((c, i) => {
       const text = i === 4 ? truncate(c, detailWidth) : pad(c, widths[i]!)
       const s = styles[i]
@@ -142,8 +150,12 @@ export const render = (report: RunReport.RunReport, style: Style): string => {
     lines.push(line(rows[i]!, [undefined, outcomeStyle(o._tag), undefined, undefined, "dim"]))
   }
   lines.push("")
-  lines.push(`${countsLine(report.summary.byOutcome, report.summary.total, style)} in ${formatDuration(report.durationMs)}`)
-  if (report.interrupted) lines.push(paint(style, "yellow", "interrupted: running targets were cancelled, the rest skipped"))
+  lines.push(
+    `${countsLine(report.summary.byOutcome, report.summary.total, style)} in ${formatDuration(report.durationMs)}`
+  )
+  if (report.interrupted) {
+    lines.push(paint(style, "yellow", "interrupted: running targets were cancelled, the rest skipped"))
+  }
   const failed = RunReport.failedTargets(report)
   if (failed.length > 0) lines.push(`${paint(style, "red", "not succeeded:")} ${failed.join(" ")}`)
   for (const w of report.warnings) lines.push(paint(style, "yellow", `warning: ${w}`))

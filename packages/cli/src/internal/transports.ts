@@ -41,22 +41,24 @@ const load = <A>(name: string, module: () => Promise<A>): Effect.Effect<A, Trans
  *
  * @internal
  */
-export const localLayer: Layer.Layer<Transport.Registry, TransportSetupError | Transport.DuplicateTransport> = Layer.unwrapEffect(
-  load("local", () => import("@runcmd/transport-local/LocalTransport")).pipe(
-    Effect.map((LocalTransport) => LocalTransport.layer())
+export const localLayer: Layer.Layer<Transport.Registry, TransportSetupError | Transport.DuplicateTransport> = Layer
+  .unwrapEffect(
+    load("local", () => import("@runcmd/transport-local/LocalTransport")).pipe(
+      Effect.map((LocalTransport) => LocalTransport.layer())
+    )
   )
-)
 
 /**
  * The SSH transport, loaded only for runs that have SSH targets (it brings the ssh2 client).
  *
  * @internal
  */
-export const sshLayer: Layer.Layer<Transport.Registry, TransportSetupError | Transport.DuplicateTransport> = Layer.unwrapEffect(
-  load("SSH", () => import("@runcmd/transport-ssh/SshTransport")).pipe(
-    Effect.map((SshTransport) => SshTransport.layer())
+export const sshLayer: Layer.Layer<Transport.Registry, TransportSetupError | Transport.DuplicateTransport> = Layer
+  .unwrapEffect(
+    load("SSH", () => import("@runcmd/transport-ssh/SshTransport")).pipe(
+      Effect.map((SshTransport) => SshTransport.layer())
+    )
   )
-)
 
 /**
  * The transports for these targets (SSH only when an SSH target is among them).

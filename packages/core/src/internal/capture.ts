@@ -107,6 +107,6 @@ const decode = (parts: ReadonlyArray<Uint8Array>, len: number, trimLead: boolean
   if (len === 0) return ""
   const all = parts.length === 1 ? parts[0]! : Buffer.concat(parts as Array<Uint8Array>, len)
   let start = 0
-  if (trimLead) while (start < all.length && start < 3 && (all[start]! & 0xc0) === 0x80) start++
+  if (trimLead) { while (start < all.length && start < 3 && (all[start]! & 0xc0) === 0x80) start++ }
   return new TextDecoder("utf-8").decode(start === 0 ? all : all.subarray(start))
 }

@@ -46,7 +46,12 @@ export const memoryTarget = (id: string, labels: Record<string, string> = {}): I
 
 /** @internal */
 export type Step =
-  | { readonly _tag: "Emit"; readonly stream: StreamName; readonly bytes: Uint8Array; readonly chunkSize?: number | undefined }
+  | {
+    readonly _tag: "Emit"
+    readonly stream: StreamName
+    readonly bytes: Uint8Array
+    readonly chunkSize?: number | undefined
+  }
   | { readonly _tag: "EmitStdin"; readonly stream: StreamName }
   | { readonly _tag: "EmitWith"; readonly f: (invocation: Transport.Invocation) => ReadonlyArray<RawChunk> }
   | { readonly _tag: "Sleep"; readonly duration: Duration.DurationInput }
@@ -252,8 +257,7 @@ export const defaultCapabilities: Transport.Capabilities = {
 const EMPTY = new Uint8Array(0)
 
 /** @internal */
-export const make = (options: Options = {}): Effect.Effect<InMemoryTransport> =>
-  Effect.sync(() => unsafeMake(options))
+export const make = (options: Options = {}): Effect.Effect<InMemoryTransport> => Effect.sync(() => unsafeMake(options))
 
 const unsafeMake = (options: Options): InMemoryTransport => {
   const name = options.name ?? "memory"
@@ -318,7 +322,8 @@ const unsafeMake = (options: Options): InMemoryTransport => {
       const termDelay = Duration.min(Duration.decode(behaviour.termDelay ?? 0), killGrace)
       let confirmed = true
       const fibers: Array<Fiber.RuntimeFiber<void>> = []
-      let exitDeferred: Deferred.Deferred<Transport.ExitStatus, TransportError> | undefined
+      // made once the process is past its start steps (a kill during start completes nothing)
+      const started: { exit?: Deferred.Deferred<Transport.ExitStatus, TransportError> } = {}
       let shutdown: Effect.Effect<void> = Effect.void
 
       // Closing the scope: if the process has not ended, TERM, the grace if TERM is ignored, KILL; recorded.
@@ -341,8 +346,12 @@ const unsafeMake = (options: Options): InMemoryTransport => {
               // (forked, interruptible watchers: finalizers run uninterruptibly, a race there would wait for both)
               const gate = yield* Deferred.make<void>()
               const watchers = [
-                yield* Effect.forkDaemon(Effect.interruptible(Effect.zipRight(Effect.sleep(killGrace), Deferred.succeed(gate, undefined)))),
-                yield* Effect.forkDaemon(Effect.interruptible(Effect.zipRight(Deferred.await(endedSignal), Deferred.succeed(gate, undefined))))
+                yield* Effect.forkDaemon(
+                  Effect.interruptible(Effect.zipRight(Effect.sleep(killGrace), Deferred.succeed(gate, undefined)))
+                ),
+                yield* Effect.forkDaemon(
+                  Effect.interruptible(Effect.zipRight(Deferred.await(endedSignal), Deferred.succeed(gate, undefined)))
+                )
               ]
               yield* Deferred.await(gate)
               yield* Fiber.interruptAll(watchers)
@@ -356,8 +365,8 @@ const unsafeMake = (options: Options): InMemoryTransport => {
             }
             if ((state.phase as string) !== "ended") state.phase = "killed"
             yield* Fiber.interruptAll(fibers)
-            if (exitDeferred !== undefined) {
-              yield* Deferred.succeed(exitDeferred, Transport.signaled(signal ?? "SIGTERM"))
+            if (started.exit !== undefined) {
+              yield* Deferred.succeed(started.exit, Transport.signaled(signal ?? "SIGTERM"))
             }
             stop()
             const endedAt = yield* Clock.currentTimeMillis
@@ -387,12 +396,16 @@ const unsafeMake = (options: Options): InMemoryTransport => {
         recordEnd(yield* Clock.currentTimeMillis, { error: e })
         return yield* Effect.fail(e)
       }
-      const steps = first === undefined ? [] : first._tag === "Fail" && first.during === "start" ? rest : behaviour.steps
+      const steps = first === undefined
+        ? []
+        : first._tag === "Fail" && first.during === "start"
+        ? rest
+        : behaviour.steps
 
       // the pipe: what the reader sees; in `polled`/`final` mode the service holds output in `held` first
       const pipe = yield* Queue.bounded<Take.Take<RawChunk, TransportError>>(pipeCapacity)
       const exit = yield* Deferred.make<Transport.ExitStatus, TransportError>()
-      exitDeferred = exit
+      started.exit = exit
       shutdown = Queue.shutdown(pipe)
       const held: Array<Take.Take<RawChunk, TransportError>> = []
       let terminal = false
@@ -476,16 +489,18 @@ const unsafeMake = (options: Options): InMemoryTransport => {
       state.phase = "running"
       fibers.push(yield* Effect.forkDaemon(Effect.interruptible(runSteps)))
       if (capabilities.output === "polled") {
-        fibers.push(yield* Effect.forkDaemon(Effect.interruptible(
-          Effect.gen(function*() {
-            for (;;) {
-              yield* Effect.sleep(pollInterval)
-              const done = terminal
-              yield* flushHeld
-              if (done) return
-            }
-          })
-        )))
+        fibers.push(
+          yield* Effect.forkDaemon(Effect.interruptible(
+            Effect.gen(function*() {
+              for (;;) {
+                yield* Effect.sleep(pollInterval)
+                const done = terminal
+                yield* flushHeld
+                if (done) return
+              }
+            })
+          ))
+        )
       }
 
       const raw: Transport.RawExecution = {
@@ -494,12 +509,20 @@ const unsafeMake = (options: Options): InMemoryTransport => {
             for (;;) {
               const take = yield* Queue.take(pipe)
               if (Take.isDone(take)) return
-              if (Take.isFailure(take)) return yield* Effect.failCause(Take.match(take, {
-                onEnd: () => Cause.empty,
-                onFailure: (cause) => cause,
-                onSuccess: () => Cause.empty
-              }))
-              for (const chunk of Take.match(take, { onEnd: () => Chunk.empty(), onFailure: () => Chunk.empty(), onSuccess: (c) => c })) {
+              if (Take.isFailure(take)) {
+                return yield* Effect.failCause(Take.match(take, {
+                  onEnd: () => Cause.empty,
+                  onFailure: (cause) => cause,
+                  onSuccess: () => Cause.empty
+                }))
+              }
+              for (
+                const chunk of Take.match(take, {
+                  onEnd: () => Chunk.empty(),
+                  onFailure: () => Chunk.empty(),
+                  onSuccess: (c) => c
+                })
+              ) {
                 yield* emitChunk(chunk)
               }
             }
@@ -536,7 +559,9 @@ const unsafeMake = (options: Options): InMemoryTransport => {
 }
 
 /** @internal */
-export const layer = (options: Options = {}): Layer.Layer<Transport.Registry | InMemory, Transport.DuplicateTransport> =>
+export const layer = (
+  options: Options = {}
+): Layer.Layer<Transport.Registry | InMemory, Transport.DuplicateTransport> =>
   Transport.layer(Effect.map(InMemory, (m) => m.transport)).pipe(
     Layer.provideMerge(Layer.effect(InMemory, make(options)))
   )

@@ -40,7 +40,10 @@ const snapshot = (fibers: ReadonlyArray<Fiber.RuntimeFiber<unknown, unknown>>) =
     })).pipe(Effect.map((list) => list.join(",")))
 
 /** Waits until every tracked fiber is done or suspended, twice in a row across a macrotask. */
-const settle = (supervisor: Supervisor.Supervisor<Array<Fiber.RuntimeFiber<any, any>>>, main: Fiber.RuntimeFiber<unknown, unknown>) =>
+const settle = (
+  supervisor: Supervisor.Supervisor<Array<Fiber.RuntimeFiber<any, any>>>,
+  main: Fiber.RuntimeFiber<unknown, unknown>
+) =>
   Effect.gen(function*() {
     let previous = ""
     for (let i = 0; i < 10_000; i++) {
@@ -74,7 +77,9 @@ export const drive = <A, E, R>(effect: Effect.Effect<A, E, R>, options: DriveOpt
       if (Chunk.isEmpty(sleeps)) {
         yield* Fiber.interrupt(fiber)
         return yield* Effect.die(
-          new DriveError("the effect is blocked and nothing is scheduled on the clock (a deadlock: e.g. output nobody reads)")
+          new DriveError(
+            "the effect is blocked and nothing is scheduled on the clock (a deadlock: e.g. output nobody reads)"
+          )
         )
       }
       const next = Math.min(...Chunk.toReadonlyArray(sleeps))

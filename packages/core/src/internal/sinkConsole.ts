@@ -283,7 +283,8 @@ export const consoleSink = (options: ConsoleOptions): OutputSink => {
                 // the failed attempt's streams have ended
                 const state = stateOf(event.targetId)
                 let text = endStreams(event.targetId, state)
-                const marker = `~ attempt ${event.attempt} failed (${event.error.reason}: ${event.error.message}); retrying`
+                const marker =
+                  `~ attempt ${event.attempt} failed (${event.error.reason}: ${event.error.message}); retrying`
                 if (state.block !== undefined) state.block.add(paint(DIM, marker))
                 else text += `${prefix(event.targetId)} ${paint(DIM, marker)}\n`
                 return emit(text)

@@ -6,8 +6,8 @@
  */
 import * as Effect from "effect/Effect"
 import * as path from "node:path"
-import type { OutputSink, OutputSinkError, SinkHandle } from "../OutputSink.js"
 import type { StreamName } from "../OutputChunk.js"
+import type { OutputSink, OutputSinkError, SinkHandle } from "../OutputSink.js"
 import type { RunEvent } from "../RunEvent.js"
 import { type BufferedFile, makeDirectory, makeLargeBuffers, openBuffered } from "./sinkWriter.js"
 import { makeUtf8Decoder, type Utf8Decoder } from "./utf8.js"
@@ -28,8 +28,10 @@ const STREAMS: ReadonlyArray<StreamName> = ["stdout", "stderr"]
  * @internal
  */
 export const fileNameOf = (targetId: string): string => {
-  const encoded = targetId.replace(/[^A-Za-z0-9._@+=-]/gu, (c) =>
-    [...Buffer.from(c, "utf8")].map((b) => `%${b.toString(16).toUpperCase().padStart(2, "0")}`).join(""))
+  const encoded = targetId.replace(
+    /[^A-Za-z0-9._@+=-]/gu,
+    (c) => [...Buffer.from(c, "utf8")].map((b) => `%${b.toString(16).toUpperCase().padStart(2, "0")}`).join("")
+  )
   return encoded === "." || encoded === ".." ? encoded.replace(/\./g, "%2E") : encoded
 }
 

@@ -217,8 +217,12 @@ const make = (
     Effect.suspend(() => {
       if (broken || closed || bytes.length === 0) return settle
       maybeGrow(bytes.length)
-      if (bytes.length >= capacity) return Effect.zipRight(flush, Effect.suspend(() => (broken ? Effect.void : writeAll(bytes))))
-      if (used + bytes.length > capacity) return Effect.zipRight(makeRoom(), Effect.sync(() => copy(bytes)))
+      if (bytes.length >= capacity) {
+        return Effect.zipRight(flush, Effect.suspend(() => (broken ? Effect.void : writeAll(bytes))))
+      }
+      if (used + bytes.length > capacity) {
+        return Effect.zipRight(makeRoom(), Effect.sync(() => copy(bytes)))
+      }
       copy(bytes)
       return Effect.void
     })

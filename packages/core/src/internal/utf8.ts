@@ -49,7 +49,13 @@ export const completePrefixLength = (bytes: Uint8Array, length: number = bytes.l
   }
   if (i < 0) return end
   const lead = bytes[i]!
-  const needed = lead >= 0xf0 && lead <= 0xf4 ? 3 : lead >= 0xe0 && lead <= 0xef ? 2 : lead >= 0xc2 && lead <= 0xdf ? 1 : 0
+  const needed = lead >= 0xf0 && lead <= 0xf4
+    ? 3
+    : lead >= 0xe0 && lead <= 0xef
+    ? 2
+    : lead >= 0xc2 && lead <= 0xdf
+    ? 1
+    : 0
   // an ASCII or invalid lead byte is complete on its own; a valid lead byte needs its continuation bytes
   return needed > continuation ? i : end
 }

@@ -88,4 +88,3 @@ export const withSftpOn = <A, E>(
         if (!lease.pooled.connection.isOpen()) finish()
       })
   )
-
