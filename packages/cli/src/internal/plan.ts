@@ -7,13 +7,18 @@
  */
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as ExecutionPolicy from "@runcmd/core/ExecutionPolicy"
+import type { InvalidPlan } from "@runcmd/core/InvalidPlan"
 import type * as Inventory from "@runcmd/core/Inventory"
+import * as Runner from "@runcmd/core/Runner"
+import type * as RunPlan from "@runcmd/core/RunPlan"
 import * as RunReport from "@runcmd/core/RunReport"
 import * as ScriptSource from "@runcmd/core/ScriptSource"
-import * as Selector from "@runcmd/core/Selector"
 import * as Target from "@runcmd/core/Target"
+import * as Targets from "@runcmd/core/Targets"
+import * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
 import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
@@ -72,16 +77,6 @@ const reasonOf = describeFsError
 // targets
 // -------------------------------------------------------------------------------------------------------------
 
-/**
- * The resolved targets, and where they came from (for messages).
- *
- * @internal
- */
-export interface Targets {
-  readonly targets: ReadonlyArray<Target.Target>
-  readonly inventory: Inventory.Inventory | undefined
-}
-
 const listIds = (targets: ReadonlyArray<Target.Target>) => {
   const ids = targets.map((t) => t.id)
   return ids.length <= 10 ? ids.join(", ") : `${ids.slice(0, 10).join(", ")}, ... and ${ids.length - 10} more`
@@ -132,7 +127,11 @@ export const readReport = (path: string, flag: string, command: string) =>
     const suffix = command === "run" ? " Nothing was run." : ""
     const text = yield* fs.readFileString(path).pipe(
       Effect.mapError((e) =>
-        usage(`runcmd ${command}: ${flag}${path}: cannot read the report: ${reasonOf(e)}. Fix: check the path and its permissions.${suffix}`)
+        usage(
+          `runcmd ${command}: ${flag}${path}: cannot read the report: ${
+            reasonOf(e)
+          }. Fix: check the path and its permissions.${suffix}`
+        )
       )
     )
     return yield* RunReport.decodeJson(text).pipe(
@@ -149,41 +148,113 @@ export const readReport = (path: string, flag: string, command: string) =>
   })
 
 /**
- * The hosts of an OpenSSH config file as ssh targets, added to the inventory (ids must stay unique).
- *
- * @internal
+ * The sources of a run's targets as one `Targets` layer: the inventory (its `imports:` run by the SSH importer),
+ * the hosts of an OpenSSH config, or the local targets named by --target (this machine without any). The SSH
+ * module is loaded only when a source needs it.
  */
-const withSshConfig = (
-  inventory: Inventory.Inventory | undefined,
-  file: string
-): Effect.Effect<Inventory.Inventory, CliError> =>
-  Effect.gen(function*() {
-    const SshConfig = yield* Effect.promise(() => import("@runcmd/transport-ssh/SshConfig"))
-    const Inventory = yield* inventoryModule
-    const hosts = yield* SshConfig.fromFile(file).pipe(
-      Effect.mapError((e) => usage(`runcmd run: --ssh-config ${file}: ${e.message}. Fix: give a readable OpenSSH config file.`))
-    )
-    const existing = inventory?.targets ?? []
-    const ids = new Set(existing.map((t) => t.id))
-    const clash = hosts.find((t) => ids.has(t.id))
-    if (clash !== undefined) {
-      return yield* fail(
-        `--ssh-config ${file}: host ${clash.id} is also a target of ${inventory?.file}. Fix: rename one of them; target ids must be unique.`
+const targetsLayer = (
+  flags: RunFlags,
+  localTargets: ReadonlyArray<Target.Target>
+): Layer.Layer<Targets.Targets, never, FileSystem.FileSystem> =>
+  flags.inventory === undefined && flags.sshConfig === undefined
+    ? Targets.layer(localTargets, { name: "--target" })
+    : Layer.unwrapEffect(Effect.gen(function*() {
+      const SshConfig = yield* Effect.promise(() => import("@runcmd/transport-ssh/SshConfig"))
+      const inventory = flags.inventory === undefined
+        ? undefined
+        : Layer.merge(Targets.layerInventory(flags.inventory, yield* kinds), SshConfig.layerImporter)
+      const sshConfig = flags.sshConfig === undefined ? undefined : SshConfig.layer(flags.sshConfig)
+      // the inventory's targets first (an enclosing source's come first), then the ssh_config hosts
+      return inventory === undefined
+        ? sshConfig!
+        : sshConfig === undefined
+        ? inventory
+        : Layer.provideMerge(sshConfig, inventory)
+    }))
+
+/** The flag that gave a source of targets, for messages. */
+const flagOfSource = (flags: RunFlags, source: string): string =>
+  flags.sshConfig !== undefined && source === `ssh_config ${flags.sshConfig}`
+    ? `--ssh-config ${flags.sshConfig}`
+    : flags.inventory !== undefined && source === flags.inventory
+    ? `--inventory ${flags.inventory}`
+    : source
+
+/** A problem reading the targets' sources, as a usage error naming the flag and the fix. */
+const fromTargetsError = (flags: RunFlags, e: Targets.TargetsError | InvalidPlan): CliError => {
+  if (e._tag === "TargetsError") {
+    const fix = e.reason === "DuplicateTargetId"
+      ? "rename one of the targets (or narrow the ssh_config hosts); target ids must be unique across --inventory and --ssh-config"
+      : "check that the source can be read"
+    // the description without core's own fix (the CLI names the flags)
+    const what = e.reason === "DuplicateTargetId" ? e.description.replace(/;[^;]*$/, "") : e.description
+    return usage(`runcmd run: ${flagOfSource(flags, e.source)}: ${ensurePeriod(what)} Fix: ${fix}. Nothing was run.`)
+  }
+  if (e.reason === "FileUnreadable") {
+    if (flags.inventory !== undefined && e.path === flags.inventory) {
+      return usage(
+        `runcmd run: --inventory ${flags.inventory}: cannot read the inventory: ${
+          describeFsError(e.cause)
+        }. Fix: check the path and its permissions. Nothing was run.`
       )
     }
-    return Inventory.fromTargets([...existing, ...hosts], inventory?.file ?? file)
-  })
+    if (flags.sshConfig !== undefined && (e.path === flags.sshConfig || e.description.includes("ssh_config"))) {
+      return usage(
+        `runcmd run: --ssh-config ${flags.sshConfig}: ${
+          ensurePeriod(e.description)
+        } Fix: give a readable OpenSSH config file. Nothing was run.`
+      )
+    }
+  }
+  return fromInvalidPlan(e, { command: "run" })
+}
+
+/** The first invalid or missing value of a `ConfigError`: its key and what is wrong. */
+const firstConfigProblem = (e: ConfigError.ConfigError): { readonly key: string; readonly message: string } => {
+  switch (e._op) {
+    case "And":
+    case "Or":
+      return firstConfigProblem(e.left)
+    case "InvalidData":
+    case "MissingData":
+    case "SourceUnavailable":
+    case "Unsupported": {
+      // a schema's tree: its last line says what was expected
+      const text = /^"[\s\S]*"$/.test(e.message) ? e.message.slice(1, -1) : e.message
+      const lines = text.split("\n").map((l) => l.replace(/^[\s└├│─]+/, "").trim()).filter((l) => l !== "")
+      return { key: e.path.join("."), message: lines[lines.length - 1] ?? text }
+    }
+  }
+}
 
 /**
- * The targets of a run: from the inventory (all, by id with --target, or by --select), or local targets named
- * by --target, or this machine; narrowed to the failures of a saved report with --rerun-failed.
+ * A `RUNCMD_*` variable that does not decode, as a usage error naming the key.
  *
  * @internal
  */
-export const resolveTargets = (flags: RunFlags): Effect.Effect<Targets, CliError, FileSystem.FileSystem> =>
+export const fromConfigError = (e: ConfigError.ConfigError): CliError => {
+  const { key, message } = firstConfigProblem(e)
+  const value = key === "" ? undefined : process.env[key]
+  return usage(
+    `runcmd run: ${
+      key === "" ? "" : `${key}${value === undefined ? "" : `=${JSON.stringify(value)}`} (environment): `
+    }${
+      ensurePeriod(message)
+    } Fix: correct the environment variable, or unset it (the flags and \`runcmd run --help\` say what each takes). Nothing was run.`
+  )
+}
+
+/**
+ * The plan of a run and its job: the targets from the `Targets` layer of the flags' sources (all, by id with
+ * --target, or by --select; narrowed to the failures of a saved report with --rerun-failed), the policy from the
+ * flags given over the inventory's `policy:`, the `RUNCMD_*` variables and the built-in defaults.
+ *
+ * @internal
+ */
+export const makePlan = (
+  flags: RunFlags
+): Effect.Effect<{ readonly plan: RunPlan.RunPlan; readonly job: ResolvedJob }, CliError, FileSystem.FileSystem> =>
   Effect.gen(function*() {
-    const fromFile = flags.inventory === undefined ? undefined : yield* loadInventory(flags.inventory, "run")
-    const inventory = flags.sshConfig === undefined ? fromFile : yield* withSshConfig(fromFile, flags.sshConfig)
     const ids = flags.target
     const seen = new Set<string>()
     for (const id of ids) {
@@ -196,44 +267,70 @@ export const resolveTargets = (flags: RunFlags): Effect.Effect<Targets, CliError
     const rerun = flags.rerunFailed === undefined
       ? undefined
       : yield* readReport(flags.rerunFailed, "--rerun-failed ", "run")
+    const fromSources = flags.inventory !== undefined || flags.sshConfig !== undefined
 
-    let base: ReadonlyArray<Target.Target>
-    if (inventory !== undefined) {
+    let localTargets: ReadonlyArray<Target.Target> = []
+    if (!fromSources) {
       if (ids.length > 0) {
-        const byId = new Map(inventory.targets.map((t) => [t.id, t]))
-        const missing = ids.filter((id) => !byId.has(id))
-        if (missing.length > 0) {
+        localTargets = ids.map((id) => Target.local(id))
+      } else if (rerun !== undefined) {
+        // no inventory: the local targets of the saved run
+        const failed = rerun.outcomes.filter((o) => o._tag !== "Succeeded")
+        const other = failed.filter((o) => o.kind !== "local")
+        if (other.length > 0) {
           return yield* fail(
-            `--target ${missing.join(", ")}: no such target in ${inventory.file}. Fix: use ids from the inventory (${
-              listIds(inventory.targets)
-            }), or --select EXPR.`
+            `--rerun-failed ${flags.rerunFailed}: targets ${other.map((o) => o.targetId).join(", ")} are of kind ${
+              [...new Set(other.map((o) => o.kind))].join(", ")
+            } and need the inventory they came from. Fix: add --inventory FILE (the one of that run).`
           )
         }
-        base = ids.map((id) => byId.get(id)!)
-      } else base = inventory.targets
-    } else if (ids.length > 0) {
-      base = ids.map((id) => Target.local(id))
-    } else if (rerun !== undefined) {
-      // no inventory: the local targets of the saved run
-      const failed = rerun.outcomes.filter((o) => o._tag !== "Succeeded")
-      const other = failed.filter((o) => o.kind !== "local")
-      if (other.length > 0) {
-        return yield* fail(
-          `--rerun-failed ${flags.rerunFailed}: targets ${other.map((o) => o.targetId).join(", ")} are of kind ${
-            [...new Set(other.map((o) => o.kind))].join(", ")
-          } and need the inventory they came from. Fix: add --inventory FILE (the one of that run).`
-        )
+        localTargets = failed.map((o) => Target.local(o.targetId))
+      } else {
+        localTargets = [Target.local()]
       }
-      base = failed.map((o) => Target.local(o.targetId))
-    } else {
-      base = [Target.local()]
     }
 
-    let targets = base
-    if (flags.select.length > 0) {
-      targets = yield* Selector.select(base, flags.select).pipe(
-        Effect.mapError((e) => fromInvalidPlan(e, { command: "run" }))
+    const job = yield* buildJob(flags)
+    const overrides = yield* flagOverrides(flags)
+
+    const planned = yield* Effect.gen(function*() {
+      if (fromSources && ids.length > 0) {
+        const listing = yield* Targets.list
+        const have = new Set(listing.targets.map((t) => t.id))
+        const missing = ids.filter((id) => !have.has(id))
+        if (missing.length > 0) {
+          return yield* fail(
+            `--target ${missing.join(", ")}: no such target in ${
+              listing.sources.map((s) => s.name).join(" or ")
+            }. Fix: use ids from the inventory (${listIds(listing.targets)}), or --select EXPR.`
+          )
+        }
+      }
+      return yield* Runner.planJob(job, {
+        ...(flags.select.length === 0 ? {} : { select: flags.select }),
+        policyLevels: { flags: overrides }
+      })
+    }).pipe(
+      Effect.provide(Layer.merge(targetsLayer(flags, localTargets), ExecutionPolicy.layerConfig())),
+      Effect.catchIf(ConfigError.isConfigError, (e) => Effect.fail(fromConfigError(e))),
+      Effect.catchIf(
+        (e): e is Targets.TargetsError | InvalidPlan => e._tag === "TargetsError" || e._tag === "InvalidPlan",
+        (e) => Effect.fail(fromTargetsError(flags, e))
       )
+    )
+
+    let targets = planned.targets
+    if (fromSources && ids.length > 0) {
+      // the targets named by --target, in that order (and matching --select, if given)
+      const byId = new Map(targets.map((t) => [t.id, t]))
+      targets = ids.flatMap((id) => byId.get(id) ?? [])
+      if (targets.length === 0) {
+        return yield* fail(
+          `none of --target ${ids.join(", ")} matches --select ${
+            flags.select.join(" --select ")
+          }. Fix: drop --select, or name other targets.`
+        )
+      }
     }
 
     if (rerun !== undefined) {
@@ -241,7 +338,8 @@ export const resolveTargets = (flags: RunFlags): Effect.Effect<Targets, CliError
       if (failed.length === 0) {
         return yield* Effect.fail(
           new CliError({
-            message: `runcmd run: --rerun-failed ${flags.rerunFailed}: every target succeeded in that run; nothing to rerun.`,
+            message:
+              `runcmd run: --rerun-failed ${flags.rerunFailed}: every target succeeded in that run; nothing to rerun.`,
             code: ExitCode.Success
           })
         )
@@ -252,22 +350,34 @@ export const resolveTargets = (flags: RunFlags): Effect.Effect<Targets, CliError
         // --select narrows the rerun to some of the failed targets
         if (missing.length === failed.length) {
           return yield* fail(
-            `--rerun-failed ${flags.rerunFailed}: none of the targets that failed in that run (${failed.join(", ")}) match --select ${
-              flags.select.join(" --select ")
-            }. Fix: drop --select, or select some of them.`
+            `--rerun-failed ${flags.rerunFailed}: none of the targets that failed in that run (${
+              failed.join(", ")
+            }) match --select ${flags.select.join(" --select ")}. Fix: drop --select, or select some of them.`
           )
         }
       } else if (missing.length > 0) {
         return yield* fail(
           `--rerun-failed ${flags.rerunFailed}: ${missing.join(", ")} failed in that run but ${
             missing.length === 1 ? "is" : "are"
-          } not among the targets given (${listIds(targets)}). Fix: give the same --inventory/--target/--select as that run.`
+          } not among the targets given (${
+            listIds(targets)
+          }). Fix: give the same --inventory/--target/--select as that run.`
         )
       }
       const wanted = new Set(failed)
       targets = targets.filter((t) => wanted.has(t.id))
     }
-    return { targets, inventory }
+
+    let policy = planned.policy
+    if (policy.runAs !== undefined) {
+      const password = flags.askBecomePass
+        ? yield* Prompt.password(`[runcmd] password for ${policy.runAs.method} to ${policy.runAs.user}: `)
+        : process.env.RUNCMD_BECOME_PASS !== undefined && process.env.RUNCMD_BECOME_PASS !== ""
+        ? Redacted.make(process.env.RUNCMD_BECOME_PASS)
+        : undefined
+      if (password !== undefined) policy = { ...policy, runAs: { ...policy.runAs, password } }
+    }
+    return { plan: { ...planned, targets, policy }, job }
   })
 
 // -------------------------------------------------------------------------------------------------------------
@@ -291,8 +401,10 @@ const policyFlags: Record<string, string> = {
 }
 
 const policyFixes: Record<string, string> = {
-  "--concurrency": "give how many targets run at once, a whole number ≥ 1 (--concurrency 5) or a percentage of the targets above 0% (--concurrency 20%)",
-  "--max-errors": "give how many failing targets are tolerated, a whole number ≥ 0 (--max-errors 2) or a percentage from 0% to 100% (--max-errors 10%)",
+  "--concurrency":
+    "give how many targets run at once, a whole number ≥ 1 (--concurrency 5) or a percentage of the targets above 0% (--concurrency 20%)",
+  "--max-errors":
+    "give how many failing targets are tolerated, a whole number ≥ 0 (--max-errors 2) or a percentage from 0% to 100% (--max-errors 10%)",
   "--batch": "give the size of each wave, a whole number ≥ 1 (--batch 5) or a percentage above 0% (--batch 25%)",
   "--timeout": "give a non-negative duration with a unit, such as 30s, 10m, 1.5h or 250ms",
   "--deadline": "give a non-negative duration with a unit, such as 30s, 10m, 1.5h or 250ms",
@@ -309,17 +421,20 @@ const amount = (text: string): string | number => {
 }
 
 /**
- * The policy the flags describe, decoded with `ExecutionPolicy.ExecutionPolicy`.
+ * The policy fields the flags given set (the `flags` level of `ExecutionPolicy.resolve`), decoded with
+ * `ExecutionPolicy.ExecutionPolicy`; a flag not given leaves its field to the levels below.
  *
  * @internal
  */
-export const buildPolicy = (
+export const flagOverrides = (
   flags: RunFlags
-): Effect.Effect<ExecutionPolicy.ExecutionPolicy, CliError> =>
+): Effect.Effect<ExecutionPolicy.Overrides, CliError> =>
   Effect.gen(function*() {
     if (flags.runAs === undefined && (flags.becomeMethod !== undefined || flags.askBecomePass)) {
       return yield* fail(
-        `${flags.becomeMethod !== undefined ? "--become-method" : "--ask-become-pass"} only applies with --run-as USER. Fix: add --run-as root (or the user to run as).`
+        `${
+          flags.becomeMethod !== undefined ? "--become-method" : "--ask-become-pass"
+        } only applies with --run-as USER. Fix: add --run-as root (or the user to run as).`
       )
     }
     const raw: Record<string, unknown> = {}
@@ -360,16 +475,16 @@ export const buildPolicy = (
         }`
       )
     }
-    let policy = decoded.right
-    if (policy.runAs !== undefined) {
-      const password = flags.askBecomePass
-        ? yield* Prompt.password(`[runcmd] password for ${policy.runAs.method} to ${policy.runAs.user}: `)
-        : process.env.RUNCMD_BECOME_PASS !== undefined && process.env.RUNCMD_BECOME_PASS !== ""
-        ? Redacted.make(process.env.RUNCMD_BECOME_PASS)
-        : undefined
-      if (password !== undefined) policy = { ...policy, runAs: { ...policy.runAs, password } }
+    // only the fields given: the schema's defaults are the built-in level, not the flags'
+    const policy = decoded.right as unknown as Record<string, unknown>
+    const out: Record<string, unknown> = {}
+    for (const key of Object.keys(raw)) {
+      if (key === "retry") {
+        const retry = policy.retry as Record<string, unknown>
+        out.retry = Object.fromEntries(Object.keys(raw.retry as object).map((k) => [k, retry[k]]))
+      } else out[key] = policy[key]
     }
-    return policy
+    return out as ExecutionPolicy.Overrides
   })
 
 // -------------------------------------------------------------------------------------------------------------
@@ -418,14 +533,18 @@ export const buildJob = (flags: RunFlags): Effect.Effect<ResolvedJob, CliError, 
       const text = yield* fs.readFileString(path).pipe(
         Effect.mapError((e) =>
           usage(
-            `runcmd run: --script ${path}: cannot read the script file: ${reasonOf(e)}. Fix: check the path and its permissions. Nothing was run.`
+            `runcmd run: --script ${path}: cannot read the script file: ${
+              reasonOf(e)
+            }. Fix: check the path and its permissions. Nothing was run.`
           )
         )
       )
       source = ScriptSource.script(text, flags.interpreter ?? ScriptSource.interpreterFromShebang(text))
       args = flags.argv
     } else if (flags.command !== undefined) {
-      if (flags.command.trim() === "") return yield* fail("--command is empty. Fix: give the shell text to run, e.g. --command 'uptime'.")
+      if (flags.command.trim() === "") {
+        return yield* fail("--command is empty. Fix: give the shell text to run, e.g. --command 'uptime'.")
+      }
       source = ScriptSource.script(flags.command, flags.interpreter ?? "sh")
       args = flags.argv
     } else {
@@ -444,7 +563,9 @@ export const buildJob = (flags: RunFlags): Effect.Effect<ResolvedJob, CliError, 
       }
       if (Either.isLeft(envName(name))) {
         return yield* fail(
-          `--env ${name}=...: ${JSON.stringify(name)} is not an environment variable name (it must match [A-Za-z_][A-Za-z0-9_]*).`
+          `--env ${name}=...: ${
+            JSON.stringify(name)
+          } is not an environment variable name (it must match [A-Za-z_][A-Za-z0-9_]*).`
         )
       }
       env[name] = item.slice(eq + 1)
@@ -457,11 +578,15 @@ export const buildJob = (flags: RunFlags): Effect.Effect<ResolvedJob, CliError, 
       const from = eq === -1 ? item : item.slice(eq + 1)
       if (Either.isLeft(envName(name))) {
         return yield* fail(
-          `--secret ${item}: ${JSON.stringify(name)} is not an environment variable name (it must match [A-Za-z_][A-Za-z0-9_]*). Fix: write --secret NAME=ENVVAR.`
+          `--secret ${item}: ${
+            JSON.stringify(name)
+          } is not an environment variable name (it must match [A-Za-z_][A-Za-z0-9_]*). Fix: write --secret NAME=ENVVAR.`
         )
       }
       if (from === "") {
-        return yield* fail(`--secret ${item}: no environment variable named after =. Fix: write --secret ${name}=ENVVAR.`)
+        return yield* fail(
+          `--secret ${item}: no environment variable named after =. Fix: write --secret ${name}=ENVVAR.`
+        )
       }
       const value = process.env[from]
       if (value === undefined || value === "") {
@@ -486,7 +611,11 @@ export const buildJob = (flags: RunFlags): Effect.Effect<ResolvedJob, CliError, 
         const path = flags.stdin
         stdin = yield* fs.readFile(path).pipe(
           Effect.mapError((e) =>
-            usage(`runcmd run: --stdin ${path}: cannot read the file: ${reasonOf(e)}. Fix: check the path and its permissions. Nothing was run.`)
+            usage(
+              `runcmd run: --stdin ${path}: cannot read the file: ${
+                reasonOf(e)
+              }. Fix: check the path and its permissions. Nothing was run.`
+            )
           )
         )
       }
@@ -502,12 +631,18 @@ export const buildJob = (flags: RunFlags): Effect.Effect<ResolvedJob, CliError, 
       if (path === "") return yield* fail(`--file ${item}: no path. Fix: write --file PATH or --file NAME=PATH.`)
       if (Either.isLeft(fileName(name))) {
         return yield* fail(
-          `--file ${item}: ${JSON.stringify(name)} cannot be the file's name on the targets (letters, digits and ._+@=,- in a relative path). Fix: name it, e.g. --file data.txt=${path}.`
+          `--file ${item}: ${
+            JSON.stringify(name)
+          } cannot be the file's name on the targets (letters, digits and ._+@=,- in a relative path). Fix: name it, e.g. --file data.txt=${path}.`
         )
       }
       const fs = yield* FileSystem.FileSystem
       const cannot = (e: Parameters<typeof reasonOf>[0]) =>
-        usage(`runcmd run: --file ${item}: cannot read ${path}: ${reasonOf(e)}. Fix: check the path and its permissions. Nothing was run.`)
+        usage(
+          `runcmd run: --file ${item}: cannot read ${path}: ${
+            reasonOf(e)
+          }. Fix: check the path and its permissions. Nothing was run.`
+        )
       const info = yield* Effect.mapError(fs.stat(path), cannot)
       if (info.type !== "File") return yield* fail(`--file ${item}: ${path} is not a regular file.`)
       const content = yield* Effect.mapError(fs.readFile(path), cannot)
@@ -524,7 +659,10 @@ export const buildJob = (flags: RunFlags): Effect.Effect<ResolvedJob, CliError, 
       ...(stdin === undefined ? {} : { stdin }),
       ...(files.length === 0 ? {} : { files })
     }
-    const decoded = Schema.decodeUnknownEither(ScriptSource.Job)(encoded, { errors: "first", onExcessProperty: "error" })
+    const decoded = Schema.decodeUnknownEither(ScriptSource.Job)(encoded, {
+      errors: "first",
+      onExcessProperty: "error"
+    })
     if (Either.isLeft(decoded)) {
       const first = ParseResult.ArrayFormatter.formatErrorSync(decoded.left)[0]
       return yield* fail(`${(first?.path ?? []).join(".")}: ${ensurePeriod(first?.message ?? "invalid")}`)

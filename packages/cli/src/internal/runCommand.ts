@@ -8,18 +8,21 @@
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import type * as ExecutionPolicy from "@runcmd/core/ExecutionPolicy"
+import { InvalidPlan } from "@runcmd/core/InvalidPlan"
 import * as OutputSink from "@runcmd/core/OutputSink"
+import * as OutputSinks from "@runcmd/core/OutputSinks"
 import * as Runner from "@runcmd/core/Runner"
-import * as RunPlan from "@runcmd/core/RunPlan"
+import type * as RunPlan from "@runcmd/core/RunPlan"
 import * as RunReport from "@runcmd/core/RunReport"
 import * as ScriptRender from "@runcmd/core/ScriptRender"
 import type * as Target from "@runcmd/core/Target"
-import { InvalidPlan } from "@runcmd/core/InvalidPlan"
+import * as ConfigError from "effect/ConfigError"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
 import { CliError, fromInvalidPlan, usage } from "./errors.js"
 import { ExitCode, signals } from "./exitCode.js"
 import * as Human from "./human.js"
@@ -46,11 +49,8 @@ export const run = (
       return yield* Effect.fail(usage("runcmd run: --dry-run shows a plan for people; drop --output. Nothing was run."))
     }
     yield* checkOutputPaths(flags)
-    const { targets } = yield* Plan.resolveTargets(flags)
-    const job = yield* Plan.buildJob(flags)
-    const policy = yield* Plan.buildPolicy(flags)
-    const plan = RunPlan.make({ targets, job, policy })
-    if (flags.dryRun) return yield* dryRun(plan, job, policy)
+    const { job, plan } = yield* Plan.makePlan(flags)
+    if (flags.dryRun) return yield* dryRun(plan, job, plan.policy)
     return yield* execute(plan, flags)
   })
 
@@ -70,7 +70,9 @@ const checkOutputPaths = (flags: Plan.RunFlags) =>
       const existing = yield* Effect.either(fs.stat(flags.report))
       if (existing._tag === "Right" && existing.right.type === "Directory") {
         return yield* Effect.fail(usage(
-          `runcmd run: --report ${flags.report} is a directory. Fix: give a file name, e.g. --report ${path.join(flags.report, "report.json")}. Nothing was run.`
+          `runcmd run: --report ${flags.report} is a directory. Fix: give a file name, e.g. --report ${
+            path.join(flags.report, "report.json")
+          }. Nothing was run.`
         ))
       }
     }
@@ -90,7 +92,9 @@ const describeTarget = (t: Target.Target): string => {
 }
 
 const describePolicy = (p: ExecutionPolicy.ExecutionPolicy): string => {
-  const d = (x: Duration.Duration | undefined) => (x === undefined ? "none" : Summary.formatDuration(Duration.toMillis(x)))
+  const d = (
+    x: Duration.Duration | undefined
+  ) => (x === undefined ? "none" : Summary.formatDuration(Duration.toMillis(x)))
   const parts = [
     `concurrency ${p.concurrency}`,
     `timeout ${d(p.timeout)}`,
@@ -99,7 +103,9 @@ const describePolicy = (p: ExecutionPolicy.ExecutionPolicy): string => {
     `max errors ${p.maxErrors ?? "unlimited"}`,
     ...(p.batchSize === undefined ? [] : [`batches of ${p.batchSize}`]),
     `retry ${p.retry.times}${p.idempotent ? " (idempotent)" : ""}`,
-    ...(p.runAs === undefined ? [] : [`run as ${p.runAs.user} via ${p.runAs.method}${p.runAs.password === undefined ? "" : " (password given)"}`]),
+    ...(p.runAs === undefined
+      ? []
+      : [`run as ${p.runAs.user} via ${p.runAs.method}${p.runAs.password === undefined ? "" : " (password given)"}`]),
     ...(p.cwd === undefined ? [] : [`cwd ${p.cwd}`])
   ]
   return parts.join(" · ")
@@ -115,7 +121,9 @@ const dryRun = (plan: RunPlan.RunPlan, job: Plan.ResolvedJob, policy: ExecutionP
       Effect.provide(Transports.layerFor(plan.targets)),
       Effect.catchAll((e) =>
         Effect.fail(
-          e instanceof InvalidPlan ? fromInvalidPlan(e) : usage(`runcmd run: cannot set up the transports: ${e.message}. Nothing was run.`)
+          e instanceof InvalidPlan
+            ? fromInvalidPlan(e)
+            : usage(`runcmd run: cannot set up the transports: ${e.message}. Nothing was run.`)
         )
       )
     )
@@ -126,19 +134,32 @@ const dryRun = (plan: RunPlan.RunPlan, job: Plan.ResolvedJob, policy: ExecutionP
     out.push("")
     out.push(`${paint(style, "bold", "Policy:")} ${describePolicy(policy)}`)
     const secrets = Object.keys(job.secrets)
-    if (secrets.length > 0) out.push(`${paint(style, "bold", "Secrets:")} ${secrets.join(", ")} (values redacted; delivered on stdin)`)
+    if (secrets.length > 0) {
+      out.push(`${paint(style, "bold", "Secrets:")} ${secrets.join(", ")} (values redacted; delivered on stdin)`)
+    }
     const files = job.files ?? []
     if (files.length > 0) {
-      const list = files.map((f) => `${f.name} (${f.content?.length ?? 0} bytes, mode ${(f.mode ?? 0o600).toString(8).padStart(4, "0")})`)
+      const list = files.map((f) =>
+        `${f.name} (${f.content?.length ?? 0} bytes, mode ${(f.mode ?? 0o600).toString(8).padStart(4, "0")})`
+      )
       out.push(`${paint(style, "bold", "Files:")} ${list.join(", ")} (in $RUNCMD_FILES, removed afterwards)`)
     }
     out.push("")
     const first = preview.targets[0]!
     const rendered = yield* Effect.try({
       try: () => ScriptRender.preview(first.invocation),
-      catch: (e) => usage(`runcmd run: cannot render the wrapper: ${e instanceof Error ? e.message : String(e)}. Nothing was run.`)
+      catch: (e) =>
+        usage(`runcmd run: cannot render the wrapper: ${e instanceof Error ? e.message : String(e)}. Nothing was run.`)
     })
-    out.push(paint(style, "bold", `Wrapper (as ${first.target.id} would run it${plan.targets.length > 1 ? "; the same on every target but for target env" : ""}):`))
+    out.push(
+      paint(
+        style,
+        "bold",
+        `Wrapper (as ${first.target.id} would run it${
+          plan.targets.length > 1 ? "; the same on every target but for target env" : ""
+        }):`
+      )
+    )
     out.push(rendered.endsWith("\n") ? rendered.slice(0, -1) : rendered)
     out.push("")
     out.push(paint(style, "dim", "Nothing was run (--dry-run)."))
@@ -170,7 +191,11 @@ const execute = (plan: RunPlan.RunPlan, flags: Plan.RunFlags) =>
         signals.last = signal
         state.cancelling = true
         if (!live) {
-          process.stderr.write(`runcmd: ${signal === "SIGINT" ? "interrupted" : "terminated"}: cancelling the running targets (again to exit at once)\n`)
+          process.stderr.write(
+            `runcmd: ${
+              signal === "SIGINT" ? "interrupted" : "terminated"
+            }: cancelling the running targets (again to exit at once)\n`
+          )
         }
         Deferred.unsafeDone(cancel, Exit.void)
       }
@@ -199,7 +224,8 @@ const execute = (plan: RunPlan.RunPlan, flags: Plan.RunFlags) =>
       if (flags.outDir !== undefined) sinks.push(OutputSink.file({ dir: flags.outDir, layout: "per-target" }))
 
       const runFiber = yield* Runner.run({ ...plan, sinks }, { cancelWhen: Deferred.await(cancel) }).pipe(
-        Effect.provide(Transports.layerFor(plan.targets)),
+        // the sinks of RUNCMD_EVENTS_FILE / RUNCMD_OUTPUT_DIR see the run too
+        Effect.provide(Layer.merge(Transports.layerFor(plan.targets), OutputSinks.layerConfig())),
         Effect.interruptible,
         Effect.forkDaemon
       )
@@ -209,7 +235,12 @@ const execute = (plan: RunPlan.RunPlan, flags: Plan.RunFlags) =>
         return yield* Effect.fail(
           e instanceof InvalidPlan
             ? fromInvalidPlan(e)
-            : new CliError({ code: ExitCode.Internal, message: `runcmd run: cannot set up the transports: ${e.message}` })
+            : ConfigError.isConfigError(e)
+            ? Plan.fromConfigError(e)
+            : new CliError({
+              code: ExitCode.Internal,
+              message: `runcmd run: cannot set up the transports: ${e.message}`
+            })
         )
       }
       const report = result.right
