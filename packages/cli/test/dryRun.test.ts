@@ -1,8 +1,8 @@
 import { assert, beforeAll, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { execFileSync } from "node:child_process"
 import { assertBuilt, BIN, EXAMPLES, runcmd, spawnCommand, tempDir, unique } from "./helpers.js"
 
 const hasScript = (() => {
@@ -85,7 +85,10 @@ describe("runcmd run --dry-run", () => {
       const command = [process.execPath, BIN, "run", "--dry-run", "--run-as", "root", "--ask-become-pass", "--", "true"]
         .map((s) => `'${s}'`)
         .join(" ")
-      const proc = yield* spawnCommand("script", ["-qfec", command, "/dev/null"], { keepStdin: true, env: { TERM: "dumb" } })
+      const proc = yield* spawnCommand("script", ["-qfec", command, "/dev/null"], {
+        keepStdin: true,
+        env: { TERM: "dumb" }
+      })
       yield* proc.waitFor(/password for sudo to root: /)
       yield* proc.write(`${password}\r`)
       const r = yield* proc.result("20 seconds")

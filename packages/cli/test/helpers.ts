@@ -66,7 +66,12 @@ export interface SpawnOptions {
 
 /** The environment of a child: no terminal, no colors, no become password from the developer's shell. */
 export const childEnv = (extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv => {
-  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1", RUNCMD_BECOME_PASS: undefined, FORCE_COLOR: undefined }
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    NO_COLOR: "1",
+    RUNCMD_BECOME_PASS: undefined,
+    FORCE_COLOR: undefined
+  }
   for (const [k, v] of Object.entries(extra)) env[k] = v
   for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k]
   return env
@@ -178,7 +183,10 @@ export const spawnCommand = (
           }).pipe(
             Effect.timeoutFail({
               duration: timeout,
-              onTimeout: () => new CliTestError({ message: `timed out waiting for ${pattern}; stdout:\n${stdout}\nstderr:\n${stderr}` })
+              onTimeout: () =>
+                new CliTestError({
+                  message: `timed out waiting for ${pattern}; stdout:\n${stdout}\nstderr:\n${stderr}`
+                })
             })
           ),
         kill: (signal) =>
@@ -193,7 +201,8 @@ export const spawnCommand = (
           Effect.promise(() => closed).pipe(
             Effect.timeoutFail({
               duration: timeout,
-              onTimeout: () => new CliTestError({ message: `runcmd did not exit in time; stdout:\n${stdout}\nstderr:\n${stderr}` })
+              onTimeout: () =>
+                new CliTestError({ message: `runcmd did not exit in time; stdout:\n${stdout}\nstderr:\n${stderr}` })
             })
           )
       }
@@ -246,4 +255,5 @@ export const readTree = (dir: string): Record<string, string> => {
 }
 
 /** A unique, innocuous token for marker files and process command lines. */
-export const unique = (): string => `${process.pid}${Date.now().toString().slice(-6)}${Math.floor(Math.random() * 1000)}`
+export const unique = (): string =>
+  `${process.pid}${Date.now().toString().slice(-6)}${Math.floor(Math.random() * 1000)}`

@@ -82,7 +82,19 @@ describe("runcmd run", () => {
 
   it.live("--output json: the RunReport, nothing else on stdout", () =>
     Effect.gen(function*() {
-      const r = yield* runcmd(["run", "-t", "a", "-t", "b", "--output", "json", "--command", "echo hi; [ \"$X\" = 1 ] && exit 5; exit 0", "--env", "X=1"])
+      const r = yield* runcmd([
+        "run",
+        "-t",
+        "a",
+        "-t",
+        "b",
+        "--output",
+        "json",
+        "--command",
+        "echo hi; [ \"$X\" = 1 ] && exit 5; exit 0",
+        "--env",
+        "X=1"
+      ])
       assert.strictEqual(r.code, 1, r.stderr)
       const report = yield* decodeReport(r.stdout)
       assert.strictEqual(report.version, 1)
@@ -105,7 +117,9 @@ describe("runcmd run", () => {
       assert.strictEqual(tags[tags.length - 1], "RunFinished")
       assert.include(tags, "Started")
       assert.include(tags, "Finished")
-      const text = events.flatMap((e) => (e._tag === "Output" ? [new TextDecoder().decode(e.chunk.bytes)] : [])).join("")
+      const text = events.flatMap((e) => (e._tag === "Output" ? [new TextDecoder().decode(e.chunk.bytes)] : [])).join(
+        ""
+      )
       assert.strictEqual(text, "x\ny\n")
     }))
 
@@ -198,7 +212,18 @@ describe("runcmd run", () => {
 
   it.scopedLive("--timeout kills a target that runs too long (TimedOut, exit 1)", () =>
     Effect.gen(function*() {
-      const r = yield* runcmd(["run", "--timeout", "500ms", "--kill-grace", "200ms", "--output", "json", "--", "sleep", "20"])
+      const r = yield* runcmd([
+        "run",
+        "--timeout",
+        "500ms",
+        "--kill-grace",
+        "200ms",
+        "--output",
+        "json",
+        "--",
+        "sleep",
+        "20"
+      ])
       assert.strictEqual(r.code, 1, r.stderr)
       const report = yield* decodeReport(r.stdout)
       assert.strictEqual(report.outcomes[0]!._tag, "TimedOut")
@@ -212,15 +237,32 @@ describe("runcmd run", () => {
       const reportFile = path.join(dir, "report.json")
       const outDir = path.join(dir, "out")
       const marker = path.join(dir, "seen")
-      const script = `printf '%s' "$API_TOKEN" > '${marker}'; echo "token=$API_TOKEN"; echo "err $API_TOKEN" >&2; exit 1`
+      const script =
+        `printf '%s' "$API_TOKEN" > '${marker}'; echo "token=$API_TOKEN"; echo "err $API_TOKEN" >&2; exit 1`
       for (const output of ["human", "json", "jsonl"]) {
         const r = yield* runcmd(
-          ["run", "-t", "a", "--secret", "API_TOKEN=MY_TOKEN", "--report", reportFile, "--out-dir", outDir, "--output", output, "--command", script],
+          [
+            "run",
+            "-t",
+            "a",
+            "--secret",
+            "API_TOKEN=MY_TOKEN",
+            "--report",
+            reportFile,
+            "--out-dir",
+            outDir,
+            "--output",
+            output,
+            "--command",
+            script
+          ],
           { env: { MY_TOKEN: secret } }
         )
         assert.strictEqual(r.code, 1, r.stderr)
         assert.strictEqual(fs.readFileSync(marker, "utf8"), secret, "the script received the secret")
-        for (const text of [r.stdout, r.stderr, fs.readFileSync(reportFile, "utf8"), ...Object.values(readTree(outDir))]) {
+        for (
+          const text of [r.stdout, r.stderr, fs.readFileSync(reportFile, "utf8"), ...Object.values(readTree(outDir))]
+        ) {
           assert.notInclude(text, secret)
           assert.notInclude(text, Buffer.from(secret).toString("base64").replace(/=+$/, ""))
         }
@@ -238,7 +280,23 @@ describe("runcmd run", () => {
 
   it.live("--concurrency 1 --max-errors 0: after the first failure the rest is skipped", () =>
     Effect.gen(function*() {
-      const r = yield* runcmd(["run", "-t", "a", "-t", "b", "-t", "c", "--concurrency", "1", "--max-errors", "0", "--output", "json", "--", "false"])
+      const r = yield* runcmd([
+        "run",
+        "-t",
+        "a",
+        "-t",
+        "b",
+        "-t",
+        "c",
+        "--concurrency",
+        "1",
+        "--max-errors",
+        "0",
+        "--output",
+        "json",
+        "--",
+        "false"
+      ])
       assert.strictEqual(r.code, 1, r.stderr)
       const report = yield* decodeReport(r.stdout)
       assert.deepStrictEqual(report.outcomes.map((o) => o._tag), ["Failed", "Skipped", "Skipped"])
@@ -249,7 +307,26 @@ describe("runcmd run", () => {
   it.live("--batch and --deadline flow into the policy (rolling waves; the deadline times out the rest)", () =>
     Effect.gen(function*() {
       const r = yield* runcmd(
-        ["run", "-t", "a", "-t", "b", "-t", "c", "--batch", "1", "--deadline", "1500ms", "--kill-grace", "100ms", "--output", "json", "--", "sleep", "1"],
+        [
+          "run",
+          "-t",
+          "a",
+          "-t",
+          "b",
+          "-t",
+          "c",
+          "--batch",
+          "1",
+          "--deadline",
+          "1500ms",
+          "--kill-grace",
+          "100ms",
+          "--output",
+          "json",
+          "--",
+          "sleep",
+          "1"
+        ],
         { timeout: "30 seconds" }
       )
       assert.strictEqual(r.code, 1, r.stderr)

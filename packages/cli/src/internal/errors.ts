@@ -64,7 +64,8 @@ export const flagFor = (path: string): string | undefined => {
 }
 
 const fixes: Partial<Record<InvalidPlan["reason"], string>> = {
-  NoTargets: "give targets with --inventory FILE (and --select EXPR) or --target ID, or none at all to run on this machine",
+  NoTargets:
+    "give targets with --inventory FILE (and --select EXPR) or --target ID, or none at all to run on this machine",
   DuplicateTargetId: "give every target a unique id",
   SelectorMatchedNothing: "check the selector against the labels that `runcmd inventory check FILE` lists",
   NoTransportForKind: "this runcmd carries the local and ssh transports; use targets of those kinds",
@@ -80,7 +81,10 @@ const fixes: Partial<Record<InvalidPlan["reason"], string>> = {
  *
  * @internal
  */
-export const fromInvalidPlan = (error: InvalidPlan, context: { readonly command: string } = { command: "run" }): CliError => {
+export const fromInvalidPlan = (
+  error: InvalidPlan,
+  context: { readonly command: string } = { command: "run" }
+): CliError => {
   const flag = flagFor(error.path)
   const where = flag !== undefined
     ? `${flag}: `
@@ -90,7 +94,9 @@ export const fromInvalidPlan = (error: InvalidPlan, context: { readonly command:
   const fix = fixes[error.reason]
   const end = context.command === "run" ? " Nothing was run." : ""
   return usage(
-    `runcmd ${context.command}: ${where}${ensurePeriod(error.description)}${fix === undefined ? "" : ` Fix: ${fix}.`}${end}`
+    `runcmd ${context.command}: ${where}${ensurePeriod(error.description)}${
+      fix === undefined ? "" : ` Fix: ${fix}.`
+    }${end}`
   )
 }
 
@@ -107,7 +113,12 @@ export const ensurePeriod = (text: string): string => {
  */
 export const describeFsError = (error: unknown): string => {
   if (typeof error === "object" && error !== null) {
-    const e = error as { readonly _tag?: unknown; readonly reason?: unknown; readonly message?: unknown; readonly cause?: unknown }
+    const e = error as {
+      readonly _tag?: unknown
+      readonly reason?: unknown
+      readonly message?: unknown
+      readonly cause?: unknown
+    }
     if (e._tag === "SystemError") {
       switch (e.reason) {
         case "NotFound":

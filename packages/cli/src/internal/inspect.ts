@@ -28,11 +28,12 @@ const write = (text: string) => {
 export const address = (t: Target.Target): string => {
   if (t.kind !== "ssh") return ""
   const s = t as unknown as { readonly host?: string; readonly port?: number; readonly user?: string }
-  return `${s.user === undefined ? "" : `${s.user}@`}${s.host ?? "?"}${s.port === undefined || s.port === 22 ? "" : `:${s.port}`}`
+  return `${s.user === undefined ? "" : `${s.user}@`}${s.host ?? "?"}${
+    s.port === undefined || s.port === 22 ? "" : `:${s.port}`
+  }`
 }
 
-const labelsText = (t: Target.Target) =>
-  Object.entries(t.labels).map(([k, v]) => `${k}=${v}`).join(" ")
+const labelsText = (t: Target.Target) => Object.entries(t.labels).map(([k, v]) => `${k}=${v}`).join(" ")
 
 const pad = (text: string, width: number) => text + " ".repeat(Math.max(0, width - [...text].length))
 
@@ -56,15 +57,17 @@ export const inventoryCheck = (
       )
     if (output === "json") {
       // ids, kinds and labels only: an inventory may hold credentials, which are never printed
-      write(JSON.stringify(
-        {
-          file: inventory.file,
-          targets: targets.map((t) => ({ id: t.id, kind: t.kind, os: t.os, labels: t.labels })),
-          groups: inventory.groups
-        },
-        null,
-        2
-      ) + "\n")
+      write(
+        JSON.stringify(
+          {
+            file: inventory.file,
+            targets: targets.map((t) => ({ id: t.id, kind: t.kind, os: t.os, labels: t.labels })),
+            groups: inventory.groups
+          },
+          null,
+          2
+        ) + "\n"
+      )
       return 0
     }
     const style = forStream(process.stdout)
@@ -80,13 +83,16 @@ export const inventoryCheck = (
       labelsText(t)
     ])
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => [...r[i]!].length)))
-    const line = (cells: ReadonlyArray<string>) => cells.map((c, i) => (i === cells.length - 1 ? c : pad(c, widths[i]!))).join("  ").trimEnd()
+    const line = (cells: ReadonlyArray<string>) =>
+      cells.map((c, i) => (i === cells.length - 1 ? c : pad(c, widths[i]!))).join("  ").trimEnd()
     const groups = Object.keys(inventory.groups)
     const out: Array<string> = []
     out.push(
       `${paint(style, "green", "ok")} ${inventory.file}: ${inventory.targets.length} target${
         inventory.targets.length === 1 ? "" : "s"
-      }${groups.length === 0 ? "" : ` in ${groups.length} group${groups.length === 1 ? "" : "s"} (${groups.join(", ")})`}`
+      }${
+        groups.length === 0 ? "" : ` in ${groups.length} group${groups.length === 1 ? "" : "s"} (${groups.join(", ")})`
+      }`
     )
     if (select.length > 0) out.push(`${targets.length} match ${select.map((s) => JSON.stringify(s)).join(" or ")}`)
     out.push("")
@@ -146,5 +152,4 @@ export const report = (
     return Summary.fromReport(report)
   })
 
-const indent = (text: string, mark = "") =>
-  text.replace(/\n$/, "").split("\n").map((l) => `    ${mark}${l}`).join("\n")
+const indent = (text: string, mark = "") => text.replace(/\n$/, "").split("\n").map((l) => `    ${mark}${l}`).join("\n")
