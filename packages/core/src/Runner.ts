@@ -60,9 +60,7 @@ export const run = (
   plan: RunPlan,
   options: RunOptions = {}
 ): Effect.Effect<RunReport.RunReport, InvalidPlan, Transport.Registry> =>
-  Effect.flatMap(prepare(plan), (prepared) => execute(prepared, undefined, options)).pipe(
-    Effect.withSpan("Runner.run", { attributes: { "runcmd.targets": plan.targets.length } })
-  )
+  Effect.flatMap(prepare(plan), (prepared) => execute(prepared, undefined, options)).pipe(runSpan(plan))
 
 /**
  * Options of {@link runJob}: which targets, the job's own policy, its own sinks.
@@ -169,6 +167,9 @@ export const streamJob = (
 ): Stream.Stream<RunEvent.RunEvent, InvalidPlan | Targets.TargetsError, Transport.Registry | Targets.Targets> =>
   Stream.unwrap(Effect.map(planJob(job, options), (plan) => stream(plan, options)))
 
+const runSpan = (plan: RunPlan) =>
+  Effect.withSpan("Runner.run", { attributes: { "runcmd.targets": plan.targets.length } })
+
 /**
  * A run started in the background by {@link start}.
  *
@@ -204,7 +205,7 @@ export const start = (
       ? Deferred.await(cancelled)
       : Effect.raceFirst(Deferred.await(cancelled), options.cancelWhen)
     const fiber = yield* execute(prepared, undefined, { ...options, cancelWhen }).pipe(
-      Effect.withSpan("Runner.run", { attributes: { "runcmd.targets": plan.targets.length } }),
+      runSpan(plan),
       Effect.forkScoped
     )
     return {

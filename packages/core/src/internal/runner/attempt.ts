@@ -10,7 +10,6 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
-import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
@@ -68,7 +67,6 @@ const bytesBy = {
   stdout: Metric.tagged(Metrics.outputBytes, "stream", "stdout"),
   stderr: Metric.tagged(Metrics.outputBytes, "stream", "stderr")
 }
-const retriesCounter = Metrics.retries
 
 /** The tracer Effect runs with when none is provided: its spans go nowhere, so the Runner does not make them. */
 let nativeTracer: Tracer.Tracer | undefined
@@ -112,7 +110,7 @@ export const makeRunTarget = (ctx: RunContext): Effect.Effect<(target: Target) =
     const clock = yield* Effect.clock
     const now = () => clock.unsafeCurrentTimeMillis()
     const tracer = yield* Effect.tracer
-    nativeTracer ??= Effect.runSync(Effect.tracer.pipe(Effect.provide(Layer.empty)))
+    nativeTracer ??= Effect.runSync(Effect.tracer)
     const traced = tracer !== nativeTracer && (yield* FiberRef.get(FiberRef.currentTracerEnabled))
 
     const limitFor = (now: number): Limit | undefined | "expired" => {
@@ -312,7 +310,7 @@ export const makeRunTarget = (ctx: RunContext): Effect.Effect<(target: Target) =
             const next = yield* Effect.either(driver.next(undefined))
             if (Either.isRight(next)) {
               const at = now()
-              retriesCounter.unsafeUpdate(1, metricLabels)
+              Metrics.retries.unsafeUpdate(1, metricLabels)
               yield* Effect.logDebug(`retrying ${t.target.id} after attempt ${t.attempts}: ${retry.message}`)
               yield* emit(new RunEvent.Retrying({ targetId: t.target.id, attempt: t.attempts, at, error: retry }, true))
               continue
