@@ -17,10 +17,12 @@
  */
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
+import type * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import * as directInternal from "./internal/directLaunch.js"
+import * as selfContainedInternal from "./internal/selfContained.js"
 import * as launchInternal from "./internal/wrapperLaunch.js"
 import * as posixInternal from "./internal/wrapperPosix.js"
 import * as powershellInternal from "./internal/wrapperPowershell.js"
@@ -264,3 +266,96 @@ export const parseKillResult = (output: string): Option.Option<{ readonly gone: 
  * @category utils
  */
 export const preview: (invocation: Invocation) => string = previewInternal.preview
+
+/**
+ * The self-contained POSIX launch: one `sh` script text for services that run a script and nothing else (AWS SSM
+ * Run Command, Azure Run Command: no stdin, no second channel). The text:
+ *
+ * - exports the execution token ({@link SelfContainedLaunch.token}) into everything it starts, and the job's env;
+ * - writes the job's files (`Invocation.files`) inline, base64, into a private directory (0700) named by
+ *   `RUNCMD_FILES` and removed at the end (also after a TERM), and the job's stdin likewise. Inline bytes (files plus
+ *   stdin) are limited to `maxInlineBytes` (default {@link SELF_CONTAINED_MAX_INLINE_BYTES}, 32 KiB, which keeps the
+ *   text within the services' parameter limits); a file named in `fileCommands` is fetched at run time instead
+ *   (e.g. `curl -fsS <pre-signed url>`, written to stdout) and does not count. `base64` must be on the target;
+ * - changes directory, switches user (sudo/runuser/doas without password), starts the user's source with its args
+ *   and interpreter (sh, bash, python; a command) in a new session and exits with its code;
+ * - reports how the program ended on stderr in a protocol line; {@link SelfContainedLaunch.interpret} removes it
+ *   and tells an exit from a signal death (the exit code alone cannot: 137 is both);
+ * - contains **no secrets**: a job with secrets needs `secretsSnippet`, shell text run before the program (as the
+ *   target user) that fetches them and `export`s them (e.g. from AWS Parameter Store with the instance's CLI);
+ *   without it the result is a `Secrets` failure.
+ *
+ * Fails (without rendering anything) when the job cannot be carried this way, with a message saying how to fix it.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const selfContained: (
+  invocation: Invocation,
+  options?: SelfContainedOptions
+) => Either.Either<SelfContainedLaunch, SelfContainedFailure> = selfContainedInternal.make
+
+/**
+ * The inline byte limit of {@link selfContained} by default (files plus stdin).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const SELF_CONTAINED_MAX_INLINE_BYTES: number = selfContainedInternal.DEFAULT_MAX_INLINE_BYTES
+
+/**
+ * Options of {@link selfContained}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SelfContainedOptions {
+  /** The protocol's nonce (`[A-Za-z0-9_-]+`). Default: random. For tests. */
+  readonly nonce?: string | undefined
+  /**
+   * Shell text run as the target user before the program, which must set and `export` every secret of the job
+   * (it fetches them at run time; the text itself must contain none). A non-zero status ends the launch with
+   * `fail secrets`.
+   */
+  readonly secretsSnippet?: string | undefined
+  /** Per file name: a shell command writing the file's bytes to stdout, instead of inlining them. */
+  readonly fileCommands?: { readonly [name: string]: string } | undefined
+  /** Inline bytes allowed (files plus stdin). Default {@link SELF_CONTAINED_MAX_INLINE_BYTES}. */
+  readonly maxInlineBytes?: number | undefined
+}
+
+/**
+ * Why {@link selfContained} cannot carry a job: `Secrets` (secrets and no `secretsSnippet`), `FilesTooLarge`,
+ * `Unsupported` (a PowerShell script, a `Native` source, run-as by su or with a password), `InvalidEnv`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type SelfContainedFailure = selfContainedInternal.Failure
+
+/**
+ * The self-contained launch of one invocation.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SelfContainedLaunch {
+  /** The whole `sh` script; no secrets. */
+  readonly script: string
+  readonly nonce: string
+  /** Exported into the environment of everything the execution starts (found via /proc/<pid>/environ). */
+  readonly token: string
+  readonly tokenVariable: string
+  /** Bytes of files and stdin inlined in the text. */
+  readonly inlineBytes: number
+  /** A separate `sh` script that TERMs every token carrier, waits `grace`, KILLs, prints `runcmd-kill:gone|alive N`. */
+  readonly killScript: (grace: Duration.Duration) => string
+  /**
+   * Reads how the program ended from the service's exit code and the whole stderr: the status (or why the launch
+   * failed: `fail cwd`, `fail secrets`, `fail files`, `fail launch N`) and stderr without the protocol line.
+   */
+  readonly interpret: (
+    code: number | undefined,
+    stderr: Uint8Array
+  ) => { readonly status: Either.Either<ExitStatus, string>; readonly stderr: Uint8Array }
+}
