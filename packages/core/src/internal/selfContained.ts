@@ -43,6 +43,7 @@ export interface Options {
   readonly secretsSnippet?: string | undefined
   readonly fileCommands?: { readonly [name: string]: string } | undefined
   readonly maxInlineBytes?: number | undefined
+  readonly tokenSuffix?: string | undefined
 }
 
 /** @internal */
@@ -110,7 +111,7 @@ const execLine = (invocation: Invocation, redirect: string): Either.Either<strin
   }
 }
 
-const escalation = (invocation: Invocation, token: string): Either.Either<string, Failure> => {
+const escalation = (invocation: Invocation): Either.Either<string, Failure> => {
   const runAs = invocation.runAs
   if (runAs === undefined) return Either.right("")
   if (runAs.password !== undefined) {
@@ -121,7 +122,7 @@ const escalation = (invocation: Invocation, token: string): Either.Either<string
     })
   }
   const user = quote(runAs.user)
-  const env = `env ${TOKEN_VAR}=${quote(token)}`
+  const env = `env "${TOKEN_VAR}=$2"`
   switch (runAs.method) {
     case "sudo":
       return Either.right(`sudo -n -u ${user} -- ${env} `)
@@ -184,18 +185,18 @@ export const make = (invocation: Invocation, options: Options = {}): Either.Eith
   const redirect = invocation.stdin === undefined ? "" : ` <"$__rc_d/stdin"`
   const exec = execLine(invocation, redirect)
   if (Either.isLeft(exec)) return Either.left(exec.left)
-  const escalate = escalation(invocation, token)
+  const escalate = escalation(invocation)
   if (Either.isLeft(escalate)) return Either.left(escalate.left)
 
   // the inner stage, as the target user
   const inner: Array<string> = [IFS_RESET, `__rc_p() { printf '%s:%s\\n' ${quote(m)} "$*" >&2; }`]
-  if (hasDir) inner.push(`__rc_d=${"\"$1\""}`)
+  if (hasDir) inner.push(`__rc_d=$1`)
   if (options.secretsSnippet !== undefined) {
     inner.push(`{\n${options.secretsSnippet}\n} || { __rc_p 'fail secrets'; exit 125; }`)
   }
   for (const [name, value] of Object.entries(invocation.env)) inner.push(`${name}=${quote(value)}; export ${name}`)
   if (files.length > 0) inner.push(`${FILES_ENV}="$__rc_d/files"; export ${FILES_ENV}`)
-  inner.push(`${TOKEN_VAR}=${quote(token)}; export ${TOKEN_VAR}`)
+  inner.push(`${TOKEN_VAR}=$2; export ${TOKEN_VAR}`)
   if (invocation.cwd !== undefined) {
     inner.push(
       `cd -- ${quote(invocation.cwd)} 2>/dev/null || cd ${quote(invocation.cwd)} 2>/dev/null || ` +
@@ -208,14 +209,14 @@ export const make = (invocation: Invocation, options: Options = {}): Either.Eith
   // the launcher: the new session's leader
   const boot = `printf '%s' '${LAUNCH_MARK}' >&2; exec 2>&9 9>&-; exec ${escalate.right}/bin/sh -c ${
     quote(innerText)
-  } runcmd${hasDir ? " \"$1\"" : ""}`
+  } runcmd "$1" "$2"`
 
   const main: Array<string> = [
     `# runcmd self-contained launch`,
     IFS_RESET,
     `__rc_R=${quote(m)}`,
     `__rc_p() { printf '%s:%s\\n' "$__rc_R" "$*" >&2; }`,
-    `__rc_tok=${quote(token)}`,
+    `__rc_tok=${quote(token)}${options.tokenSuffix ?? ""}`,
     `__rc_pg=`,
     ...KILL_LIB,
     `__rc_d=`,
@@ -272,7 +273,7 @@ export const make = (invocation: Invocation, options: Options = {}): Either.Eith
     `trap '__rc_term' TERM INT HUP`,
     `(`,
     `  trap - TERM INT HUP`,
-    `  __rc_st=$($__rc_chain "${TOKEN_VAR}=$__rc_tok" /bin/sh -c "$__rc_boot" runcmd "$__rc_d" </dev/null 9>&2 2>&1 1>&8 8>&-)`,
+    `  __rc_st=$($__rc_chain "${TOKEN_VAR}=$__rc_tok" /bin/sh -c "$__rc_boot" runcmd "$__rc_d" "$__rc_tok" </dev/null 9>&2 2>&1 1>&8 8>&-)`,
     `  __rc_x=$?`,
     `  case $__rc_st in`,
     `    *'${LAUNCH_MARK}')`,
