@@ -11,7 +11,11 @@
  * | plan | the program's own policy for this job | `Runner.runJob(job, { policy })`, `resolve({ plan })` |
  * | inventory | policy defaults that come with the targets | `resolve({ inventory })` |
  * | layer | the {@link Defaults} service: {@link layer} or {@link layerConfig} (`RUNCMD_*` variables) | provided |
- * | built-in | {@link defaults}: no timeout, 5 s kill grace, no retry, concurrency 10, no error budget | always |
+ * | built-in | {@link defaults}: no timeout, 5 s kill grace, no retry, concurrency 10, no error budget, jobs end with the controller (`onControllerLoss: "terminate"`) | always |
+ *
+ * `onControllerLoss` has one more level, above all of these: a target's own `onControllerLoss` field (an
+ * inventory target's, e.g. the one host whose migration must finish whatever happens to runcmd) decides for that
+ * target ({@link forTarget}).
  *
  * `Runner.run(plan)` takes a `RunPlan` whose policy is complete already (`RunPlan.make` fills in the built-in
  * defaults): it does not read the {@link Defaults} service. `Runner.runJob` and {@link current} do.
@@ -165,6 +169,25 @@ export const RunAs = Schema.Struct({
 export type RunAs = typeof RunAs.Type
 
 /**
+ * What happens to a running job when the controller (the runcmd process, or its connection to the target) is lost
+ * without cancelling it: a SIGKILL, a crash, an OOM kill, a dropped network. `terminate` (the default): the job is
+ * ended (TERM, the kill grace, KILL, its whole process tree) by the transport's lifeline; `continue`: it is left
+ * running (it must not need its output pipes: writes to them fail once nobody reads). A cancel (Ctrl-C, a timeout,
+ * an interrupted run) always kills, whatever this says. Transports that cannot terminate on controller loss
+ * (cloud services run jobs by themselves) say so in `Transport.Capabilities.terminatesOnControllerLoss`.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const OnControllerLoss = Schema.Literal("terminate", "continue")
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type OnControllerLoss = typeof OnControllerLoss.Type
+
+/**
  * Retry of failures: how many times and with what exponential backoff. Only failures before delivery are
  * retried unless the policy is `idempotent`.
  *
@@ -199,7 +222,9 @@ export const ExecutionPolicy = Schema.Struct({
   runAs: Schema.optional(RunAs),
   cwd: Schema.optional(Schema.String.pipe(Schema.minLength(1))),
   /** A script that may have started is re-run on failure only when this is true. */
-  idempotent: Schema.optionalWith(Schema.Boolean, { default: () => false })
+  idempotent: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  /** What happens to a running job when the controller dies without cancelling it ({@link OnControllerLoss}). */
+  onControllerLoss: Schema.optionalWith(OnControllerLoss, { default: () => "terminate" as const })
 })
 
 /**
@@ -212,7 +237,8 @@ export interface ExecutionPolicy extends Schema.Schema.Type<typeof ExecutionPoli
 }
 
 /**
- * The defaults: no timeout, 5 s kill grace, no retry, concurrency 10, no error budget.
+ * The defaults: no timeout, 5 s kill grace, no retry, concurrency 10, no error budget, `onControllerLoss:
+ * "terminate"`.
  *
  * @since 0.1.0
  * @category constructors
@@ -226,6 +252,17 @@ export const defaults: ExecutionPolicy = Schema.decodeUnknownSync(ExecutionPolic
  * @category constructors
  */
 export const make = (overrides: Partial<ExecutionPolicy> = {}): ExecutionPolicy => ({ ...defaults, ...overrides })
+
+/**
+ * The `onControllerLoss` of one target: its own field when it sets one, else the policy's.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const forTarget = (
+  policy: Pick<ExecutionPolicy, "onControllerLoss">,
+  target: { readonly onControllerLoss?: OnControllerLoss | undefined }
+): OnControllerLoss => target.onControllerLoss ?? policy.onControllerLoss
 
 /**
  * The retry schedule the policy describes.
@@ -361,6 +398,7 @@ const amountText = (schema: Schema.Schema<Amount, number | string>) => {
  * | `RUNCMD_CWD` | `cwd` | `/srv/app` |
  * | `RUNCMD_RUN_AS` | `runAs.user` | `deploy` |
  * | `RUNCMD_BECOME_METHOD` | `runAs.method` (with `RUNCMD_RUN_AS`) | `sudo` |
+ * | `RUNCMD_ON_CONTROLLER_LOSS` | `onControllerLoss` | `terminate`, `continue` |
  *
  * @since 0.1.0
  * @category layers
@@ -380,7 +418,8 @@ export const configFromEnv: Config.Config<Overrides> = Config.all({
   idempotent: Config.option(Config.boolean("RUNCMD_IDEMPOTENT")),
   cwd: fromText("RUNCMD_CWD", Schema.decodeUnknownEither(Schema.String.pipe(Schema.minLength(1)))),
   runAsUser: fromText("RUNCMD_RUN_AS", Schema.decodeUnknownEither(RunAs.fields.user)),
-  becomeMethod: fromText("RUNCMD_BECOME_METHOD", Schema.decodeUnknownEither(RunAsMethod))
+  becomeMethod: fromText("RUNCMD_BECOME_METHOD", Schema.decodeUnknownEither(RunAsMethod)),
+  onControllerLoss: fromText("RUNCMD_ON_CONTROLLER_LOSS", Schema.decodeUnknownEither(OnControllerLoss))
 }).pipe(Config.map((c): Overrides => {
   const retry = definedOnly({
     times: Option.getOrUndefined(c.retryTimes),
@@ -395,6 +434,7 @@ export const configFromEnv: Config.Config<Overrides> = Config.all({
     batchSize: Option.getOrUndefined(c.batchSize),
     idempotent: Option.getOrUndefined(c.idempotent),
     cwd: Option.getOrUndefined(c.cwd),
+    onControllerLoss: Option.getOrUndefined(c.onControllerLoss),
     runAs: Option.isSome(c.runAsUser)
       ? { user: c.runAsUser.value, method: Option.getOrElse(c.becomeMethod, () => "sudo" as const) }
       : undefined

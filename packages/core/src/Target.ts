@@ -47,7 +47,9 @@ export const baseFields = {
   labels: Schema.optionalWith(Labels, { default: () => ({}) }),
   os: Schema.optionalWith(Os, { default: () => "linux" as const }),
   /** Extra environment for every execution on this target (the job's own `env` wins on a clash). */
-  env: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String }))
+  env: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String })),
+  /** This target's own `onControllerLoss`, over the policy's (`ExecutionPolicy.forTarget`). */
+  onControllerLoss: Schema.optional(Schema.Literal("terminate", "continue"))
 }
 
 /**
@@ -63,6 +65,8 @@ export interface Target {
   readonly os: Os
   /** Extra environment for every execution on this target (the job's own `env` wins on a clash). */
   readonly env?: { readonly [name: string]: string } | undefined
+  /** This target's own `onControllerLoss`, over the policy's (`ExecutionPolicy.forTarget`). */
+  readonly onControllerLoss?: "terminate" | "continue" | undefined
 }
 
 /**

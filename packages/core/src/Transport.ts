@@ -42,6 +42,12 @@ export interface Invocation {
   /** Time between TERM and KILL when the execution's scope closes early. */
   readonly killGrace: Duration.Duration
   /**
+   * What the transport does with the job when the controller is lost without cancelling it (`ExecutionPolicy.
+   * OnControllerLoss`): `terminate` (absent: the same) registers it with the transport's lifeline, `continue`
+   * leaves it out so it outlives the controller.
+   */
+  readonly onControllerLoss?: "terminate" | "continue" | undefined
+  /**
    * Files to put in a private directory (0700) before the process starts, named to it by `FILES_ENV` in its
    * environment, and to remove when it has ended (transports with `capabilities.files`).
    */
@@ -111,6 +117,11 @@ export interface Capabilities {
   readonly native: boolean
   /** The transport ships the job's files (`Invocation.files`); absent: it does not. */
   readonly files?: boolean | undefined
+  /**
+   * The transport ends its jobs when the controller is lost (the runcmd process dies, its connection drops), so it
+   * honours `onControllerLoss: "terminate"`; absent: it cannot (e.g. a cloud service that runs jobs by itself).
+   */
+  readonly terminatesOnControllerLoss?: boolean | undefined
 }
 
 /**

@@ -14,6 +14,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Errors from "./internal/errors.js"
+import * as Lifeline from "./internal/lifeline.js"
 import * as registry from "./internal/registry.js"
 import * as Start from "./internal/start.js"
 
@@ -41,8 +42,21 @@ export interface Options {
    * script: `ScriptRender.direct`). Default `true`; `false` runs every execution through the wrapper.
    */
   readonly direct?: boolean | undefined
+  /**
+   * The program that runs PowerShell scripts (`interpreter: "powershell"`): PowerShell 7's `pwsh`, started in a
+   * session of its own with core's PowerShell twin on its stdin (`ScriptRender.powershellProcess`). Default `pwsh`,
+   * found on PATH.
+   */
+  readonly powershell?: string | undefined
   /** Target kinds served. Default `["local"]`. */
   readonly kinds?: ReadonlyArray<string> | undefined
+  /**
+   * The lifeline: one watchdog process per layer that ends the executions still running when this process dies by
+   * any means (SIGKILL included): TERM, the kill grace, KILL, by process group and token. Default `true`; `false`
+   * leaves them running then (as `onControllerLoss: "continue"` does for one job) and declares
+   * `terminatesOnControllerLoss: false`.
+   */
+  readonly lifeline?: boolean | undefined
 }
 
 /**
@@ -58,7 +72,8 @@ export const capabilities: Transport.Capabilities = {
   stdin: true,
   runAs: true,
   native: false,
-  files: true
+  files: true,
+  terminatesOnControllerLoss: true
 }
 
 /**
@@ -78,13 +93,18 @@ const unsupported = (description: string) => Errors.make("Unsupported", "deliver
 export const make = (options: Options = {}): Effect.Effect<Transport.Transport, never, Scope.Scope> =>
   Effect.gen(function*() {
     const owner = Symbol("runcmd/transport-local")
+    const lifeline = options.lifeline === false || process.platform === "win32"
+      ? undefined
+      : yield* Effect.acquireRelease(Effect.sync(Lifeline.make), (l) => Effect.sync(l.close))
     const settings: Start.Settings = {
       exitGrace: Duration.decode(options.exitGrace ?? Duration.seconds(2)),
       killTimeout: Duration.decode(options.killTimeout ?? Duration.seconds(2)),
       env: options.env ?? process.env,
       shell: options.shell ?? "/bin/sh",
       direct: options.direct ?? true,
-      owner
+      owner,
+      powershell: options.powershell,
+      lifeline
     }
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
@@ -99,7 +119,7 @@ export const make = (options: Options = {}): Effect.Effect<Transport.Transport, 
     return Transport.make({
       name,
       kinds: options.kinds ?? ["local"],
-      capabilities,
+      capabilities: lifeline === undefined ? { ...capabilities, terminatesOnControllerLoss: false } : capabilities,
       start: (target, invocation) =>
         Effect.suspend(() => {
           if (process.platform === "win32") {
@@ -107,9 +127,6 @@ export const make = (options: Options = {}): Effect.Effect<Transport.Transport, 
           }
           if (invocation.source._tag === "Native") {
             return Effect.fail(unsupported("the local transport cannot run a Native source"))
-          }
-          if (invocation.source._tag === "Script" && invocation.source.interpreter === "powershell") {
-            return Effect.fail(unsupported("PowerShell scripts are not supported by the local transport on POSIX"))
           }
           // the target's env is in the invocation already (core merges it)
           return Start.start(settings, target, invocation)
@@ -143,7 +160,7 @@ export const layerConfig = (
 
 /**
  * Options from the environment: `RUNCMD_LOCAL_EXIT_GRACE`, `RUNCMD_LOCAL_KILL_TIMEOUT` (durations),
- * `RUNCMD_LOCAL_SHELL` (all optional).
+ * `RUNCMD_LOCAL_SHELL`, `RUNCMD_LOCAL_POWERSHELL`, `RUNCMD_LOCAL_LIFELINE` (boolean) (all optional).
  *
  * @since 0.1.0
  * @category Config
@@ -151,12 +168,16 @@ export const layerConfig = (
 export const configFromEnv: Config.Config<Options> = Config.all({
   exitGrace: Config.option(Config.duration("RUNCMD_LOCAL_EXIT_GRACE")),
   killTimeout: Config.option(Config.duration("RUNCMD_LOCAL_KILL_TIMEOUT")),
-  shell: Config.option(Config.string("RUNCMD_LOCAL_SHELL"))
+  shell: Config.option(Config.string("RUNCMD_LOCAL_SHELL")),
+  powershell: Config.option(Config.string("RUNCMD_LOCAL_POWERSHELL")),
+  lifeline: Config.option(Config.boolean("RUNCMD_LOCAL_LIFELINE"))
 }).pipe(
   Config.map((o): Options => ({
     exitGrace: Option.getOrUndefined(o.exitGrace),
     killTimeout: Option.getOrUndefined(o.killTimeout),
-    shell: Option.getOrUndefined(o.shell)
+    shell: Option.getOrUndefined(o.shell),
+    powershell: Option.getOrUndefined(o.powershell),
+    lifeline: Option.getOrUndefined(o.lifeline)
   }))
 )
 

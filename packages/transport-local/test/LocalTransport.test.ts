@@ -54,7 +54,8 @@ for (const direct of [true, false]) {
             stdin: true,
             runAs: true,
             native: false,
-            files: true
+            files: true,
+            terminatesOnControllerLoss: true
           })
         }))
 

@@ -305,7 +305,7 @@ const parseOrThrow = (
       return invalid(
         at,
         issue?._tag === "Unexpected"
-          ? "unknown policy field (known: timeout, deadline, killGrace, retry, concurrency, maxErrors, batchSize, runAs, cwd, idempotent)"
+          ? "unknown policy field (known: timeout, deadline, killGrace, retry, concurrency, maxErrors, batchSize, runAs, cwd, idempotent, onControllerLoss)"
           : issue?.message ?? "invalid policy"
       )
     }

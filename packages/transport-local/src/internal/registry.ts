@@ -13,6 +13,8 @@ export interface Entry {
   readonly selector: () => Selector
   /** The transport instance (layer) that started it. */
   readonly owner: symbol
+  /** `onControllerLoss: "continue"`: left running when the host process is signalled or exits. */
+  readonly continues: boolean
 }
 
 const live = new Set<Entry>()
@@ -29,11 +31,16 @@ export const register = (entry: Entry): () => void => {
   }
 }
 
-/** Signals every live execution (of one owner, or all) synchronously. @internal */
+/**
+ * Signals every live execution (of one owner, or all) synchronously; without an owner (the host is going away),
+ * those that must outlive it (`continues`) are left alone.
+ *
+ * @internal
+ */
 export const signalLive = (signal: NodeJS.Signals, owner?: symbol): number => {
   let n = 0
   for (const entry of live) {
-    if (owner !== undefined && entry.owner !== owner) continue
+    if (owner !== undefined ? entry.owner !== owner : entry.continues) continue
     signalAll(entry.selector(), signal)
     n++
   }

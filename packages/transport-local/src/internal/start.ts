@@ -22,6 +22,8 @@ import type { Readable, Writable } from "node:stream"
 import * as Errors from "./errors.js"
 import * as Files from "./files.js"
 import * as Launch from "./launch.js"
+import * as PowerShell from "./powershell.js"
+import type * as Lifeline from "./lifeline.js"
 import { anyLeft, type Selector, signalAll, survivors } from "./processes.js"
 import * as registry from "./registry.js"
 import { end, write } from "./stdin.js"
@@ -36,13 +38,17 @@ export interface Settings {
   /** Spawn the program itself when the wrapper has nothing to do (no run-as, a command or sh/bash script). */
   readonly direct: boolean
   readonly owner: symbol
+  /** The program that runs PowerShell scripts (`pwsh` on PATH by default). */
+  readonly powershell?: string | undefined
+  /** The layer's watchdog; absent when turned off (`lifeline: false`). */
+  readonly lifeline: Lifeline.Lifeline | undefined
 }
 
 /**
  * A pipe hands over up to 64 KiB per read, so there is little to join: the consumer is woken at once rather than
  * after the I/O phase (measured: 128 MiB through a pump ran ~25% slower with the deferred wake).
  */
-const BUFFER: OutputBuffer.Options = { deferWake: false }
+export const BUFFER: OutputBuffer.Options = { deferWake: false }
 
 const POLL_MS = 50
 /** A stream still open this long after the holders were killed, with nothing flowing, is closed by us. */
@@ -59,14 +65,34 @@ export const start = (
 ): Effect.Effect<RawExecution, TransportError, Scope.Scope> =>
   // the files' finalizer comes first, so it runs after the execution's (which end its processes)
   Effect.flatMap(Files.ship(invocation), (shipped) => {
+    if (PowerShell.isPowerShell(shipped)) {
+      const program = settings.powershell ?? PowerShell.DEFAULT_PROGRAM
+      return PowerShell.start(settings, program, target, shipped, (token) => watch(settings, shipped, token))
+    }
     const launch = Launch.choose(shipped, settings)
-    return launch._tag === "Direct"
-      ? startDirect(settings, target, shipped, launch.launch)
-      : startWrapped(settings, target, shipped, launch.launch)
+    return Effect.flatMap(watch(settings, shipped, launch.launch.token), (watched) =>
+      launch._tag === "Direct"
+        ? startDirect(settings, target, shipped, launch.launch, watched)
+        : startWrapped(settings, target, shipped, launch.launch, watched))
   })
 
+const unwatched: Lifeline.Watch = { group: () => {}, forget: () => {} }
+
+/**
+ * The execution told to the layer's watchdog before anything is spawned (so that a controller dying right after the
+ * spawn still leaves it known by its token), and forgotten after the execution's own finalizer has ended it; a job
+ * that must outlive the controller (`onControllerLoss: "continue"`) is not told.
+ */
+const watch = (settings: Settings, invocation: Invocation, token: string): Effect.Effect<Lifeline.Watch, never, Scope.Scope> =>
+  settings.lifeline === undefined || invocation.onControllerLoss === "continue"
+    ? Effect.succeed(unwatched)
+    : Effect.acquireRelease(
+      Effect.sync(() => settings.lifeline!.watch(token, invocation.killGrace)),
+      (watched) => Effect.sync(watched.forget)
+    )
+
 /** Waits for the child's `spawn` or `error` (a failed spawn has no pid and reports why on the next tick). */
-const spawned = (child: cp.ChildProcess): Effect.Effect<NodeJS.ErrnoException | undefined> =>
+export const spawned = (child: cp.ChildProcess): Effect.Effect<NodeJS.ErrnoException | undefined> =>
   child.pid !== undefined
     ? Effect.succeed(undefined)
     : Effect.async<NodeJS.ErrnoException | undefined>((resume) => {
@@ -78,7 +104,8 @@ const startDirect = (
   settings: Settings,
   target: Target,
   invocation: Invocation,
-  launch: ScriptRender.DirectLaunch
+  launch: ScriptRender.DirectLaunch,
+  watched: Lifeline.Watch
 ): Effect.Effect<RawExecution, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
     const hasStdin = invocation.stdin !== undefined && invocation.stdin.length > 0
@@ -96,6 +123,7 @@ const startDirect = (
     const failure = yield* spawned(child)
     if (failure !== undefined) return yield* notStarted(launch, failure)
     const pid = child.pid!
+    watched.group(pid)
     if (hasStdin) {
       child.stdin!.on("error", () => {})
       child.stdin!.end(invocation.stdin)
@@ -154,7 +182,8 @@ const startWrapped = (
   settings: Settings,
   target: Target,
   invocation: Invocation,
-  launch: ScriptRender.WrapperLaunch
+  launch: ScriptRender.WrapperLaunch,
+  watched: Lifeline.Watch
 ): Effect.Effect<RawExecution, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
     const [, ...args] = launch.argv
@@ -175,6 +204,7 @@ const startWrapped = (
       })
     }
     const pid = child.pid!
+    watched.group(pid)
     const stdin = child.stdin! as Writable
     const stderr = child.stderr! as Readable
     stdin.on("error", () => {})
@@ -185,6 +215,7 @@ const startWrapped = (
       Effect.tap((g) =>
         Effect.sync(() => {
           userGroup = g
+          watched.group(g)
         })
       ),
       Effect.forkScoped
@@ -234,7 +265,7 @@ const startWrapped = (
  * The process's life after the spawn: its exit, the exit grace for descendants that keep the pipes open, the
  * registry entry (host signals, layer close), and the finalizer that kills what is left and confirms it.
  */
-const supervise = (
+export const supervise = (
   settings: Settings,
   target: Target,
   invocation: Invocation,
@@ -280,7 +311,11 @@ const supervise = (
       if (!pipesClosed() || !outputEnded()) graceTimer = setTimeout(afterGrace, Duration.toMillis(settings.exitGrace))
       for (const wake of exitWaiters.splice(0)) wake(status)
     })
-    const deregister = registry.register({ selector, owner: settings.owner })
+    const deregister = registry.register({
+      selector,
+      owner: settings.owner,
+      continues: invocation.onControllerLoss === "continue"
+    })
 
     const exited = Effect.suspend(() =>
       status !== undefined ? Effect.succeed(status) : Effect.async<ExitStatus>((resume) => {

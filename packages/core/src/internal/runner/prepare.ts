@@ -212,6 +212,7 @@ export const invocation = (prepared: Prepared, target: Target, attempt: number):
     cwd: policy.cwd,
     runAs: policy.runAs,
     killGrace: policy.killGrace,
+    onControllerLoss: ExecutionPolicy.forTarget(policy, target),
     files: prepared.files
   }
 }

@@ -1,0 +1,134 @@
+/**
+ * The lifeline: a small POSIX `sh` loop that a transport starts once (per layer locally, per pooled connection over
+ * SSH) with a pipe from the controller on its stdin. The transport tells it, before each execution starts, the
+ * execution's token (and its process groups once known), and tells it to forget the execution when it has ended.
+ * When its stdin reaches EOF without a goodbye (the controller died by any means: SIGKILL, a crash, an OOM kill;
+ * the SSH connection dropped) it ends every execution it still knows: TERM to the groups, to every process whose
+ * environment carries a token and to their groups (`setsid` escapes), the longest kill grace, then KILL, and exits.
+ *
+ * It costs one process, which runs only builtins while it waits (`read`, `case`): a message is a line of a few
+ * dozen bytes, and no process is started per execution. It ignores the terminal's signals (INT, HUP, QUIT) and
+ * TERM, so a Ctrl-C or a TERM to the controller's process group cannot take it down before its sweep.
+ *
+ * Protocol (one line per message):
+ * - `+ ID PGID TICKS TOKEN`: an execution: its id (a short number), a process group (`0` when not known yet), its kill
+ *   grace in ticks of 100 ms and its token (hex);
+ * - `g ID PGID`: another process group of execution ID;
+ * - `- ID`: execution ID has ended, forget it.
+ *
+ * A controller that closes the lifeline on purpose (a layer or a connection closing) has ended its jobs already: at
+ * EOF the lifeline knows none and exits.
+ *
+ * @since 0.1.0
+ */
+import type * as Duration from "effect/Duration"
+import * as DurationNs from "effect/Duration"
+import * as posix from "./internal/wrapperPosix.js"
+
+/**
+ * The name the lifeline runs under (its `$0`, visible in the process table).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const NAME = "runcmd-lifeline"
+
+const T = posix.TOKEN_VAR
+
+const SCRIPT = [
+  // the terminal's signals and a TERM to the controller's group must not end it before its sweep
+  `trap '' INT HUP QUIT TERM PIPE`,
+  `IFS=' \t\n'`,
+  `L=; G=0`,
+  `while read -r o i a b c; do`,
+  `  case $o in`,
+  `    +) L="$L $i:$a:$c"; [ "$b" -gt "$G" ] 2>/dev/null && G=$b ;;`,
+  `    g) L="$L $i:$a:" ;;`,
+  `    -) n=; for e in $L; do case $e in "$i":*) ;; *) n="$n $e" ;; esac; done; L=$n ;;`,
+  `    .) B=1 ;;`,
+  `  esac`,
+  `done`,
+  `[ -z "$L" ] && exit 0`,
+  // our own group (a session leader's), never signalled
+  `S=$$`,
+  `rc_nap() { sleep 0.1 2>/dev/null || sleep 1; }`,
+  // C: live processes carrying a token (a zombie's environ is empty)
+  `rc_carriers() {`,
+  `  C=; set --`,
+  `  for e in $L; do t=\${e##*:}; [ -n "$t" ] && set -- "$@" -e "${T}=$t"; done`,
+  `  [ $# -eq 0 ] && return`,
+  `  for f in $(grep -lsF "$@" /proc/[0-9]*/environ 2>/dev/null); do q=\${f#/proc/}; C="$C \${q%/environ}"; done`,
+  `}`,
+  `rc_group_ok() { case $1 in ''|0|1|"$S") return 1 ;; esac; }`,
+  `rc_sweep() {`,
+  `  for e in $L; do g=\${e#*:}; g=\${g%%:*}; rc_group_ok "$g" && kill -"$1" -"$g" 2>/dev/null; done`,
+  `  rc_carriers`,
+  `  for p in $C; do`,
+  `    kill -"$1" "$p" 2>/dev/null`,
+  `    l=; read -r l 2>/dev/null < "/proc/$p/stat" || continue`,
+  `    l=\${l##*) }; set -- "$1" $l`,
+  `    rc_group_ok "$4" && kill -"$1" -"$4" 2>/dev/null`,
+  `  done`,
+  `}`,
+  `rc_alive() {`,
+  `  for e in $L; do g=\${e#*:}; g=\${g%%:*}; rc_group_ok "$g" && kill -0 -"$g" 2>/dev/null && return 0; done`,
+  `  rc_carriers; [ -n "$C" ]`,
+  `}`,
+  `rc_sweep TERM`,
+  `k=0; while [ "$k" -lt "$G" ] && rc_alive; do rc_nap; k=$((k + 1)); done`,
+  `k=0; while [ "$k" -lt 20 ] && rc_alive; do rc_sweep KILL; rc_nap; k=$((k + 1)); done`,
+  `exit 0`,
+  posix.END
+].join("\n")
+
+/**
+ * The command that starts a lifeline: the wrapper's constant bootstrap (reads a framed script from stdin and
+ * evaluates it), under the name {@link NAME}. No user data.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const argv: ReadonlyArray<string> = ["/bin/sh", "-c", posix.BOOTSTRAP, NAME]
+
+/**
+ * {@link argv} as one shell command line (for SSH `exec`; any login shell that runs `/bin/sh`).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const commandLine: string = `/bin/sh -c ${posix.quote(posix.BOOTSTRAP)} ${NAME}`
+
+/**
+ * What to write first on the lifeline's stdin: its script, framed for the bootstrap.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const preamble: string = posix.frame(SCRIPT)
+
+const ticks = (grace: Duration.Duration): number => Math.max(0, Math.ceil(DurationNs.toMillis(grace) / 100))
+
+/**
+ * `+ ID PGID TICKS TOKEN`: an execution is starting (`pgid` 0 or undefined when not known yet).
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const watch = (id: number, pgid: number | undefined, grace: Duration.Duration, token: string): string =>
+  `+ ${id} ${pgid ?? 0} ${ticks(grace)} ${token}\n`
+
+/**
+ * `g ID PGID`: another process group of an execution.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const group = (id: number, pgid: number): string => `g ${id} ${pgid}\n`
+
+/**
+ * `- ID`: the execution has ended.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const forget = (id: number): string => `- ${id}\n`
