@@ -1,0 +1,38 @@
+/**
+ * Leaks, SSH: 100 timeouts and 100 cancels of executions whose children ignore TERM and HUP and escape with
+ * `setsid`, against a loopback sshd; none of their processes is left in the process table (found by each
+ * execution's marker, and as the SSH user's processes).
+ */
+import { afterEach, describe, it } from "@effect/vitest"
+import { SshTransport } from "@runcmd/transport-ssh"
+import * as Effect from "effect/Effect"
+import { runLeakCase } from "../support/leaks.js"
+import * as Sshd from "../support/sshd.js"
+
+describe.skipIf(!Sshd.enabled())("leaks: ssh", () => {
+  afterEach(() => Sshd.assertNoLeftovers())
+
+  it.layer(Sshd.layer(), Sshd.layerOptions)((it) => {
+    for (const path of ["timeout", "cancel"] as const) {
+      it.effect(
+        path === "timeout"
+          ? "100 timeouts: TimedOut(killConfirmed) each, no process left"
+          : "100 cancels: Cancelled(confirmed) each, no process left",
+        () =>
+          Effect.gen(function*() {
+            const sshd = yield* Sshd.Server
+            yield* runLeakCase({
+              path,
+              count: 100,
+              targets: (env) =>
+                Array.from({ length: 100 }, (_, i) => ({ ...sshd.target({ id: `ssh-${i}` }), env: env(i) })),
+              batch: 25,
+              timeout: "8 seconds",
+              settleMs: 10_000
+            }).pipe(Effect.provide(SshTransport.layer()))
+          }),
+        { timeout: 180_000 }
+      )
+    }
+  })
+})
