@@ -1,0 +1,890 @@
+/**
+ * The SSM transport's engine: executions of one job that start within a short window are collected into batches of
+ * up to 50 instances, each batch checked (`DescribeInstanceInformation` ping status) and sent with one
+ * `SendCommand`; one poller per batch reads every member's status with `ListCommandInvocations` at an adaptive
+ * interval, and each finished member's output is read once (`GetCommandInvocation`, the full bytes from S3 when a
+ * bucket is configured). Closing an execution's scope early cancels its instance (`CancelCommand`) and waits for
+ * the service to say it ended. Per batch, the secrets parameter and the files uploaded are deleted when every
+ * member has ended.
+ *
+ * @internal
+ */
+import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3"
+import {
+  CancelCommandCommand,
+  DeleteParameterCommand,
+  DescribeInstanceInformationCommand,
+  type DescribeInstanceInformationCommandOutput,
+  GetCommandInvocationCommand,
+  type GetCommandInvocationCommandOutput,
+  ListCommandInvocationsCommand,
+  type ListCommandInvocationsCommandOutput,
+  PutParameterCommand,
+  SendCommandCommand,
+  type SendCommandCommandInput,
+  type SSMClient
+} from "@aws-sdk/client-ssm"
+import { getSignedUrl } from "@aws-sdk/s3-request-presigner"
+import type { RawChunk } from "@runcmd/core/OutputChunk"
+import * as ScriptRender from "@runcmd/core/ScriptRender"
+import type * as Transport from "@runcmd/core/Transport"
+import { TransportError, type TransportErrorReason } from "@runcmd/core/TransportError"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as Redacted from "effect/Redacted"
+import * as Scope from "effect/Scope"
+import * as crypto from "node:crypto"
+import type { SsmTarget } from "../SsmTarget.js"
+import { call, type CallOptions, TRANSPORT } from "./calls.js"
+import type { Limiter } from "./limiter.js"
+
+/** The service's cap on inline output per stream (characters). @internal */
+export const INLINE_CAP = 24_000
+
+/** @internal */
+export const MAX_BATCH = 50
+
+/** @internal */
+export interface EngineConfig {
+  readonly deliveryTimeoutSeconds: number
+  readonly executionTimeoutSeconds: number
+  readonly pollMin: number
+  readonly pollMax: number
+  readonly batchWindow: Duration.Duration
+  readonly batchSize: number
+  readonly invocationWindowMs: number
+  readonly cancelConfirmTimeout: Duration.Duration
+  readonly preflight: boolean
+  readonly output: { readonly bucket: string; readonly prefix: string } | undefined
+  readonly files: { readonly bucket: string; readonly prefix: string } | undefined
+  readonly maxInlineBytes: number
+  readonly secrets:
+    | {
+      readonly prefix: string
+      readonly kmsKeyId: string | undefined
+      readonly fetchCommand: (parameterName: string, region: string) => string
+    }
+    | undefined
+  readonly backoff: CallOptions["backoff"]
+  readonly onCall: ((operation: string) => void) | undefined
+}
+
+/** What a batch's calls go through: the target's account and region. @internal */
+export interface Connection {
+  readonly key: string
+  readonly region: string
+  readonly ssm: SSMClient
+  readonly s3: () => S3Client
+  readonly limiter: Limiter
+}
+
+const fail = (
+  reason: TransportErrorReason,
+  phase: "delivery" | "execution",
+  description: string,
+  detail?: Record<string, unknown>
+) =>
+  new TransportError({ reason, transport: TRANSPORT, phase, description, ...(detail === undefined ? {} : { detail }) })
+
+const TERMINAL = new Set(["Success", "Failed", "Cancelled", "TimedOut"])
+
+/** One instance of a sent batch. */
+interface Member {
+  readonly instanceId: string
+  status: string
+  details: string
+  readonly delivered: Deferred.Deferred<void, TransportError>
+  readonly finished: Deferred.Deferred<{ readonly status: string; readonly details: string }, TransportError>
+}
+
+/** One `SendCommand`. */
+interface Sent {
+  readonly commandId: string
+  readonly documentName: string
+  readonly connection: Connection
+  readonly interpret: (code: number | undefined, stdout: Uint8Array, stderr: Uint8Array) => {
+    readonly status: Either.Either<Transport.ExitStatus, string>
+    readonly stdout: Uint8Array
+    readonly stderr: Uint8Array
+  }
+  readonly members: Map<string, Member>
+  readonly sentAt: number
+  readonly wake: Queue.Queue<void>
+}
+
+/** One execution waiting in (or sent with) a batch. */
+interface Entry {
+  readonly target: SsmTarget
+  readonly invocation: Transport.Invocation
+  readonly submitted: Deferred.Deferred<{ readonly sent: Sent; readonly member: Member }, TransportError>
+  state: "queued" | "flushing" | "dropped"
+}
+
+interface Batch {
+  readonly key: string
+  readonly connection: Connection
+  readonly entries: Array<Entry>
+}
+
+const encoder = new TextEncoder()
+
+/** Identity of secret values without looking at them: one number per `Redacted` object. */
+const secretIds = new WeakMap<object, number>()
+let nextSecretId = 0
+const secretId = (r: Redacted.Redacted<string>) => {
+  let id = secretIds.get(r)
+  if (id === undefined) {
+    id = nextSecretId++
+    secretIds.set(r, id)
+  }
+  return id
+}
+
+const digest = (bytes: Uint8Array | undefined) =>
+  bytes === undefined ? null : crypto.createHash("sha256").update(bytes).digest("hex")
+
+/** Executions that can share one `SendCommand`: same account, region, platform, job and launch inputs. */
+const batchKey = (connection: Connection, target: SsmTarget, inv: Transport.Invocation): string =>
+  crypto.createHash("sha256").update(JSON.stringify([
+    connection.key,
+    target.os,
+    inv.runId,
+    inv.attempt,
+    inv.source,
+    inv.args,
+    Object.entries(inv.env).sort(([a], [b]) => (a < b ? -1 : 1)),
+    Object.entries(inv.secrets).map(([k, v]) => [k, secretId(v)]).sort(),
+    digest(inv.stdin),
+    (inv.files ?? []).map((f) => [f.name, f.mode, digest(f.bytes)]),
+    inv.cwd ?? null,
+    inv.runAs === undefined ? null : [inv.runAs.user, inv.runAs.method, inv.runAs.password !== undefined],
+    Duration.toMillis(inv.killGrace)
+  ])).digest("hex")
+
+const documentFor = (target: SsmTarget, inv: Transport.Invocation) => {
+  if (inv.source._tag === "Native") {
+    const doc = inv.source.document
+    return typeof doc.name === "string" ? doc.name : String(doc.DocumentName)
+  }
+  return target.os === "windows" ? "AWS-RunPowerShellScript" : "AWS-RunShellScript"
+}
+
+const inlineBytes = (inv: Transport.Invocation) =>
+  (inv.stdin?.length ?? 0) + (inv.files ?? []).reduce((n, f) => n + f.bytes.length, 0)
+
+/**
+ * Refuses, before anything is sent, what SSM cannot carry: said as a `TransportError` (`Unsupported`, phase
+ * `delivery`: the outcome is `Rejected`) naming the fix.
+ *
+ * @internal
+ */
+export const validate = (config: EngineConfig, target: SsmTarget, inv: Transport.Invocation) => {
+  const secretNames = Object.keys(inv.secrets)
+  if (secretNames.length > 0 && config.secrets === undefined) {
+    return Option.some(fail(
+      "Unsupported",
+      "delivery",
+      `the job has secrets (${secretNames.sort().join(", ")}), and SSM stores and shows every command, parameter ` +
+        "and document (ListCommands returns them): secrets are never sent that way. Enable Parameter Store delivery " +
+        "(SsmTransport.layer({ secrets: { parameterStore: {} } }) or RUNCMD_SSM_SECRETS=parameter-store): each " +
+        "execution's secrets go to a SecureString parameter fetched on the instance and deleted when it ends"
+    ))
+  }
+  if (inv.source._tag === "Native") {
+    if (inv.source.transport !== "ssm") {
+      return Option.some(
+        fail("Unsupported", "delivery", `a Native source for ${inv.source.transport} cannot run on SSM`)
+      )
+    }
+    const doc = inv.source.document
+    if (typeof doc.name !== "string" && typeof doc.DocumentName !== "string") {
+      return Option.some(fail(
+        "Unsupported",
+        "delivery",
+        "a Native SSM source names its document: { transport: \"ssm\", document: { name: \"AWS-…\", parameters: { … } } }"
+      ))
+    }
+    if (secretNames.length > 0 || (inv.files ?? []).length > 0 || inv.stdin !== undefined) {
+      return Option.some(fail("Unsupported", "delivery", "a Native SSM document takes no secrets, files or stdin"))
+    }
+    return Option.none()
+  }
+  if (target.os === "windows") {
+    if (secretNames.length > 0 || (inv.files ?? []).length > 0 || inv.stdin !== undefined || inv.runAs !== undefined) {
+      return Option.some(fail(
+        "Unsupported",
+        "delivery",
+        "Windows SSM targets take no secrets, files, stdin or run-as yet; run the job on a Linux target or without them"
+      ))
+    }
+    return Option.none()
+  }
+  const bytes = inlineBytes(inv)
+  if (
+    bytes > config.maxInlineBytes &&
+    (config.files === undefined || inv.stdin !== undefined && inv.stdin.length > config.maxInlineBytes)
+  ) {
+    return Option.some(fail(
+      "Unsupported",
+      "delivery",
+      `the job's files and stdin are ${bytes} bytes; SSM carries ${config.maxInlineBytes} bytes inline in the ` +
+        "command. Configure a bucket for files (SsmTransport.layer({ filesBucket }) or RUNCMD_SSM_FILES_BUCKET): " +
+        "larger files go through S3 (pre-signed GET, deleted afterwards)",
+      { bytes, limit: config.maxInlineBytes }
+    ))
+  }
+  const probe = ScriptRender.selfContained(inv, {
+    secretsSnippet: secretNames.length > 0 ? "true" : undefined,
+    maxInlineBytes: Number.MAX_SAFE_INTEGER
+  })
+  if (Either.isLeft(probe)) return Option.some(fail("Unsupported", "delivery", probe.left.message))
+  return Option.none()
+}
+
+/** The secrets snippet: the parameter's value is `NAME=<base64>` lines, decoded and exported on the instance. */
+const secretsSnippet = (fetch: string) =>
+  [
+    `__rc_ok=1`,
+    `__rc_sv=$(${fetch}) || __rc_ok=0`,
+    `for __rc_kv in $__rc_sv; do`,
+    `  __rc_k=\${__rc_kv%%=*}`,
+    `  __rc_v=$(printf '%s' "\${__rc_kv#*=}" | base64 -d && printf x) || __rc_ok=0`,
+    `  __rc_v=\${__rc_v%x}`,
+    `  export "$__rc_k=$__rc_v"`,
+    `done`,
+    `unset __rc_sv __rc_kv __rc_k __rc_v`,
+    `[ "$__rc_ok" = 1 ]`
+  ].join("\n")
+
+/** Removes the sentinel line (and anything after it) from a PowerShell launch's stdout. */
+const cutSentinel = (stdout: Uint8Array, sentinel: string): Uint8Array => {
+  const text = Buffer.from(stdout)
+  const at = text.lastIndexOf(sentinel)
+  if (at < 0) return stdout
+  const start = at > 0 && text[at - 1] === 0x0a ? at : at
+  return stdout.subarray(0, start)
+}
+
+/** @internal */
+export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
+  Effect.gen(function*() {
+    const batches = new Map<string, Batch>()
+    const runFork = <A, E>(effect: Effect.Effect<A, E>) => Effect.forkIn(effect, scope)
+
+    const options = (connection: Connection, idempotent: boolean, phase: "delivery" | "execution"): CallOptions => ({
+      limiter: connection.limiter,
+      idempotent,
+      backoff: config.backoff,
+      phase,
+      onCall: config.onCall,
+      ...(idempotent ? {} : { maxThrottled: 12 })
+    })
+
+    // -- the poller of one batch ------------------------------------------------------------------------------
+    const poll = (sent: Sent): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        let interval = config.pollMin
+        const open = () => [...sent.members.values()].some((m) => !TERMINAL.has(m.status))
+        while (open()) {
+          yield* Effect.raceFirst(Effect.sleep(Duration.millis(interval)), Queue.take(sent.wake))
+          let changed = false
+          const seen = new Set<string>()
+          let token: string | undefined
+          do {
+            const page: ListCommandInvocationsCommandOutput = yield* call(
+              "ListCommandInvocations",
+              (abortSignal) =>
+                sent.connection.ssm.send(
+                  new ListCommandInvocationsCommand({
+                    CommandId: sent.commandId,
+                    Details: false,
+                    MaxResults: 50,
+                    ...(token === undefined ? {} : { NextToken: token })
+                  }),
+                  { abortSignal }
+                ),
+              options(sent.connection, true, "execution")
+            )
+            for (const item of page.CommandInvocations ?? []) {
+              const member = item.InstanceId === undefined ? undefined : sent.members.get(item.InstanceId)
+              if (member === undefined) continue
+              seen.add(member.instanceId)
+              const status = item.Status ?? "Pending"
+              const details = item.StatusDetails ?? status
+              if (status !== member.status || details !== member.details) {
+                changed = true
+                member.status = status
+                member.details = details
+                yield* update(member)
+              }
+            }
+            token = page.NextToken
+          } while (token !== undefined)
+          // an invocation not listed yet is pending, for a bounded window after SendCommand
+          if (Date.now() - sent.sentAt > config.invocationWindowMs) {
+            for (const member of sent.members.values()) {
+              if (seen.has(member.instanceId) || TERMINAL.has(member.status)) continue
+              member.status = "Failed"
+              member.details = "InvocationNeverAppeared"
+              const error = fail(
+                "ProtocolError",
+                "execution",
+                `the invocation of command ${sent.commandId} on ${member.instanceId} was not listed within ` +
+                  `${config.invocationWindowMs} ms of SendCommand`
+              )
+              yield* Deferred.fail(member.delivered, error)
+              yield* Deferred.fail(member.finished, error)
+            }
+          }
+          interval = changed ? config.pollMin : Math.min(config.pollMax, Math.round(interval * 1.5))
+        }
+      }).pipe(
+        Effect.catchAllCause((cause) =>
+          Effect.forEach(sent.members.values(), (m) =>
+            Effect.zipRight(
+              Deferred.failCause(m.delivered, cause),
+              Deferred.failCause(m.finished, cause)
+            ), { discard: true })
+        )
+      )
+
+    /** A status seen: delivered once running or ended after a start; ended with a delivery failure otherwise. */
+    const update = (member: Member): Effect.Effect<void> => {
+      const { details, status } = member
+      if (status === "InProgress" || status === "Cancelling") return Deferred.succeed(member.delivered, undefined)
+      if (!TERMINAL.has(status)) return Effect.void
+      const neverStarted = details === "DeliveryTimedOut" || details === "Undeliverable" ||
+        details === "InvalidPlatform" || details === "NoInstancesInTag" ||
+        (status === "Cancelled" && details === "Cancelled" && false)
+      const deliveryError = details === "DeliveryTimedOut"
+        ? fail(
+          "ConnectTimeout",
+          "delivery",
+          `the instance did not pick the command up within the delivery timeout (TimeoutSeconds ` +
+            `${config.deliveryTimeoutSeconds}): its SSM agent is offline or busy`,
+          { statusDetails: details }
+        )
+        : details === "Undeliverable"
+        ? fail("TargetNotFound", "delivery", "SSM could not deliver the command: the instance is gone or unmanaged", {
+          statusDetails: details
+        })
+        : fail("Unsupported", "delivery", `SSM refused the command for this instance (${details})`, {
+          statusDetails: details
+        })
+      return Effect.zipRight(
+        neverStarted ? Deferred.fail(member.delivered, deliveryError) : Deferred.succeed(member.delivered, undefined),
+        Deferred.succeed(member.finished, { status, details })
+      )
+    }
+
+    // -- sending a batch -------------------------------------------------------------------------------------------
+    const cleanups = (connection: Connection, parameter: string | undefined, objects: ReadonlyArray<string>) =>
+      Effect.all([
+        parameter === undefined ? Effect.void : call(
+          "DeleteParameter",
+          (abortSignal) => connection.ssm.send(new DeleteParameterCommand({ Name: parameter }), { abortSignal }),
+          options(connection, true, "execution")
+        ).pipe(Effect.catchAll((e) => Effect.logWarning(`ssm: the secrets parameter was not deleted: ${e.message}`))),
+        Effect.forEach(objects, (key) =>
+          call(
+            "DeleteObject",
+            (abortSignal) =>
+              connection.s3().send(new DeleteObjectCommand({ Bucket: config.files!.bucket, Key: key }), {
+                abortSignal
+              }),
+            options(connection, true, "execution")
+          ).pipe(Effect.catchAll((e) =>
+            Effect.logWarning(`ssm: a shipped file was not deleted from S3: ${e.message}`)
+          )), {
+          discard: true
+        })
+      ], { discard: true, concurrency: 4 })
+
+    const preflight = (connection: Connection, entries: ReadonlyArray<Entry>) =>
+      Effect.gen(function*() {
+        if (!config.preflight) {
+          return entries
+        }
+        const ids = [
+          ...new Set(entries.map((e) =>
+            e.target.instanceId
+          ))
+        ]
+        const found = new Map<string, string>()
+        let token: string | undefined
+        do {
+          const page: DescribeInstanceInformationCommandOutput = yield* call(
+            "DescribeInstanceInformation",
+            (abortSignal) =>
+              connection.ssm.send(
+                new DescribeInstanceInformationCommand({
+                  Filters: [{ Key: "InstanceIds", Values: ids }],
+                  MaxResults: 50,
+                  ...(token === undefined ? {} : { NextToken: token })
+                }),
+                { abortSignal }
+              ),
+            options(connection, true, "delivery")
+          )
+          for (const info of page.InstanceInformationList ?? []) {
+            if (info.InstanceId !== undefined) {
+              found.set(info.InstanceId, info.PingStatus ?? "Unknown")
+            }
+          }
+          token = page.NextToken
+        } while (token !== undefined)
+        const ok: Array<Entry> = []
+        for (const entry of entries) {
+          const ping = found.get(entry.target.instanceId)
+          if (ping === "Online") {
+            ok.push(entry)
+            continue
+          }
+          yield* Deferred.fail(
+            entry.submitted,
+            ping === undefined
+              ? fail(
+                "TargetNotFound",
+                "delivery",
+                `${entry.target.instanceId} is not a managed instance in ${connection.region} for these credentials ` +
+                  "(DescribeInstanceInformation does not list it): check the id, the region, the SSM agent and the " +
+                  "instance profile",
+                { instanceId: entry.target.instanceId }
+              )
+              : fail(
+                "NotManaged",
+                "delivery",
+                `${entry.target.instanceId}'s SSM agent is not connected (PingStatus ${ping}): nothing was sent`,
+                { instanceId: entry.target.instanceId, pingStatus: ping }
+              )
+          )
+        }
+        return ok
+      })
+
+    const send = (batch: Batch): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        const { connection } = batch
+        const live = batch.entries.filter((e) =>
+          e.state === "queued"
+        )
+        for (const e of live) e.state = "flushing"
+        if (live.length === 0) return
+        const entries = yield* preflight(connection, live)
+        if (entries.length === 0) return
+        const first = entries[0]!
+        const inv = first.invocation
+        const target = first.target
+        const runTag = inv.runId.replace(/[^A-Za-z0-9_.-]/g, "_").slice(0, 60)
+        const batchId = crypto.randomBytes(6).toString("hex")
+        let parameter: string | undefined
+        const objects: Array<string> = []
+        const release = () => cleanups(connection, parameter, objects)
+        const body = Effect.gen(function*() {
+          const documentName = documentFor(target, inv)
+          let commands: Array<string>
+          let extra: Record<string, Array<string>> = {}
+          let interpret: Sent["interpret"]
+          if (inv.source._tag === "Native") {
+            const doc = inv.source.document
+            const params = (doc.parameters ?? doc.Parameters ?? {}) as Record<string, unknown>
+            extra = Object.fromEntries(
+              Object.entries(params).map(([k, v]) => [k, Array.isArray(v) ? v.map(String) : [String(v)]])
+            )
+            commands = []
+            interpret = (code, stdout, stderr) => ({
+              status: code === undefined || code < 0
+                ? Either.left("the document reported no exit code")
+                : Either.right({ _tag: "Exited", code }),
+              stdout,
+              stderr
+            })
+          } else if (target.os === "windows") {
+            const launch = ScriptRender.powershell(inv)
+            commands = [launch.script]
+            interpret = (code, stdout, stderr) => {
+              const text = Buffer.from(stdout).toString("utf8")
+              const parsed = launch.parseSentinel(text)
+              const exit = Option.isSome(parsed) ? parsed.value : code
+              return {
+                status: exit === undefined || exit < 0
+                  ? Either.left("the script reported no exit code")
+                  : Either.right({ _tag: "Exited", code: exit }),
+                stdout: cutSentinel(stdout, launch.sentinel),
+                stderr
+              }
+            }
+          } else {
+            let snippet: string | undefined
+            if (Object.keys(inv.secrets).length > 0 && config.secrets !== undefined) {
+              const name = `${config.secrets.prefix.replace(/\/?$/, "/")}${runTag}/${batchId}`
+              const value = Object.entries(inv.secrets)
+                .map(([k, v]) => `${k}=${Buffer.from(Redacted.value(v), "utf8").toString("base64")}`)
+                .join("\n")
+              yield* call(
+                "PutParameter",
+                (abortSignal) =>
+                  connection.ssm.send(
+                    new PutParameterCommand({
+                      Name: name,
+                      Value: value,
+                      Type: "SecureString",
+                      Overwrite: false,
+                      ...(config.secrets!.kmsKeyId === undefined ? {} : { KeyId: config.secrets!.kmsKeyId })
+                    }),
+                    { abortSignal }
+                  ),
+                options(connection, false, "delivery")
+              )
+              parameter = name
+              snippet = secretsSnippet(config.secrets.fetchCommand(name, connection.region))
+            }
+            const fileCommands: Record<string, string> = {}
+            const files = inv.files ?? []
+            if (config.files !== undefined && inlineBytes(inv) > config.maxInlineBytes) {
+              // the largest files go through S3 until what is left fits inline
+              let inline = inlineBytes(inv)
+              for (const file of [...files].sort((a, b) => b.bytes.length - a.bytes.length)) {
+                if (inline <= config.maxInlineBytes) break
+                const key = `${config.files.prefix.replace(/\/?$/, "/")}${runTag}/${batchId}/${file.name}`
+                yield* call(
+                  "PutObject",
+                  (abortSignal) =>
+                    connection.s3().send(
+                      new PutObjectCommand({ Bucket: config.files!.bucket, Key: key, Body: file.bytes }),
+                      { abortSignal }
+                    ),
+                  options(connection, false, "delivery")
+                )
+                objects.push(key)
+                const url = yield* Effect.tryPromise({
+                  try: () =>
+                    getSignedUrl(connection.s3(), new GetObjectCommand({ Bucket: config.files!.bucket, Key: key }), {
+                      expiresIn: Math.min(7 * 24 * 3600, config.deliveryTimeoutSeconds + config.executionTimeoutSeconds)
+                    }),
+                  catch: (e) => fail("Unknown", "delivery", `pre-signing a file's URL failed: ${String(e)}`)
+                })
+                const q = ScriptRender.quote(url)
+                fileCommands[file.name] = `curl -fsS --retry 3 ${q} 2>/dev/null || wget -qO- ${q}`
+                inline -= file.bytes.length
+              }
+            }
+            const rendered = ScriptRender.selfContained(inv, {
+              secretsSnippet: snippet,
+              fileCommands,
+              maxInlineBytes: config.maxInlineBytes,
+              // one text for the batch, a token per instance
+              tokenSuffix: `-"\${AWS_SSM_INSTANCE_ID:-$$}"`
+            })
+            if (Either.isLeft(rendered)) return yield* fail("Unsupported", "delivery", rendered.left.message)
+            const launch = rendered.right
+            commands = [launch.script]
+            interpret = (code, stdout, stderr) => {
+              const r = launch.interpret(code, stderr)
+              return { status: r.status, stdout, stderr: r.stderr }
+            }
+          }
+          const input: SendCommandInput = {
+            DocumentName: documentName,
+            InstanceIds: entries.map((e) => e.target.instanceId),
+            TimeoutSeconds: config.deliveryTimeoutSeconds,
+            Comment: `runcmd ${inv.runId}`.slice(0, 100),
+            Parameters: inv.source._tag === "Native" ? extra : {
+              commands,
+              executionTimeout: [String(config.executionTimeoutSeconds)]
+            },
+            MaxConcurrency: "100%",
+            MaxErrors: "100%",
+            ...(config.output === undefined ? {} : {
+              OutputS3BucketName: config.output.bucket,
+              OutputS3KeyPrefix: `${config.output.prefix.replace(/\/?$/, "/")}${runTag}`,
+              OutputS3Region: connection.region
+            })
+          }
+          const out = yield* call(
+            "SendCommand",
+            (abortSignal) => connection.ssm.send(new SendCommandCommand(input), { abortSignal }),
+            options(connection, false, "delivery")
+          )
+          const commandId = out.Command?.CommandId
+          if (commandId === undefined) {
+            return yield* fail("ProtocolError", "delivery", "SendCommand returned no CommandId")
+          }
+          const sent: Sent = {
+            commandId,
+            documentName,
+            connection,
+            interpret,
+            members: new Map(),
+            sentAt: Date.now(),
+            wake: yield* Queue.sliding<void>(1)
+          }
+          for (const entry of entries) {
+            const member: Member = {
+              instanceId: entry.target.instanceId,
+              status: "Pending",
+              details: "Pending",
+              delivered: yield* Deferred.make<void, TransportError>(),
+              finished: yield* Deferred.make<{ status: string; details: string }, TransportError>()
+            }
+            sent.members.set(member.instanceId, member)
+            yield* Deferred.succeed(entry.submitted, { sent, member })
+          }
+          yield* Effect.logDebug(`ssm: SendCommand ${commandId} to ${entries.length} instance(s)`)
+          yield* runFork(Effect.ensuring(poll(sent), release()))
+        })
+        yield* body.pipe(
+          Effect.catchAll((error) =>
+            Effect.zipRight(
+              release(),
+              Effect.forEach(entries, (e) => Deferred.fail(e.submitted, error), { discard: true })
+            )
+          )
+        )
+      }).pipe(
+        Effect.catchAllCause((cause) =>
+          Effect.forEach(batch.entries, (e) => Deferred.failCause(e.submitted, cause), { discard: true })
+        )
+      )
+
+    type SendCommandInput = SendCommandCommandInput
+
+    const flush = (batch: Batch) =>
+      Effect.suspend(() => {
+        if (batches.get(batch.key) === batch) batches.delete(batch.key)
+        return send(batch)
+      })
+
+    /** Adds an execution to its batch; the batch goes when full or when the window closes. */
+    const enqueue = (connection: Connection, entry: Entry) =>
+      Effect.suspend(() => {
+        const key = batchKey(connection, entry.target, entry.invocation)
+        let batch = batches.get(key)
+        if (batch === undefined) {
+          const created: Batch = { key, connection, entries: [] }
+          batch = created
+          batches.set(key, created)
+          batch.entries.push(entry)
+          return Effect.asVoid(runFork(Effect.delay(flush(created), config.batchWindow)))
+        }
+        batch.entries.push(entry)
+        if (batch.entries.length >= config.batchSize) {
+          batches.delete(key)
+          return Effect.asVoid(runFork(send(batch)))
+        }
+        return Effect.void
+      })
+
+    // -- one execution -------------------------------------------------------------------------------------------
+    const readOutput = (sent: Sent, member: Member) =>
+      Effect.gen(function*() {
+        const getInvocation = (tries: number): Effect.Effect<GetCommandInvocationCommandOutput, TransportError> =>
+          call(
+            "GetCommandInvocation",
+            (abortSignal) =>
+              sent.connection.ssm.send(
+                new GetCommandInvocationCommand({ CommandId: sent.commandId, InstanceId: member.instanceId }),
+                { abortSignal }
+              ),
+            options(sent.connection, true, "execution")
+          ).pipe(
+            // listed but not readable yet (eventual consistency): a few more tries
+            Effect.catchIf(
+              (e) => tries < 10 && e.detail?.error === "InvocationDoesNotExist",
+              () => Effect.delay(getInvocation(tries + 1), Duration.millis(config.pollMin))
+            )
+          )
+        const inv = yield* getInvocation(0)
+        const inline = {
+          stdout: inv.StandardOutputContent ?? "",
+          stderr: inv.StandardErrorContent ?? ""
+        }
+        const bytes: { stdout: Uint8Array; stderr: Uint8Array } = {
+          stdout: encoder.encode(inline.stdout),
+          stderr: encoder.encode(inline.stderr)
+        }
+        const truncated = { stdout: inline.stdout.length >= INLINE_CAP, stderr: inline.stderr.length >= INLINE_CAP }
+        if (config.output !== undefined) {
+          for (const stream of ["stdout", "stderr"] as const) {
+            const url = stream === "stdout" ? inv.StandardOutputUrl : inv.StandardErrorUrl
+            if (url === undefined || url === "") {
+              if (truncated[stream]) {
+                yield* Effect.logWarning(`ssm: ${stream} of ${member.instanceId} is capped and has no S3 object`)
+              }
+              continue
+            }
+            const key = s3Key(url, config.output.bucket)
+            const object = yield* call(
+              "GetObject",
+              async (abortSignal) => {
+                const r = await sent.connection.s3().send(
+                  new GetObjectCommand({ Bucket: config.output!.bucket, Key: key }),
+                  { abortSignal }
+                )
+                return r.Body === undefined ? new Uint8Array(0) : await r.Body.transformToByteArray()
+              },
+              options(sent.connection, true, "execution")
+            ).pipe(
+              Effect.mapError((e) =>
+                fail("OutputLost", "execution", `the full ${stream} could not be read from S3: ${e.description}`)
+              )
+            )
+            bytes[stream] = object
+            truncated[stream] = false
+          }
+        }
+        const r = sent.interpret(inv.ResponseCode, bytes.stdout, bytes.stderr)
+        return { inv, status: r.status, stdout: r.stdout, stderr: r.stderr, truncated }
+      })
+
+    const statusOf = (
+      final: { readonly status: string; readonly details: string },
+      read: Effect.Effect.Success<ReturnType<typeof readOutput>>
+    ): Either.Either<Transport.ExitStatus, TransportError> => {
+      if (final.status === "TimedOut") {
+        return Either.left(fail(
+          "Unknown",
+          "execution",
+          `SSM ended the command after its executionTimeout (${config.executionTimeoutSeconds} s); set the ` +
+            "transport's executionTimeout above the policy's timeout",
+          { statusDetails: final.details }
+        ))
+      }
+      if (final.details === "Terminated") {
+        return Either.left(fail("ConnectionLost", "execution", "the instance was terminated while the command ran"))
+      }
+      if (Either.isRight(read.status)) return Either.right(read.status.right)
+      const why = read.status.left
+      const reason: TransportErrorReason = why.startsWith("fail cwd") || why.startsWith("fail files") ||
+          why.startsWith("fail launch")
+        ? "SpawnFailed"
+        : why.startsWith("fail secrets")
+        ? "Unauthorized"
+        : "ProtocolError"
+      return Either.left(fail(reason, "execution", `the launch on the instance failed: ${why}`, {
+        status: final.status,
+        statusDetails: final.details
+      }))
+    }
+
+    const chunks = (stream: "stdout" | "stderr", bytes: Uint8Array): Array<RawChunk> => {
+      const out: Array<RawChunk> = []
+      for (let i = 0; i < bytes.length; i += 64 * 1024) out.push({ stream, bytes: bytes.subarray(i, i + 64 * 1024) })
+      return out
+    }
+
+    /** Cancels one instance of a sent batch and waits for the service to say it ended. */
+    const cancel = (sent: Sent, member: Member) =>
+      Effect.gen(function*() {
+        if (TERMINAL.has(member.status)) return true
+        yield* call(
+          "CancelCommand",
+          (abortSignal) =>
+            sent.connection.ssm.send(
+              new CancelCommandCommand({ CommandId: sent.commandId, InstanceIds: [member.instanceId] }),
+              { abortSignal }
+            ),
+          options(sent.connection, true, "execution")
+        )
+        yield* Queue.offer(sent.wake, undefined)
+        const final = yield* Deferred.await(member.finished).pipe(Effect.timeoutOption(config.cancelConfirmTimeout))
+        return Option.isSome(final)
+      }).pipe(
+        Effect.catchAll((e) =>
+          Effect.as(Effect.logWarning(`ssm: cancel of ${member.instanceId} failed: ${e.message}`), false)
+        )
+      )
+
+    const start = (
+      connection: Connection,
+      target: SsmTarget,
+      invocation: Transport.Invocation
+    ): Effect.Effect<Transport.RawExecution, TransportError, Scope.Scope> =>
+      Effect.gen(function*() {
+        const invalid = validate(config, target, invocation)
+        if (Option.isSome(invalid)) return yield* invalid.value
+        const entry: Entry = {
+          target,
+          invocation,
+          submitted: yield* Deferred.make<{ readonly sent: Sent; readonly member: Member }, TransportError>(),
+          state: "queued"
+        }
+        const killed = { confirmed: false }
+        yield* Effect.addFinalizer(() =>
+          Effect.gen(function*() {
+            if (entry.state === "queued") {
+              entry.state = "dropped"
+              killed.confirmed = true
+              return
+            }
+            const sub = yield* Deferred.await(entry.submitted).pipe(Effect.option)
+            if (Option.isNone(sub)) {
+              killed.confirmed = true
+              return
+            }
+            killed.confirmed = yield* cancel(sub.value.sent, sub.value.member)
+          })
+        )
+        yield* enqueue(connection, entry)
+        const { member, sent } = yield* Deferred.await(entry.submitted)
+        yield* Deferred.await(member.delivered)
+        const result = yield* Effect.cached(
+          Effect.gen(function*() {
+            const final = yield* Deferred.await(member.finished)
+            const read = yield* readOutput(sent, member)
+            let stderr = read.stderr
+            for (const stream of ["stdout", "stderr"] as const) {
+              if (!read.truncated[stream]) continue
+              // the service kept only the first 24,000 characters: say so where the reader looks
+              const note = `\nruncmd: ssm kept only the first ${INLINE_CAP} characters of ${stream}; configure an ` +
+                "output bucket (outputBucket, RUNCMD_SSM_OUTPUT_BUCKET) for the whole output\n"
+              yield* Effect.logWarning(`ssm: ${stream} of ${target.id} truncated at ${INLINE_CAP} characters`)
+              yield* Effect.annotateCurrentSpan(`runcmd.ssm.truncated.${stream}`, true)
+              stderr = Buffer.concat([stderr, encoder.encode(note)])
+            }
+            return { status: statusOf(final, read), stdout: read.stdout, stderr, truncated: read.truncated }
+          })
+        )
+        const raw: Transport.RawExecution = {
+          pump: (emit) =>
+            Effect.gen(function*() {
+              const r = yield* result
+              for (const c of chunks("stdout", r.stdout)) yield* emit(c)
+              for (const c of chunks("stderr", r.stderr)) yield* emit(c)
+            }),
+          exit: Effect.flatMap(
+            result,
+            (r) => Either.isRight(r.status) ? Effect.succeed(r.status.right) : Effect.fail(r.status.left)
+          ),
+          killConfirmed: Effect.sync(() => killed.confirmed)
+        }
+        return raw
+      }).pipe(
+        Effect.withSpan("SsmTransport.start", {
+          attributes: {
+            "runcmd.target.id": target.id,
+            "runcmd.transport": TRANSPORT,
+            "runcmd.ssm.instance": target.instanceId
+          }
+        })
+      )
+
+    return { start }
+  })
+
+/** The key of an output object from its URL (path-style `/bucket/key` or virtual-hosted `/key`). */
+const s3Key = (url: string, bucket: string): string => {
+  const path = (() => {
+    try {
+      return new URL(url).pathname
+    } catch {
+      return url
+    }
+  })()
+  const decoded = path.split("/").map(decodeURIComponent).join("/")
+  return decoded.startsWith(`/${bucket}/`) ? decoded.slice(bucket.length + 2) : decoded.replace(/^\//, "")
+}
