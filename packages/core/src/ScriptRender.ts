@@ -12,6 +12,8 @@
  * - {@link directShell} ({@link DirectShellLaunch}): no wrapper, through the target user's POSIX login shell (SSH
  *   `exec`), under the same conditions.
  * - {@link powershell} ({@link PowerShellLaunch}): the PowerShell twin of the wrapper, for Windows targets.
+ * - {@link powershellProcess} ({@link PowerShellProcessLaunch}): the same twin run by a PowerShell process the
+ *   transport starts (local `pwsh`, the `pwsh` login shell of an SSH user): a constant bootstrap reads it from stdin.
  *
  * @since 0.1.0
  */
@@ -147,13 +149,57 @@ export interface PowerShellLaunch {
   /** The sentinel line's prefix: `<sentinel><code>` is the script's last stdout line. */
   readonly sentinel: string
   readonly nonce: string
-  /** Parses the exit status from the sentinel line in stdout, if present. */
+  /**
+   * Parses the exit status from the sentinel line in stdout, if present. It is absent when the script left with
+   * `exit N` (PowerShell cannot catch an `exit`): the process's exit code is then the script's.
+   */
   readonly parseSentinel: (stdout: string) => Option.Option<number>
   /**
    * With `secretsFromStdin`: the bytes to write on stdin before the user's stdin (one base64 line per secret,
    * sorted by name). A function, so that the values stay out of anything that prints the wrapper.
    */
   readonly secretInput: () => Uint8Array
+}
+
+/**
+ * The PowerShell twin run by a PowerShell process the transport starts: `pwsh` (or `powershell`) with
+ * {@link PowerShellProcessLaunch.args}, or a PowerShell login shell given {@link PowerShellProcessLaunch.commandLine}
+ * (SSH `exec`: sshd runs `pwsh -c <commandLine>`). Both carry only a constant bootstrap; the twin, the secrets and
+ * the job's stdin go over stdin ({@link PowerShellProcessLaunch.drive}). The twin exports the token into
+ * everything it starts and reports its `$PID` on stderr (a protocol line the driver removes): the POSIX kill
+ * script TERMs that group (a login shell leads the session sshd made) and every token carrier, KILLs after the
+ * grace and reports what is left. No sentinel: the exit code is the process's.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PowerShellProcessLaunch extends
+  Pick<
+    WrapperLaunch,
+    "nonce" | "token" | "tokenVariable" | "drive" | "pgid" | "pgidNow" | "killScript" | "interpretExit"
+  >
+{
+  /** The arguments of `pwsh`/`powershell`: `-NoLogo -NoProfile -NonInteractive -Command <bootstrap>`. Constant. */
+  readonly args: ReadonlyArray<string>
+  /** The bootstrap alone, for a PowerShell login shell (`pwsh -c`). Constant: no user data, no secrets. */
+  readonly commandLine: string
+  /** The twin the bootstrap reads (no secrets), for previews and tests. */
+  readonly script: string
+  /** What {@link PowerShellProcessLaunch.drive} writes on stdin: the framed twin, the secret lines (revealed), the job's stdin. */
+  readonly input: () => Uint8Array
+}
+
+/**
+ * Options of {@link powershellProcess}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PowerShellProcessOptions {
+  /** The protocol's nonce (`[A-Za-z0-9_-]+`). Default: random. For tests. */
+  readonly nonce?: string | undefined
+  /** The transport named in the `TransportError`s of the launch. Default `"wrapper"`. */
+  readonly transport?: string | undefined
 }
 
 /**
@@ -242,6 +288,26 @@ export const directShell: (invocation: Invocation, options?: RenderOptions) => O
  */
 export const powershell: (invocation: Invocation, options?: PowerShellOptions) => PowerShellLaunch =
   powershellInternal.make
+
+/**
+ * The constant bootstrap of {@link powershellProcess}: reads a framed script from the raw stdin and runs it.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const POWERSHELL_BOOTSTRAP: string = powershellInternal.BOOTSTRAP
+
+/**
+ * Renders the PowerShell twin for a PowerShell process the transport starts (see {@link PowerShellProcessLaunch}).
+ * Throws on an environment variable name PowerShell cannot set (`[A-Za-z_][A-Za-z0-9_]*`) and on a `Native` source.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const powershellProcess: (
+  invocation: Invocation,
+  options?: PowerShellProcessOptions
+) => PowerShellProcessLaunch = powershellInternal.makeProcess
 
 /**
  * Parses the last line a kill script printed.

@@ -411,3 +411,23 @@ export const conformance = async <E>(
   const suite = await import("./internal/conformance.js")
   suite.conformance(name, transportLayer, options)
 }
+
+/**
+ * The PowerShell cases of the conformance suite, as a vitest `describe` block, for a real transport that runs jobs
+ * with `interpreter: "powershell"`: exit codes (with `exit`, from the last native command, from a thrown error),
+ * UTF-8 output, args/argv, env and stdin byte for byte, the working directory (a missing one is `SpawnFailed`), a
+ * secret delivered over stdin and on no command line, and the whole process tree killed on a timeout and on a
+ * cancel with the kill told truthfully. The checks on the target are POSIX sh helper jobs run by the same
+ * transport (the targets need `/bin/sh`, `setsid` and `/proc`, as for {@link conformance}).
+ *
+ * @since 0.1.0
+ * @category conformance
+ */
+export const conformancePowerShell = async <E>(
+  name: string,
+  transportLayer: Layer.Layer<Transport.Registry, E>,
+  options: ConformanceOptions
+): Promise<void> => {
+  const suite = await import("./internal/conformancePowershell.js")
+  suite.conformancePowerShell(name, transportLayer, options)
+}

@@ -116,7 +116,7 @@ describe("ScriptRender.powershell", () => {
     const w = ScriptRender.powershell(inv, { secretsFromStdin: true })
     assert.notInclude(w.script, "s3cr3t-ps")
     assert.notInclude(w.encodedCommand, Buffer.from("s3cr3t-ps", "utf16le").toString("base64").slice(0, 8))
-    assert.include(w.script, "[Console]::In.ReadLine()")
+    assert.include(w.script, "(__rc_ReadLine)")
     const lines = new TextDecoder().decode(w.secretInput()).split("\n")
     assert.deepStrictEqual(lines.slice(0, 2).map((l) => Buffer.from(l, "base64").toString("utf8")), [
       "s3cr3t-ps",
@@ -124,7 +124,7 @@ describe("ScriptRender.powershell", () => {
     ])
     const viaEnv = ScriptRender.powershell(inv)
     assert.notInclude(viaEnv.script, "s3cr3t-ps")
-    assert.notInclude(viaEnv.script, "ReadLine")
+    assert.notInclude(viaEnv.script, "__rc_ReadLine")
     assert.notInclude(ScriptRender.preview(inv), "s3cr3t-ps")
   })
 

@@ -51,7 +51,8 @@ interface Declared {
 // running a case
 // ---------------------------------------------------------------------------------------------------------------
 
-interface RunSpec {
+/** @internal */
+export interface RunSpec {
   readonly job: ScriptSource.Job
   /** The in-memory behaviour equivalent to the job's script (simulated runs). */
   readonly behaviour: BehaviourInput
@@ -63,7 +64,8 @@ interface RunSpec {
   readonly cancelWhen?: ((run: Collector) => Effect.Effect<void>) | undefined
 }
 
-interface Collector {
+/** @internal */
+export interface Collector {
   readonly sink: OutputSink
   readonly events: Array<RunEvent.RunEvent>
   readonly bytes: (targetId: string, stream: StreamName) => Uint8Array
@@ -72,7 +74,8 @@ interface Collector {
   readonly waitForText: (targetId: string, stream: StreamName, text: string) => Effect.Effect<void>
 }
 
-interface RunResult extends Collector {
+/** @internal */
+export interface RunResult extends Collector {
   readonly report: RunReport.RunReport
   readonly outcome: Outcome.Outcome
   readonly targets: ReadonlyArray<Target>
@@ -177,7 +180,8 @@ const checkRun = (result: RunResult) => {
   }
 }
 
-const makeCtx = (options: ConformanceOptions) =>
+/** @internal */
+export const makeCtx = (options: ConformanceOptions) =>
   Effect.gen(function*() {
     const simulated = options.simulated === true
     const registry = yield* Transport.Registry
@@ -288,9 +292,14 @@ const makeCtx = (options: ConformanceOptions) =>
 // shared expectations
 // ---------------------------------------------------------------------------------------------------------------
 
-const text = (c: Outcome.Captured) => Outcome.capturedText(c)
+/** @internal */
+export const text = (c: Outcome.Captured) => Outcome.capturedText(c)
 
-const expectTag = <T extends Outcome.OutcomeTag>(o: Outcome.Outcome, tag: T): Extract<Outcome.Outcome, { _tag: T }> => {
+/** @internal */
+export const expectTag = <T extends Outcome.OutcomeTag>(
+  o: Outcome.Outcome,
+  tag: T
+): Extract<Outcome.Outcome, { _tag: T }> => {
   assert.strictEqual(o._tag, tag, `outcome of ${o.targetId}: ${JSON.stringify(Schema.encodeSync(Outcome.Outcome)(o))}`)
   return o as Extract<Outcome.Outcome, { _tag: T }>
 }
@@ -324,13 +333,15 @@ const expectBytes = (ctx: Ctx, got: Uint8Array, expected: Uint8Array, what: stri
 }
 
 /** Honest kill reporting: `kills` → confirmed; `none` → never confirmed; `best-effort` → either. */
-const expectConfirmation = (ctx: Ctx, confirmed: boolean) => {
+/** @internal */
+export const expectConfirmation = (ctx: Ctx, confirmed: boolean) => {
   if (ctx.declared.cancel === "kills") assert.isTrue(confirmed, "cancel: kills → the kill is confirmed")
   if (ctx.declared.cancel === "none") assert.isFalse(confirmed, "cancel: none → a kill is never reported confirmed")
 }
 
 /** Real transports: the processes a case printed are gone (checked on the target). */
-const expectGone = (ctx: Ctx, target: Target, pids: ReadonlyArray<string>) =>
+/** @internal */
+export const expectGone = (ctx: Ctx, target: Target, pids: ReadonlyArray<string>) =>
   Effect.gen(function*() {
     if (ctx.simulated || pids.length === 0) return
     const check = yield* ctx.helper(target, C.allGoneScript(10), pids)
@@ -353,12 +364,14 @@ const cleanup = (ctx: Ctx, target: Target, pids: () => ReadonlyArray<string>) =>
  * a cleanup job is a Runner run, whose timeouts and fibers need interruption (a finalizer would run it
  * uninterruptibly).
  */
-const andThenCleanup =
+/** @internal */
+export const andThenCleanup =
   <R2>(cleanup: Effect.Effect<void, never, R2>) =>
   <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R | R2> =>
     Effect.flatMap(Effect.exit(self), (exit) => Effect.zipRight(cleanup, exit))
 
-const secretsIn = (
+/** @internal */
+export const secretsIn = (
   result: { readonly report: RunReport.RunReport; readonly events: ReadonlyArray<RunEvent.RunEvent> },
   secret: string
 ) => {
@@ -392,7 +405,8 @@ export interface Case {
  * KILLs every process of the target carrying the mark, in a fiber of its own (a finalizer runs uninterruptibly,
  * and a helper run needs interruption for its timeouts), bounded by the helper's own timeout.
  */
-const killMarked = (ctx: Ctx, target: Target, hex: string) =>
+/** @internal */
+export const killMarked = (ctx: Ctx, target: Target, hex: string) =>
   ctx.simulated ? Effect.void : Effect.ignore(
     Effect.exit(ctx.exec({
       job: ScriptSource.job(sh(C.markedProcessesScript), { args: [hex, "10", "kill"] }),

@@ -1,14 +1,33 @@
 /**
- * The PowerShell twin of the POSIX wrapper: UTF-8 output, an escaped env prelude, cwd, the user's script (or
- * command) with its arguments, the exit code propagated and an exit-status sentinel line on stdout.
+ * The PowerShell twin of the POSIX wrapper: UTF-8 output, an escaped env prelude, secrets read from stdin (or set
+ * by the transport), cwd, the user's script (or command) with its arguments, the exit code propagated and, for
+ * services that cannot report it otherwise, an exit-status sentinel line on stdout.
+ *
+ * Written for Windows PowerShell 5.1 and PowerShell 7 alike (no `&&`/`||` chains, `??`, `?.`, ternaries,
+ * `clean {}` or `-Parallel`); `ScriptRender.powershell.parse.test.ts` checks that with both parsers.
+ *
+ * Two ways to run it:
+ * - `make` (`ScriptRender.powershell`): the whole text, for a service that takes a command line
+ *   (`powershell -EncodedCommand`, WinRM);
+ * - `makeProcess` (`ScriptRender.powershellProcess`): a PowerShell process the transport starts itself (local
+ *   `pwsh`, or the `pwsh` login shell of an SSH user) runs a constant bootstrap that reads the twin from stdin, then
+ *   the secrets and the job's stdin follow on the same pipe: nothing of the job is on a command line.
  *
  * @internal
  */
+import * as Deferred from "effect/Deferred"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
 import type * as ScriptRender from "../ScriptRender.js"
-import type { Invocation } from "../Transport.js"
-import { checkNonce, randomHex } from "./wrapperPosix.js"
+import type { ExitStatus, Invocation } from "../Transport.js"
+import { TransportError } from "../TransportError.js"
+import { checkNonce, killScript, marker, randomHex, TOKEN_VAR } from "./wrapperPosix.js"
+import { makeParser } from "./wrapperProtocol.js"
 
 /**
  * PowerShell single-quoted string: every single-quote character (ASCII and the typographic ones PowerShell also
@@ -47,59 +66,96 @@ export const parseQuoted = (text: string, from: number): { readonly value: strin
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
 
+const checkName = (name: string): string => {
+  if (!ENV_NAME.test(name)) throw new Error(`invalid environment variable name: ${name}`)
+  return name
+}
+
+/** How the twin is rendered. @internal */
+export interface RenderOptions {
+  readonly nonce: string
+  readonly secretsFromStdin: boolean
+  /** The value of `RUNCMD_TOKEN` in everything the twin starts (default: the nonce). */
+  readonly token?: string | undefined
+  /** Print the exit-status sentinel on stdout (default true). */
+  readonly sentinel?: boolean | undefined
+  /** Report `$PID` on stderr as a protocol line (`runcmd-<nonce>:pgid <pid>`), for kills from a second channel. */
+  readonly reportPid?: boolean | undefined
+}
+
+/**
+ * Reads one line from the raw standard input, byte by byte: `[Console]::In` is a buffered reader that would take
+ * the job's stdin along with the line, so that the user's program could not read it any more.
+ */
+const READ_LINE = [
+  `function __rc_ReadLine {`,
+  `  $__rc_s = [Console]::OpenStandardInput()`,
+  `  $__rc_m = New-Object System.IO.MemoryStream`,
+  `  while ($true) {`,
+  `    $__rc_c = $__rc_s.ReadByte()`,
+  `    if ($__rc_c -lt 0 -or $__rc_c -eq 10) { break }`,
+  `    $__rc_m.WriteByte([byte]$__rc_c)`,
+  `  }`,
+  `  [Text.Encoding]::ASCII.GetString($__rc_m.ToArray())`,
+  `}`
+]
+
 /** @internal */
-export const render = (invocation: Invocation, nonce: string, secretsFromStdin: boolean) => {
+export const render = (invocation: Invocation, options: RenderOptions) => {
+  const { nonce, secretsFromStdin } = options
+  const withSentinel = options.sentinel ?? true
   const sentinel = `runcmd-${nonce}:exit=`
   const lines: Array<string> = [
     `# runcmd wrapper (PowerShell)`,
     `$ErrorActionPreference = 'Continue'`,
     `$ProgressPreference = 'SilentlyContinue'`,
     `$__rc_utf8 = New-Object System.Text.UTF8Encoding $false`,
-    `[Console]::OutputEncoding = $__rc_utf8`,
+    // without a console (a WinRM shell) Windows PowerShell 5.1 refuses to set it
+    `try { [Console]::OutputEncoding = $__rc_utf8 } catch { }`,
     `$OutputEncoding = $__rc_utf8`,
     `$PSNativeCommandArgumentPassing = 'Standard'`
   ]
+  if (options.reportPid === true) lines.push(`[Console]::Error.WriteLine('${marker(nonce)}:pgid ' + $PID)`)
   for (const [name, value] of Object.entries(invocation.env)) {
-    if (!ENV_NAME.test(name)) throw new Error(`invalid environment variable name: ${name}`)
+    checkName(name)
     if (Object.hasOwn(invocation.secrets, name)) continue
     lines.push(`[Environment]::SetEnvironmentVariable(${quote(name)}, ${quote(value)})`)
   }
   const secretNames = Object.keys(invocation.secrets).sort()
   if (secretsFromStdin) {
+    if (secretNames.length > 0) { for (const line of READ_LINE) lines.push(line) }
     for (const name of secretNames) {
-      if (!ENV_NAME.test(name)) throw new Error(`invalid environment variable name: ${name}`)
       lines.push(
         `[Environment]::SetEnvironmentVariable(${
-          quote(name)
-        }, $__rc_utf8.GetString([Convert]::FromBase64String([Console]::In.ReadLine())))`
+          quote(checkName(name))
+        }, $__rc_utf8.GetString([Convert]::FromBase64String((__rc_ReadLine))))`
       )
     }
   } else if (secretNames.length > 0) {
     lines.push(`# secrets arrive as environment variables set by the transport: ${secretNames.join(", ")}`)
   }
-  lines.push(`$env:RUNCMD_TOKEN = ${quote(nonce)}`)
+  lines.push(`$env:${TOKEN_VAR} = ${quote(options.token ?? nonce)}`)
   if (invocation.cwd !== undefined) {
     lines.push(
       `try { Set-Location -LiteralPath ${quote(invocation.cwd)} -ErrorAction Stop } catch {`,
-      `  [Console]::Error.WriteLine('runcmd-${nonce}:fail cwd')`,
-      `  [Console]::Out.WriteLine('${sentinel}125')`,
-      `  exit 125`,
-      `}`
+      `  [Console]::Error.WriteLine('${marker(nonce)}:fail cwd')`
     )
+    if (withSentinel) lines.push(`  [Console]::Out.WriteLine('${sentinel}125')`)
+    lines.push(`  exit 125`, `}`)
   }
   lines.push(`$__rc_args = @(${invocation.args.map(quote).join(", ")})`)
   const source = invocation.source
-  let body: string
+  let body: Array<string>
   switch (source._tag) {
     case "Command": {
       const [program, ...rest] = source.argv
       lines.push(`$__rc_argv = @(${rest.map(quote).join(", ")}) + $__rc_args`)
-      body = `& ${quote(program)} @__rc_argv`
+      body = [`& ${quote(program)} @__rc_argv`]
       break
     }
     case "Script": {
-      lines.push(`$__rc_sb = [ScriptBlock]::Create(${quote(source.text)})`)
-      body = `& $__rc_sb @__rc_args`
+      // created inside the try: a syntax error is the script's failure, reported like any other
+      body = [`$__rc_sb = [ScriptBlock]::Create(${quote(source.text)})`, `& $__rc_sb @__rc_args`]
       break
     }
     case "Native":
@@ -107,16 +163,24 @@ export const render = (invocation: Invocation, nonce: string, secretsFromStdin: 
   }
   lines.push(
     `$__rc_code = 0`,
+    // false while the body runs: still false in the finally when the script left with `exit` (its code is then
+    // the process's, and no sentinel is printed)
+    `$__rc_done = $false`,
     `$global:LASTEXITCODE = $null`,
-    `try {`,
-    `  ${body}`,
-    `  if ($null -ne $global:LASTEXITCODE) { $__rc_code = $global:LASTEXITCODE } elseif (-not $?) { $__rc_code = 1 }`,
+    `try {`
+  )
+  for (const line of body) lines.push(`  ${line}`)
+  lines.push(
+    `  $__rc_ok = $?`,
+    `  if ($null -ne $global:LASTEXITCODE) { $__rc_code = $global:LASTEXITCODE } elseif (-not $__rc_ok) { $__rc_code = 1 }`,
+    `  $__rc_done = $true`,
     `} catch {`,
     `  [Console]::Error.WriteLine($_.ToString())`,
-    `  $__rc_code = 1`,
+    `  if ($_.Exception -is [System.Management.Automation.CommandNotFoundException]) { $__rc_code = 127 } else { $__rc_code = 1 }`,
+    `  $__rc_done = $true`,
     `} finally {`,
-    `  if ($__rc_code -eq 0 -and $null -ne $global:LASTEXITCODE) { $__rc_code = $global:LASTEXITCODE }`,
-    `  [Console]::Out.WriteLine("${sentinel}$__rc_code")`,
+    withSentinel ? `  if ($__rc_done) { [Console]::Out.WriteLine("${sentinel}$__rc_code") }` : `  # no sentinel`,
+    `  [Console]::Out.Flush()`,
     `}`,
     `exit $__rc_code`
   )
@@ -149,7 +213,125 @@ export const make = (
 ): ScriptRender.PowerShellLaunch => {
   const secretsFromStdin = options?.secretsFromStdin ?? false
   return {
-    ...render(invocation, checkNonce(options?.nonce ?? randomHex(12)), secretsFromStdin),
+    ...render(invocation, { nonce: checkNonce(options?.nonce ?? randomHex(12)), secretsFromStdin }),
     secretInput: () => new TextEncoder().encode(secretLines(invocation))
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// a PowerShell process started by the transport: a constant bootstrap, the twin on stdin
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * The constant bootstrap: reads `<byte length>\n` and then exactly that many bytes from the raw stdin (never more:
+ * the secrets and the job's stdin follow on the same pipe), and runs them as a script block. Exits 125 on a
+ * malformed or short stage. No double quotes, so that it survives any command-line quoting (Windows OpenSSH hands
+ * it to `pwsh -c`).
+ *
+ * @internal
+ */
+export const BOOTSTRAP = [
+  `$__rc_in = [Console]::OpenStandardInput()`,
+  `$__rc_n = 0`,
+  `while ($true) { $__rc_b = $__rc_in.ReadByte(); if ($__rc_b -eq 10) { break }; ` +
+  `if ($__rc_b -lt 48 -or $__rc_b -gt 57) { exit 125 }; $__rc_n = $__rc_n * 10 + $__rc_b - 48 }`,
+  `$__rc_buf = New-Object byte[] $__rc_n`,
+  `$__rc_o = 0`,
+  `while ($__rc_o -lt $__rc_n) { $__rc_r = $__rc_in.Read($__rc_buf, $__rc_o, $__rc_n - $__rc_o); ` +
+  `if ($__rc_r -le 0) { exit 125 }; $__rc_o += $__rc_r }`,
+  `& ([ScriptBlock]::Create((New-Object System.Text.UTF8Encoding $false).GetString($__rc_buf)))`
+].join("; ")
+
+/** The arguments of `pwsh`/`powershell` that run {@link BOOTSTRAP}. @internal */
+export const PROCESS_ARGS: ReadonlyArray<string> = ["-NoLogo", "-NoProfile", "-NonInteractive", "-Command", BOOTSTRAP]
+
+const encoder = new TextEncoder()
+
+/** @internal */
+export const makeProcess = (
+  invocation: Invocation,
+  options?: ScriptRender.PowerShellProcessOptions
+): ScriptRender.PowerShellProcessLaunch => {
+  const nonce = checkNonce(options?.nonce ?? randomHex(12))
+  const token = randomHex(16)
+  const transport = options?.transport ?? "wrapper"
+  const rendered = render(invocation, {
+    nonce,
+    secretsFromStdin: true,
+    token,
+    sentinel: false,
+    reportPid: true
+  })
+  const stage = encoder.encode(rendered.script)
+  const input = (): Uint8Array => {
+    const parts = [
+      encoder.encode(`${stage.length}\n`),
+      stage,
+      encoder.encode(secretLines(invocation)),
+      invocation.stdin ?? new Uint8Array(0)
+    ]
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
+    let offset = 0
+    for (const p of parts) {
+      out.set(p, offset)
+      offset += p.length
+    }
+    return out
+  }
+  const pgid = Deferred.unsafeMake<number>(FiberId.none)
+  let cwdFailed = false
+  const onMessage = (message: string) => {
+    const m = /^pgid (\d+)$/.exec(message)
+    if (m !== null) Deferred.unsafeDone(pgid, Exit.succeed(Number(m[1])))
+    else if (message === "fail cwd") cwdFailed = true
+  }
+  const drive = (io: ScriptRender.WrapperIo) =>
+    Effect.gen(function*() {
+      // forked: a program that writes before it reads must not wait for us
+      yield* Effect.forkScoped(
+        Effect.zipRight(io.writeStdin(input()), io.endStdin).pipe(
+          Effect.catchAllCause(() => Effect.ignore(io.endStdin))
+        )
+      )
+      const parser = makeParser(marker(nonce))
+      const clean = (chunk: Uint8Array) => {
+        const { bytes, messages } = parser.push(chunk)
+        for (const m of messages) onMessage(m)
+        return bytes
+      }
+      return io.stderr.pipe(
+        Stream.map(clean),
+        Stream.concat(Stream.sync(parser.end)),
+        Stream.filter((bytes) => bytes.length > 0)
+      )
+    })
+  const interpretExit = (status: ExitStatus): Effect.Effect<ExitStatus, TransportError> =>
+    cwdFailed && status._tag === "Exited" && status.code === 125
+      ? Effect.fail(
+        new TransportError({
+          reason: "SpawnFailed",
+          transport,
+          phase: "delivery",
+          description: `the working directory ${JSON.stringify(invocation.cwd)} does not exist or is not accessible`,
+          detail: { wrapper: "CwdNotFound", cwd: invocation.cwd }
+        })
+      )
+      : Effect.succeed(status)
+  return {
+    args: PROCESS_ARGS,
+    commandLine: BOOTSTRAP,
+    script: rendered.script,
+    nonce,
+    token,
+    tokenVariable: TOKEN_VAR,
+    input,
+    drive,
+    pgid: Deferred.await(pgid),
+    pgidNow: Deferred.poll(pgid).pipe(
+      Effect.flatMap(Option.match({ onNone: () => Effect.succeedNone, onSome: (e) => Effect.asSome(e) }))
+    ),
+    interpretExit,
+    killScript: (group: number | undefined, grace: Duration.Duration) =>
+      killScript({ token, nonce, pgid: group, wrapperPid: undefined, grace })
   }
 }

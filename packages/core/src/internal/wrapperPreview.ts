@@ -16,7 +16,7 @@ import * as powershellInternal from "./wrapperPowershell.js"
  */
 export const preview = (invocation: Invocation): string => {
   if (invocation.source._tag === "Script" && invocation.source.interpreter === "powershell") {
-    return powershellInternal.render(invocation, "preview", false).script
+    return powershellInternal.render(invocation, { nonce: "preview", secretsFromStdin: false }).script
   }
   const nonce = "preview"
   const token = "preview-token"
