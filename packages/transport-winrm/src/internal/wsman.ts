@@ -119,20 +119,23 @@ export const createShell = (h: Omit<RequestHeader, "action" | "shellId">): strin
 export const command = (
   h: Omit<RequestHeader, "action" | "options">,
   program: string,
-  args: ReadonlyArray<string>
+  /** The rest of the Windows command line (one string, quoted as the C runtime splits it). */
+  args: string
 ): string =>
   envelope(
     header({ ...h, action: "Command", options: { WINRS_CONSOLEMODE_STDIN: "TRUE", WINRS_SKIP_CMD_SHELL: "TRUE" } }),
-    `<rsp:CommandLine><rsp:Command>${Xml.escape(program)}</rsp:Command>${
-      args.map((a) => `<rsp:Arguments>${Xml.escape(a)}</rsp:Arguments>`).join("")
-    }</rsp:CommandLine>`
+    `<rsp:CommandLine><rsp:Command>${Xml.escape(program)}</rsp:Command><rsp:Arguments>${
+      Xml.escape(args)
+    }</rsp:Arguments></rsp:CommandLine>`
   )
 
 /** @internal */
 export const receive = (h: Omit<RequestHeader, "action">, commandId: string): string =>
   envelope(
     header({ ...h, action: "Receive" }),
-    `<rsp:Receive><rsp:DesiredStream CommandId="${Xml.escape(commandId)}">stdout stderr</rsp:DesiredStream></rsp:Receive>`
+    `<rsp:Receive><rsp:DesiredStream CommandId="${
+      Xml.escape(commandId)
+    }">stdout stderr</rsp:DesiredStream></rsp:Receive>`
   )
 
 /** @internal */
@@ -152,7 +155,8 @@ export const signal = (h: Omit<RequestHeader, "action">, commandId: string, code
   )
 
 /** @internal */
-export const deleteShell = (h: Omit<RequestHeader, "action">): string => envelope(header({ ...h, action: "Delete" }), "")
+export const deleteShell = (h: Omit<RequestHeader, "action">): string =>
+  envelope(header({ ...h, action: "Delete" }), "")
 
 // -- server responses --------------------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@
  */
 import * as Crypto from "node:crypto"
 import { md4 } from "./md4.js"
-import { rc4, type Rc4, rc4k } from "./rc4.js"
+import { type Rc4, rc4, rc4k } from "./rc4.js"
 
 /** @internal */
 export const FLAGS = {
