@@ -22,6 +22,11 @@ export class OutputSinkError extends Schema.TaggedError<OutputSinkError>("@runcm
     reason: Schema.Literal("OpenFailed", "WriteFailed"),
     sink: Schema.String,
     description: Schema.String,
+    /**
+     * The one file whose output was lost, when the sink writes several (`file`'s `per-target` layout): the sink's
+     * other files go on, and the Runner keeps writing to it. Without it, the sink as a whole stopped.
+     */
+    file: Schema.optional(Schema.String),
     cause: Schema.optional(Schema.Defect)
   }
 ) {
@@ -46,7 +51,9 @@ export interface RunInfo {
 
 /**
  * An open sink: receives every event, in order, output already redacted. The Runner calls `write` one event at a
- * time and waits for each write to end before the next: a handle does not serialize its own writes.
+ * time and waits for each write to end before the next: a handle does not serialize its own writes. A failed write
+ * stops the sink for the rest of the run, unless its error names a `file` (only that file's output is lost); either
+ * way the report's `warnings` say what was lost.
  *
  * @since 0.1.0
  * @category models
@@ -96,7 +103,9 @@ export interface FileOptions {
  * the output size), flushed when a target finishes, when the run finishes and when the sink's scope closes; a
  * target's files are closed when it finishes. Failing to create the directory (or `output.jsonl`) is an
  * `OpenFailed` error; failing to write a file is a `WriteFailed` error naming the file, reported once per file
- * (later output for that file is dropped).
+ * (later output for that file is dropped). With the `per-target` layout such an error carries the `file`: the
+ * other targets' files go on (a full disk fails each file in turn, each reported); a directory deleted during the
+ * run stops the sink.
  *
  * @since 0.1.0
  * @category constructors

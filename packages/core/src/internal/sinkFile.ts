@@ -92,7 +92,13 @@ const openPerTarget = Effect.fnUntraced(function*(name: string, options: FileOpt
     if (failed.has(file)) return Effect.succeed(discard(file))
     const flag = created.has(file) ? "a" : "w"
     created.add(file)
-    return openBuffered(name, file, { flag, reason: "WriteFailed", bufferBytes: options.bufferBytes, large }).pipe(
+    return openBuffered(name, file, {
+      flag,
+      reason: "WriteFailed",
+      bufferBytes: options.bufferBytes,
+      large,
+      fileScoped: true
+    }).pipe(
       Effect.tapBoth({
         onFailure: () => Effect.sync(() => failed.add(file)),
         onSuccess: (f) => Effect.sync(() => open.set(file, f))

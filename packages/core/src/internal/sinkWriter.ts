@@ -61,13 +61,22 @@ export const sinkError = (
   sink: string,
   reason: "OpenFailed" | "WriteFailed",
   description: string,
-  cause?: unknown
+  cause?: unknown,
+  /** The one file lost (the sink's other files go on); see `OutputSinkError.file`. */
+  file?: string
 ): OutputSinkError =>
-  new OutputSinkError(
-    cause === undefined
-      ? { reason, sink, description }
-      : { reason, sink, description: `${description}: ${messageOf(cause)}`, cause }
-  )
+  new OutputSinkError({
+    reason,
+    sink,
+    ...(cause === undefined
+      ? { description }
+      : { description: `${description}: ${messageOf(cause)}`, cause }),
+    ...(file === undefined ? {} : { file })
+  })
+
+/** A missing directory (deleted during the run) fails every file of the sink: not one file's loss. */
+const scopeOf = (file: string, fileScoped: boolean | undefined, cause: unknown): string | undefined =>
+  fileScoped === true && (cause as NodeJS.ErrnoException | undefined)?.code !== "ENOENT" ? file : undefined
 
 /**
  * Creates a directory (and its parents).
@@ -95,14 +104,19 @@ export const openBuffered = (
     readonly bufferBytes?: number | undefined
     /** Where a file that receives a lot of output gets a larger buffer from (none: the buffer keeps its size). */
     readonly large?: LargeBuffers | undefined
+    /** One file among several of the sink: its errors name it (`OutputSinkError.file`), the others go on. */
+    readonly fileScoped?: boolean | undefined
   }
 ): Effect.Effect<BufferedFile, OutputSinkError> =>
   Effect.tryPromise({
     try: () => fs.promises.open(file, options.flag),
-    catch: (cause) => sinkError(sink, options.reason, `cannot open ${file}`, cause)
+    catch: (cause) =>
+      sinkError(sink, options.reason, `cannot open ${file}`, cause, scopeOf(file, options.fileScoped, cause))
   }).pipe(
     Effect.uninterruptible,
-    Effect.map((handle) => make(sink, file, handle, options.bufferBytes ?? DEFAULT_BUFFER_BYTES, options.large))
+    Effect.map((handle) =>
+      make(sink, file, handle, options.bufferBytes ?? DEFAULT_BUFFER_BYTES, options.large, options.fileScoped)
+    )
   )
 
 const make = (
@@ -110,7 +124,8 @@ const make = (
   file: string,
   handle: fs.promises.FileHandle,
   initialCapacity: number,
-  large: LargeBuffers | undefined
+  large: LargeBuffers | undefined,
+  fileScoped: boolean | undefined
 ): BufferedFile => {
   let capacity = initialCapacity
   let buffer: Buffer | undefined
@@ -150,7 +165,7 @@ const make = (
 
   const failure = (cause: unknown) => {
     broken = true
-    return sinkError(sink, "WriteFailed", `cannot write ${file}`, cause)
+    return sinkError(sink, "WriteFailed", `cannot write ${file}`, cause, scopeOf(file, fileScoped, cause))
   }
 
   const writeFully = async (bytes: Uint8Array): Promise<void> => {

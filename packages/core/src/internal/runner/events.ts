@@ -48,12 +48,15 @@ export const open = (
         })
       )
       if (handle === undefined) continue
-      // one writer per sink, built once (emit runs per output chunk): a failing sink stops, with a warning
+      // one writer per sink, built once (emit runs per output chunk): a failing sink stops, with a warning; an
+      // error naming one file of the sink loses that file only
       let broken = false
       const stop = (e: OutputSinkError) =>
         Effect.sync(() => {
-          broken = true
-          warnings.push(`output sink ${sink.name} stopped: ${redactor.text(e.message)}`)
+          if (e.file === undefined) broken = true
+          warnings.push(
+            `output sink ${sink.name} ${e.file === undefined ? "stopped" : "lost a file"}: ${redactor.text(e.message)}`
+          )
         })
       writers.push((event) => Effect.suspend(() => (broken ? Effect.void : Effect.catchAll(handle.write(event), stop))))
     }
