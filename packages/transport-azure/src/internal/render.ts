@@ -1,0 +1,164 @@
+/**
+ * What a run command runs: core's self-contained `sh` launch on Linux (its protocol line on stderr says how the
+ * program ended), core's PowerShell launch on Windows (its sentinel line on stdout), and the filters that take
+ * those lines out of the output while it streams. Secrets are never in the text: they travel as protected
+ * parameters (environment variables of the script on the VM) and the launch exports them under their names.
+ *
+ * @internal
+ */
+import * as ScriptRender from "@runcmd/core/ScriptRender"
+import type { ExitStatus, Invocation } from "@runcmd/core/Transport"
+import type { TransportError } from "@runcmd/core/TransportError"
+import * as Either from "effect/Either"
+import * as Redacted from "effect/Redacted"
+import { error } from "./arm.js"
+
+/** @internal */
+export interface Parameter {
+  readonly name: string
+  readonly value: string
+}
+
+/** @internal */
+export interface Rendered {
+  readonly script: string
+  readonly nonce: string
+  /** The secrets as protected parameters: revealed only when the request body is built. */
+  readonly protectedParameters: () => ReadonlyArray<Parameter>
+  /** Which stream carries the launch's protocol lines. */
+  readonly protocolStream: "stdout" | "stderr"
+  /** How the program ended, from the service's exit code and the protocol lines held back from the output. */
+  readonly interpret: (
+    code: number | undefined,
+    held: Uint8Array
+  ) => { readonly status: Either.Either<ExitStatus, string>; readonly rest: Uint8Array }
+}
+
+const SECRET_PREFIX = "RUNCMD_SECRET_"
+
+/** @internal */
+export const render = (
+  os: "linux" | "windows",
+  invocation: Invocation,
+  options: { readonly maxInlineBytes: number; readonly secretChannel: boolean }
+): Either.Either<Rendered, TransportError> => {
+  const secretNames = Object.keys(invocation.secrets).sort()
+  if (secretNames.length > 0 && !options.secretChannel) {
+    return Either.left(
+      error(
+        "Unsupported",
+        "delivery",
+        "action run commands have no channel for secrets (parameters are stored and returned by the service); " +
+          "use managed run commands (the default mode), which carry them as protected parameters"
+      )
+    )
+  }
+  if (os === "windows") {
+    if (invocation.files !== undefined && invocation.files.length > 0) {
+      return Either.left(error("Unsupported", "delivery", "files are not shipped to Windows VMs by run command yet"))
+    }
+    if (invocation.stdin !== undefined && invocation.stdin.length > 0) {
+      return Either.left(error("Unsupported", "delivery", "stdin is not carried to Windows VMs by run command"))
+    }
+    const launch = ScriptRender.powershell(invocation)
+    return Either.right({
+      script: launch.script,
+      nonce: launch.nonce,
+      protectedParameters: () =>
+        secretNames.map((name) => ({ name, value: Redacted.value(invocation.secrets[name]!) })),
+      protocolStream: "stdout",
+      interpret: (code, held) => {
+        const text = new TextDecoder().decode(held)
+        const sentinel = launch.parseSentinel(text)
+        const rest = held.subarray(0, 0)
+        if (sentinel._tag === "Some") return { status: Either.right({ _tag: "Exited", code: sentinel.value }), rest }
+        return {
+          status: code === undefined
+            ? Either.left("the script reported no exit status and the service gave no exit code")
+            : Either.right({ _tag: "Exited", code }),
+          rest: held
+        }
+      }
+    })
+  }
+  const snippet = secretNames.map((name, i) =>
+    `${name}="$${SECRET_PREFIX}${i}"; export ${name}; unset ${SECRET_PREFIX}${i}`
+  )
+    .join("\n")
+  const launch = ScriptRender.selfContained(invocation, {
+    maxInlineBytes: options.maxInlineBytes,
+    ...(secretNames.length > 0 ? { secretsSnippet: snippet } : {})
+  })
+  if (Either.isLeft(launch)) {
+    const failure = launch.left
+    return Either.left(error("Unsupported", "delivery", failure.message, { detail: { reason: failure.reason } }))
+  }
+  const l = launch.right
+  return Either.right({
+    script: l.script,
+    nonce: l.nonce,
+    protectedParameters: () =>
+      secretNames.map((name, i) => ({
+        name: `${SECRET_PREFIX}${i}`,
+        value: Redacted.value(invocation.secrets[name]!)
+      })),
+    protocolStream: "stderr",
+    interpret: (code, held) => {
+      const r = l.interpret(code, held)
+      return { status: r.status, rest: r.stderr }
+    }
+  })
+}
+
+const NL = 10
+
+/**
+ * Takes the launch's protocol lines (`runcmd-<nonce>:...\n`) out of a stream while it flows: everything else is
+ * passed on at once, except a tail that could be the start of one.
+ *
+ * @internal
+ */
+export const makeProtocolFilter = (nonce: string) => {
+  const needle = Buffer.from(`runcmd-${nonce}:`)
+  let pending = Buffer.alloc(0)
+  const held: Array<Buffer> = []
+  /** How many bytes at the end of `buf` (from `from`) could begin the needle. */
+  const partial = (buf: Buffer, from: number) => {
+    const max = Math.min(needle.length - 1, buf.length - from)
+    for (let k = max; k > 0; k--) {
+      if (buf.subarray(buf.length - k).equals(needle.subarray(0, k))) return k
+    }
+    return 0
+  }
+  return {
+    push: (chunk: Uint8Array): Uint8Array => {
+      const buf = pending.length === 0 ? Buffer.from(chunk) : Buffer.concat([pending, chunk])
+      const out: Array<Buffer> = []
+      let i = 0
+      for (;;) {
+        const at = buf.indexOf(needle, i)
+        if (at < 0) {
+          const keep = partial(buf, i)
+          out.push(buf.subarray(i, buf.length - keep))
+          pending = buf.subarray(buf.length - keep)
+          break
+        }
+        out.push(buf.subarray(i, at))
+        const nl = buf.indexOf(NL, at + needle.length)
+        if (nl < 0) {
+          pending = buf.subarray(at)
+          break
+        }
+        held.push(buf.subarray(at, nl + 1))
+        i = nl + 1
+      }
+      return Buffer.concat(out)
+    },
+    /** The protocol lines held back, and what was pending at the end (a line without its newline). */
+    end: (): Uint8Array => {
+      const all = Buffer.concat([...held, pending])
+      pending = Buffer.alloc(0)
+      return all
+    }
+  }
+}
