@@ -246,6 +246,13 @@ export type Hop = typeof Hop.Type
 export const SshTarget = Target.make("ssh", {
   ...connectionFields,
   via: Schema.optionalWith(Schema.Array(Hop), { default: () => [] }),
+  /**
+   * The login shell of `user`, when declared: `posix` (sh, bash, …), `pwsh` (PowerShell 7, e.g. Windows OpenSSH's
+   * `DefaultShell`, or a Linux user's), `powershell` (Windows PowerShell 5.1). Undeclared, it is asked once per
+   * user, host and port. Each job gets the launch its login shell runs: PowerShell scripts the PowerShell twin,
+   * the rest the POSIX wrapper (through `/bin/sh` explicitly under a Linux `pwsh`; refused on Windows).
+   */
+  shell: Schema.optional(Schema.Literal("posix", "pwsh", "powershell")),
   /** Channels opened at once per connection to this host (default: the transport's, 8). */
   maxChannels: Schema.optional(Schema.Int.pipe(Schema.between(1, 1000)))
 })

@@ -140,7 +140,7 @@ export const makeConnections = (options: Options = {}): Effect.Effect<SshConnect
       killTimeout: Duration.decode(options.killTimeout ?? Duration.seconds(10)),
       exitGrace: Duration.decode(options.exitGrace ?? Duration.seconds(2)),
       direct: options.direct ?? true,
-      posixLoginShell: LoginShell.makeCache(pool)
+      loginShell: LoginShell.makeCache(pool)
     }
     const start = (target: Target, invocation: Transport.Invocation) =>
       Effect.suspend(() => {

@@ -1,16 +1,20 @@
 /**
  * How one SSH execution starts: the direct launch through the login shell (`ScriptRender.directShell`) when the
- * wrapper would have nothing to do and the user's login shell is POSIX; core's POSIX wrapper otherwise.
+ * wrapper would have nothing to do and the user's login shell is POSIX; the PowerShell twin for PowerShell scripts
+ * (and for commands under a Windows PowerShell login shell); core's POSIX wrapper otherwise, through `/bin/sh`
+ * explicitly under a Linux PowerShell login shell (`powershell.ts`).
  *
  * @internal
  */
 import * as ScriptRender from "@runcmd/core/ScriptRender"
 import type { Invocation } from "@runcmd/core/Transport"
-import type { TransportError } from "@runcmd/core/TransportError"
+import { TransportError } from "@runcmd/core/TransportError"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as Errors from "./errors.js"
+import * as LoginShell from "./loginShell.js"
+import * as PowerShell from "./powershell.js"
 
 /**
  * What an execution needs of a launch: the command line for the exec channel, the stdin/stderr driver, the kill
@@ -27,23 +31,37 @@ export type Launch = Pick<
 export interface Options {
   /** Use the direct launch when the invocation allows it (no wrapper process on the server). */
   readonly direct: boolean
-  /** Whether the target user's login shell is POSIX (asked once per connection key; see `loginShell.ts`). */
-  readonly posixLoginShell: Effect.Effect<boolean, TransportError>
+  /** The target user's login shell (declared, or asked once per connection key; see `loginShell.ts`). */
+  readonly loginShell: Effect.Effect<LoginShell.Answer, TransportError>
 }
 
-const wrapperOnly: Options = { direct: false, posixLoginShell: Effect.succeed(false) }
+const wrapperOnly: Options = { direct: false, loginShell: Effect.succeed(LoginShell.posix) }
 
 /** @internal */
 export const choose = (invocation: Invocation, options: Options = wrapperOnly): Effect.Effect<Launch, TransportError> =>
-  Effect.suspend(() => {
-    const shell = options.direct
-      ? ScriptRender.directShell(invocation, { transport: Errors.TRANSPORT })
-      : Option.none()
-    if (Option.isNone(shell)) return Effect.succeed(wrapper(invocation))
-    return Effect.map(options.posixLoginShell, (posix) => posix ? fromDirectShell(shell.value) : wrapper(invocation))
-  })
+  Effect.flatMap(options.loginShell, (login) =>
+    Effect.try({
+      try: () => {
+        if (PowerShell.isPowerShell(invocation)) return PowerShell.launch(invocation, login)
+        if (PowerShell.isPowerShellShell(login)) {
+          if (!login.windows) return PowerShell.throughSh(wrapperLaunch(invocation))
+          if (invocation.source._tag === "Command") return PowerShell.launch(invocation, login)
+          throw PowerShell.refusedOnWindows(invocation, login)
+        }
+        const shell = options.direct && login.shell === "posix"
+          ? ScriptRender.directShell(invocation, { transport: Errors.TRANSPORT })
+          : Option.none()
+        return Option.isSome(shell) ? fromDirectShell(shell.value) : wrapper(invocation)
+      },
+      catch: (cause) =>
+        cause instanceof TransportError
+          ? cause
+          : Errors.make("Unsupported", "delivery", `cannot render the job: ${String(cause)}`, { cause })
+    }))
 
-const wrapper = (invocation: Invocation): Launch => ScriptRender.wrapper(invocation, { transport: Errors.TRANSPORT })
+const wrapperLaunch = (invocation: Invocation) => ScriptRender.wrapper(invocation, { transport: Errors.TRANSPORT })
+
+const wrapper = (invocation: Invocation): Launch => wrapperLaunch(invocation)
 
 /**
  * The direct shell launch as an execution drives it: stdin gets the stage, the secret lines and the job's stdin

@@ -24,6 +24,7 @@ import * as Errors from "./errors.js"
 import { normalizeSignal, openExec, runCollect } from "./exec.js"
 import * as Files from "./files.js"
 import * as Launch from "./launch.js"
+import type * as LoginShell from "./loginShell.js"
 import type * as Pool from "./pool.js"
 
 /** stderr goes through the launch's protocol parser: smaller batches. */
@@ -41,8 +42,8 @@ export interface Settings {
   readonly exitGrace: Duration.Duration
   /** Use the direct launch through the login shell when the invocation allows it. */
   readonly direct: boolean
-  /** Whether the target user's login shell is POSIX (asked once per user and host). */
-  readonly posixLoginShell: (target: SshTarget.SshTarget) => Effect.Effect<boolean, TransportError>
+  /** The target user's login shell (declared, or asked once per user and host). */
+  readonly loginShell: (target: SshTarget.SshTarget) => Effect.Effect<LoginShell.Answer, TransportError>
 }
 
 /** @internal */
@@ -56,7 +57,7 @@ export const start = (
     const shipped = yield* Files.ship(settings.pool, target, invocation)
     const launch = yield* Launch.choose(shipped, {
       direct: settings.direct,
-      posixLoginShell: settings.posixLoginShell(target)
+      loginShell: settings.loginShell(target)
     })
     return yield* exec(settings, target, launch, invocation.killGrace)
   })

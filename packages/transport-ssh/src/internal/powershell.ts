@@ -1,0 +1,119 @@
+/**
+ * SSH executions and PowerShell, both ways round:
+ * - a PowerShell script (`interpreter: "powershell"`) runs the PowerShell twin (`ScriptRender.powershellProcess`):
+ *   under a PowerShell login shell its constant bootstrap is the command line itself (sshd runs `pwsh -c <it>`, as
+ *   Windows OpenSSH does with `DefaultShell`); under a POSIX login shell the login shell `exec`s `pwsh` (from the
+ *   user's PATH) with the same bootstrap, so `pwsh` leads the session sshd made, as a login shell would;
+ * - under a PowerShell login shell on Linux, everything else runs the POSIX wrapper through `/bin/sh` explicitly:
+ *   its command line and its kill script become a PowerShell call of `/bin/sh -c`. On Windows only PowerShell runs:
+ *   a `Command` takes the twin, a sh/bash/python script is refused before anything starts.
+ *
+ * @internal
+ */
+import * as ScriptRender from "@runcmd/core/ScriptRender"
+import type { Invocation } from "@runcmd/core/Transport"
+import type { TransportError } from "@runcmd/core/TransportError"
+import type * as Duration from "effect/Duration"
+import * as Errors from "./errors.js"
+import type * as LoginShell from "./loginShell.js"
+
+/** What start.ts needs of a launch (the same shape as `Launch.Launch`, declared here to avoid an import cycle). */
+interface Launch
+  extends
+    Pick<ScriptRender.WrapperLaunch, "commandLine" | "drive" | "pgidNow" | "killScript" | "interpretExit">,
+    Partial<Pick<ScriptRender.WrapperLaunch, "token" | "pgid">>
+{}
+
+/** A PowerShell single-quoted string (every quote character PowerShell knows doubled). */
+const psQuote = (s: string): string => `'${s.replace(/['\u2018\u2019\u201A\u201B]/g, (q) => q + q)}'`
+
+/** @internal */
+export const isPowerShell = (invocation: Invocation): boolean =>
+  invocation.source._tag === "Script" && invocation.source.interpreter === "powershell"
+
+/** @internal */
+export const isPowerShellShell = (login: LoginShell.Answer): boolean =>
+  login.shell === "pwsh" || login.shell === "powershell"
+
+/**
+ * PowerShell text that runs a POSIX sh script with `/bin/sh -c` and exits with its status. The arguments are passed
+ * as they are (`Standard` argument passing, PowerShell 7.3 and later: the scripts carry double quotes).
+ *
+ * @internal
+ */
+export const posixCommand = (script: string, args: ReadonlyArray<string> = []): string =>
+  `$PSNativeCommandArgumentPassing = 'Standard'; & '/bin/sh' '-c' ${
+    [script, ...args].map(psQuote).join(" ")
+  }; exit $LASTEXITCODE`
+
+/**
+ * A kill on Windows: the process tree of the reported PID ended with `taskkill /T /F`, then checked. (No token
+ * sweep: Windows has no `/proc`; what left the tree is not found.)
+ */
+const windowsKillScript = (pid: number | undefined): string =>
+  pid === undefined || !Number.isSafeInteger(pid)
+    ? `Write-Output 'runcmd-kill:alive 1'`
+    : `& taskkill.exe /T /F /PID ${pid} 2>&1 | Out-Null; Start-Sleep -Milliseconds 500; ` +
+      `if (Get-Process -Id ${pid} -ErrorAction SilentlyContinue) { Write-Output 'runcmd-kill:alive 1' } ` +
+      `else { Write-Output 'runcmd-kill:gone' }`
+
+/** A POSIX sh word (single quotes). */
+const shQuote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`
+
+/**
+ * The PowerShell twin over SSH for a login shell: the bootstrap as the command line (PowerShell), or `exec pwsh`
+ * with it (POSIX, or `/bin/sh -c` first for another shell).
+ *
+ * @internal
+ */
+export const launch = (invocation: Invocation, login: LoginShell.Answer): Launch => {
+  const ps = ScriptRender.powershellProcess(invocation, { transport: Errors.TRANSPORT })
+  const exec = `exec pwsh ${ps.args.map(shQuote).join(" ")}`
+  const commandLine = isPowerShellShell(login)
+    ? ps.commandLine
+    : login.shell === "posix"
+    ? exec
+    : `/bin/sh -c ${shQuote(exec)}`
+  const killScript = (pgid: number | undefined, grace: Duration.Duration) =>
+    login.windows
+      ? windowsKillScript(pgid)
+      : isPowerShellShell(login)
+      ? posixCommand(ps.killScript(pgid, grace))
+      : ps.killScript(pgid, grace)
+  return {
+    commandLine,
+    drive: ps.drive,
+    pgidNow: ps.pgidNow,
+    pgid: ps.pgid,
+    token: ps.token,
+    killScript,
+    interpretExit: ps.interpretExit
+  }
+}
+
+/**
+ * The POSIX wrapper under a PowerShell login shell on Linux: its command line and its kill script through
+ * `/bin/sh` explicitly.
+ *
+ * @internal
+ */
+export const throughSh = (wrapper: ScriptRender.WrapperLaunch): Launch => ({
+  commandLine: posixCommand(ScriptRender.BOOTSTRAP, ["runcmd"]),
+  drive: wrapper.drive,
+  pgidNow: wrapper.pgidNow,
+  pgid: wrapper.pgid,
+  token: wrapper.token,
+  killScript: (pgid, grace) => posixCommand(wrapper.killScript(pgid, grace)),
+  interpretExit: wrapper.interpretExit
+})
+
+/** A job a Windows PowerShell login shell cannot run, refused before anything starts. @internal */
+export const refusedOnWindows = (invocation: Invocation, login: LoginShell.Answer): TransportError =>
+  Errors.make(
+    "Unsupported",
+    "delivery",
+    `the target's login shell is ${login.shell === "powershell" ? "Windows PowerShell" : "PowerShell on Windows"}: a ${
+      invocation.source._tag === "Script" ? `${invocation.source.interpreter} script` : "native document"
+    } cannot run there; give the job interpreter "powershell" (or a command)`,
+    { detail: { shell: login.shell } }
+  )
