@@ -239,7 +239,7 @@ const findCommandId = (root: import("./xml.js").Element): string | undefined => 
   while (stack.length > 0) {
     const e = stack.pop()!
     if (e.name === "CommandId") return e.text.trim()
-    stack.push(...e.children)
+    for (const child of e.children) stack.push(child)
   }
   return undefined
 }

@@ -30,7 +30,7 @@ const oid = (dotted: string): Buffer => {
       chunk.unshift((v & 0x7f) | (chunk.length === 0 ? 0 : 0x80))
       if (v < 128) break
     }
-    bytes.push(...chunk)
+    for (const b of chunk) bytes.push(b)
   }
   return tlv(0x06, Buffer.from(bytes))
 }
