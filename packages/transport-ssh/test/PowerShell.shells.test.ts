@@ -1,0 +1,123 @@
+/**
+ * Shell detection: one run reaches users whose login shells differ (bash, and `pwsh` as Windows OpenSSH can be
+ * configured), probed once or declared on the target (`shell`), and each gets the launch its shell runs: the POSIX
+ * wrapper through `/bin/sh` explicitly under `pwsh`, the PowerShell twin for PowerShell jobs, a refusal where the
+ * job cannot run (a sh job for Windows PowerShell).
+ */
+import { afterEach, assert, describe, it } from "@effect/vitest"
+import * as Outcome from "@runcmd/core/Outcome"
+import * as ScriptSource from "@runcmd/core/ScriptSource"
+import * as Target from "@runcmd/core/Target"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import * as cp from "node:child_process"
+import { pwshPath, skipWithoutPwsh } from "../../../test-support/pwsh.js"
+import * as LocalTransport from "../../transport-local/src/LocalTransport.js"
+import * as LoginShell from "../src/internal/loginShell.js"
+import * as SshTransport from "../src/SshTransport.js"
+import { describeReport, run, stderrOf, stdoutOf } from "./harness/helpers.js"
+import { pwshLoginShell } from "./harness/pwsh.js"
+import * as Sshd from "./harness/Sshd.js"
+
+const runsHere = Sshd.enabled() && Sshd.isRoot() && !skipWithoutPwsh("transport-ssh PowerShell shells")
+
+describe.skipIf(!runsHere)("the login-shell probes, by real shells", () => {
+  it("sh answers the POSIX probe; pwsh fails it and answers the PowerShell probe with its edition and platform", () => {
+    const runs = (file: string, command: string) => cp.spawnSync(file, ["-c", command], { encoding: "utf8" })
+    assert.strictEqual(runs("/bin/sh", LoginShell.PROBE).stdout, "runcmd-posix\n")
+    assert.notStrictEqual(runs("/bin/sh", LoginShell.POWERSHELL_PROBE).status, 0)
+    const pwsh = pwshPath()!
+    const posixInPwsh = runs(pwsh, LoginShell.PROBE)
+    assert.notStrictEqual(posixInPwsh.stdout, "runcmd-posix\n")
+    assert.notStrictEqual(posixInPwsh.status, 0)
+    const answer = LoginShell.parsePowerShellAnswer(runs(pwsh, LoginShell.POWERSHELL_PROBE).stdout)
+    assert.deepStrictEqual(answer, { shell: "pwsh", windows: false })
+    assert.deepStrictEqual(LoginShell.parsePowerShellAnswer("runcmd-ps:Desktop:Win32NT\r\n"), {
+      shell: "powershell",
+      windows: true
+    })
+  })
+})
+
+class PwshUser extends Context.Tag("PowerShell/PwshUser")<PwshUser, Sshd.TestUser>() {}
+
+describe.skipIf(!runsHere)("one run over users with different login shells (real sshd)", () => {
+  afterEach(() => Sshd.assertNoLeftovers({ waitMs: 5000 }))
+
+  const layer = Layer.mergeAll(
+    Sshd.layer({ maxSessions: 10 }),
+    Sshd.userLayer(PwshUser, { shell: pwshLoginShell() ?? "/bin/false" })
+  )
+
+  it.layer(layer, Sshd.layerOptions)((it) => {
+    it.scoped(
+      "one sh job: the bash user by the direct launch, the pwsh user (probed, and declared) by the wrapper through /bin/sh",
+      () =>
+        Effect.gen(function*() {
+          const sshd = yield* Sshd.Server
+          const pwshUser = yield* PwshUser
+          const targets = [
+            sshd.target({ id: "bash-user" }),
+            sshd.target({ id: "pwsh-probed", user: pwshUser.name }),
+            sshd.target({ id: "pwsh-declared", user: pwshUser.name, overrides: { shell: "pwsh" } })
+          ]
+          const script = `login=$(getent passwd "$(id -un)" | cut -d: -f7)
+printf 'shell=%s args=%s|%s\\n' "\${login##*/}" "$1" "$2"
+test "$TOKEN" = 's3cr3t $x' && echo secret-ok
+cat
+echo to-stderr >&2
+exit 3
+`
+          const job = ScriptSource.job(ScriptSource.script(script), {
+            args: ["it's", "$HOME `x`"],
+            secrets: { TOKEN: Redacted.make("s3cr3t $x") },
+            stdin: "stdin ✓\n"
+          })
+          const report = yield* run(targets, job).pipe(Effect.provide(SshTransport.layer()))
+          const [bash, probed, declared] = report.outcomes
+          for (const [o, shell] of [[bash, "bash"], [probed, "pwsh"], [declared, "pwsh"]] as const) {
+            assert.strictEqual(o!._tag, "Failed", describeReport(report))
+            assert.strictEqual((o as Outcome.Failed).exitCode, 3)
+            assert.strictEqual(stdoutOf(o!), `shell=${shell} args=it's|$HOME \`x\`\nsecret-ok\nstdin ✓\n`)
+            assert.strictEqual(stderrOf(o!), "to-stderr\n")
+          }
+        }),
+      240_000
+    )
+
+    it.scoped(
+      "one PowerShell job: the pwsh user over SSH and local pwsh in one run; a sh job for Windows PowerShell is refused",
+      () =>
+        Effect.gen(function*() {
+          const sshd = yield* Sshd.Server
+          const pwshUser = yield* PwshUser
+          const transports = Layer.merge(SshTransport.layer(), LocalTransport.layer({ powershell: pwshPath()! }))
+          const job = ScriptSource.job(
+            ScriptSource.script(
+              "Write-Output ('edition=' + $PSVersionTable.PSEdition + ' platform=' + [Environment]::OSVersion.Platform + ' greeting=' + $env:GREETING)\nexit 5\n",
+              "powershell"
+            ),
+            { env: { GREETING: "hé 'there'" } }
+          )
+          const report = yield* run([sshd.target({ id: "pwsh-ssh", user: pwshUser.name }), Target.local("local")], job)
+            .pipe(Effect.provide(transports))
+          for (const o of report.outcomes) {
+            assert.strictEqual(o._tag, "Failed", describeReport(report))
+            assert.strictEqual((o as Outcome.Failed).exitCode, 5)
+            assert.strictEqual(stdoutOf(o), "edition=Core platform=Unix greeting=hé 'there'\n")
+          }
+          const windows = sshd.target({ id: "declared-windows-powershell", overrides: { shell: "powershell" } })
+          const refused = yield* run([windows], "echo never").pipe(Effect.provide(SshTransport.layer()))
+          const o = refused.outcomes[0]!
+          assert.strictEqual(o._tag, "Rejected", describeReport(refused))
+          const error = (o as Outcome.Rejected).error
+          assert.strictEqual(error.reason, "Unsupported")
+          assert.include(error.message, `interpreter "powershell"`)
+          assert.strictEqual(stdoutOf(o), "")
+        }),
+      240_000
+    )
+  })
+})
