@@ -95,7 +95,7 @@ export const make = (options: Options = {}): Effect.Effect<Transport.Transport, 
     const owner = Symbol("runcmd/transport-local")
     const lifeline = options.lifeline === false || process.platform === "win32"
       ? undefined
-      : yield* Effect.acquireRelease(Effect.sync(Lifeline.make), (l) => Effect.sync(l.close))
+      : yield* Effect.acquireRelease(Effect.sync(Lifeline.make), (l) => l.close(1000))
     const settings: Start.Settings = {
       exitGrace: Duration.decode(options.exitGrace ?? Duration.seconds(2)),
       killTimeout: Duration.decode(options.killTimeout ?? Duration.seconds(2)),

@@ -17,6 +17,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Errors from "./internal/errors.js"
+import * as Lifeline from "./internal/lifeline.js"
 import * as LoginShell from "./internal/loginShell.js"
 import * as Pool from "./internal/pool.js"
 import * as Start from "./internal/start.js"
@@ -27,7 +28,10 @@ import * as SshTarget from "./SshTarget.js"
  * @category models
  */
 export interface Options {
-  /** Channels open at once per connection; keep it below the servers' MaxSessions (OpenSSH: 10). Default 8. */
+  /**
+   * Executions' channels open at once per connection; keep it 2 below the servers' MaxSessions (OpenSSH: 10), for
+   * the connection's lifeline and a kill channel. Default 8.
+   */
   readonly maxChannelsPerConnection?: number | undefined
   /** Connections per host (and user, credentials, jump chain). Default 4. */
   readonly maxConnectionsPerHost?: number | undefined
@@ -56,6 +60,14 @@ export interface Options {
    * runs every execution through the full wrapper.
    */
   readonly direct?: boolean | undefined
+  /**
+   * The lifeline: one channel per pooled connection running a small `sh` loop on the host that ends the
+   * connection's executions when the connection is gone (runcmd died, the network dropped): TERM, the kill grace,
+   * KILL, by token and process group. It is one session of the connection (counted against `maxChannels`).
+   * Default `true`; `false` leaves jobs running when the controller is lost (as `onControllerLoss: "continue"` does
+   * for one job) and declares `terminatesOnControllerLoss: false`.
+   */
+  readonly lifeline?: boolean | undefined
 }
 
 /**
@@ -71,7 +83,8 @@ export const capabilities: Transport.Capabilities = {
   stdin: true,
   runAs: true,
   native: false,
-  files: true
+  files: true,
+  terminatesOnControllerLoss: true
 }
 
 /**
@@ -140,7 +153,8 @@ export const makeConnections = (options: Options = {}): Effect.Effect<SshConnect
       killTimeout: Duration.decode(options.killTimeout ?? Duration.seconds(10)),
       exitGrace: Duration.decode(options.exitGrace ?? Duration.seconds(2)),
       direct: options.direct ?? true,
-      loginShell: LoginShell.makeCache(pool)
+      loginShell: LoginShell.makeCache(pool),
+      lifelines: options.lifeline === false ? undefined : Lifeline.make(pool)
     }
     const start = (target: Target, invocation: Transport.Invocation) =>
       Effect.suspend(() => {
@@ -160,7 +174,12 @@ export const makeConnections = (options: Options = {}): Effect.Effect<SshConnect
           captureStackTrace: false
         })
       )
-    const transport = Transport.make({ name: Errors.TRANSPORT, kinds: ["ssh"], capabilities, start })
+    const transport = Transport.make({
+      name: Errors.TRANSPORT,
+      kinds: ["ssh"],
+      capabilities: options.lifeline === false ? { ...capabilities, terminatesOnControllerLoss: false } : capabilities,
+      start
+    })
     return { transport, pool, stats: pool.stats }
   })
 
@@ -207,7 +226,7 @@ export const layerConfig = (
 /**
  * Options from environment variables `RUNCMD_SSH_MAX_CHANNELS`, `RUNCMD_SSH_MAX_CONNECTIONS`,
  * `RUNCMD_SSH_IDLE_TTL`, `RUNCMD_SSH_CONNECT_TIMEOUT`, `RUNCMD_SSH_READY_TIMEOUT`, `RUNCMD_SSH_EXIT_GRACE`,
- * `RUNCMD_SSH_KILL_TIMEOUT` (all optional).
+ * `RUNCMD_SSH_KILL_TIMEOUT`, `RUNCMD_SSH_LIFELINE` (boolean) (all optional).
  *
  * @since 0.1.0
  * @category Config
@@ -219,7 +238,8 @@ export const configFromEnv: Config.Config<Options> = Config.all({
   connectTimeout: Config.option(Config.duration("RUNCMD_SSH_CONNECT_TIMEOUT")),
   readyTimeout: Config.option(Config.duration("RUNCMD_SSH_READY_TIMEOUT")),
   exitGrace: Config.option(Config.duration("RUNCMD_SSH_EXIT_GRACE")),
-  killTimeout: Config.option(Config.duration("RUNCMD_SSH_KILL_TIMEOUT"))
+  killTimeout: Config.option(Config.duration("RUNCMD_SSH_KILL_TIMEOUT")),
+  lifeline: Config.option(Config.boolean("RUNCMD_SSH_LIFELINE"))
 }).pipe(
   Config.map((o): Options => ({
     maxChannelsPerConnection: Option.getOrUndefined(o.maxChannelsPerConnection),
@@ -228,6 +248,7 @@ export const configFromEnv: Config.Config<Options> = Config.all({
     connectTimeout: Option.getOrUndefined(o.connectTimeout),
     readyTimeout: Option.getOrUndefined(o.readyTimeout),
     exitGrace: Option.getOrUndefined(o.exitGrace),
-    killTimeout: Option.getOrUndefined(o.killTimeout)
+    killTimeout: Option.getOrUndefined(o.killTimeout),
+    lifeline: Option.getOrUndefined(o.lifeline)
   }))
 )

@@ -139,6 +139,8 @@ export const interpreters = ["sh", "bash", "python", "powershell"] as const
 /** @internal */
 export const becomeMethods = ["sudo", "su", "runuser", "doas"] as const
 /** @internal */
+export const controllerLossChoices = ["terminate", "continue"] as const
+/** @internal */
 export const runOutputs = ["human", "json", "jsonl"] as const
 /** @internal */
 export const checkOutputs = ["human", "json"] as const
@@ -207,6 +209,13 @@ export const run = command({
     retryBackoff: value("policy", "retry-backoff", "DURATION", "first delay between retries, doubling (default 1s)"),
     idempotent: toggle("policy", "idempotent", "safe to run twice: also retry failures after it started"),
     batch: value("policy", "batch", "N|N%", "rolling batches: waves of N or N% of the targets"),
+    onControllerLoss: value(
+      "policy",
+      "on-controller-loss",
+      "WHAT",
+      "if runcmd dies (killed, crashed, connection lost): terminate the jobs (default) or let them continue",
+      { choices: controllerLossChoices }
+    ),
     runAs: value("runAs", "run-as", "USER", "run the script as USER"),
     becomeMethod: value("runAs", "become-method", "METHOD", "sudo (default), su, runuser or doas", {
       choices: becomeMethods

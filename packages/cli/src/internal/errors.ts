@@ -42,6 +42,7 @@ export const flagOfPath: ReadonlyArray<readonly [prefix: string, flag: string]> 
   ["policy.runAs", "--run-as"],
   ["policy.cwd", "--cwd"],
   ["policy.idempotent", "--idempotent"],
+  ["policy.onControllerLoss", "--on-controller-loss"],
   ["job.source.path", "--script"],
   ["job.source", "--script/--command"],
   ["job.env", "--env"],

@@ -16,6 +16,7 @@ import * as Ref from "effect/Ref"
 import {
   becomeMethods,
   checkOutputs,
+  controllerLossChoices,
   type Field,
   interpreters,
   inventory,
@@ -116,6 +117,12 @@ export const makeCommands = (rest: ReadonlyArray<string>, code: Ref.Ref<number>)
         retry: get(o.retry),
         retryBackoff: get(o.retryBackoff),
         batch: get(o.batch),
+        onControllerLoss: yield* choice(
+          "run",
+          "on-controller-loss",
+          get(o.onControllerLoss),
+          controllerLossChoices
+        ),
         idempotent: o.idempotent,
         runAs: get(o.runAs),
         becomeMethod: yield* choice("run", "become-method", get(o.becomeMethod), becomeMethods),

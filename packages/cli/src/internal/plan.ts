@@ -52,6 +52,8 @@ export interface RunFlags {
   readonly retry: string | undefined
   readonly retryBackoff: string | undefined
   readonly batch: string | undefined
+  /** `--on-controller-loss`: what happens to the jobs when runcmd dies without cancelling them. */
+  readonly onControllerLoss?: ExecutionPolicy.OnControllerLoss | undefined
   readonly idempotent: boolean
   readonly runAs: string | undefined
   readonly becomeMethod: ExecutionPolicy.RunAs["method"] | undefined
@@ -393,6 +395,7 @@ const policyFlags: Record<string, string> = {
   batchSize: "--batch",
   cwd: "--cwd",
   idempotent: "--idempotent",
+  onControllerLoss: "--on-controller-loss",
   "retry.times": "--retry",
   "retry.backoff": "--retry-backoff",
   "runAs.user": "--run-as",
@@ -457,6 +460,7 @@ export const flagOverrides = (
     set("retry.backoff", flags.retryBackoff)
     set("cwd", flags.cwd)
     if (flags.idempotent) raw.idempotent = true
+    set("onControllerLoss", flags.onControllerLoss)
     set("runAs.user", flags.runAs)
     set("runAs.method", flags.becomeMethod)
     const decoded = Schema.decodeUnknownEither(ExecutionPolicy.ExecutionPolicy)(raw, {

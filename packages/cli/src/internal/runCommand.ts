@@ -16,6 +16,7 @@ import type * as RunPlan from "@runcmd/core/RunPlan"
 import * as RunReport from "@runcmd/core/RunReport"
 import * as ScriptRender from "@runcmd/core/ScriptRender"
 import type * as Target from "@runcmd/core/Target"
+import * as Transport from "@runcmd/core/Transport"
 import * as ConfigError from "effect/ConfigError"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -23,6 +24,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import { CliError, fromInvalidPlan, usage } from "./errors.js"
 import { ExitCode, signals } from "./exitCode.js"
 import * as Human from "./human.js"
@@ -106,9 +108,48 @@ const describePolicy = (p: ExecutionPolicy.ExecutionPolicy): string => {
     ...(p.runAs === undefined
       ? []
       : [`run as ${p.runAs.user} via ${p.runAs.method}${p.runAs.password === undefined ? "" : " (password given)"}`]),
-    ...(p.cwd === undefined ? [] : [`cwd ${p.cwd}`])
+    ...(p.cwd === undefined ? [] : [`cwd ${p.cwd}`]),
+    `on controller loss ${p.onControllerLoss}`
   ]
   return parts.join(" · ")
+}
+
+const idList = (ids: ReadonlyArray<string>): string =>
+  ids.length <= 10 ? ids.join(", ") : `${ids.slice(0, 10).join(", ")}, ... and ${ids.length - 10} more`
+
+/**
+ * What happens to each target's job if runcmd dies without cancelling it: its `onControllerLoss` (the policy's or
+ * its own) and whether its transport can terminate it then.
+ */
+const describeControllerLoss = (
+  targets: ReadonlyArray<Runner.Preview["targets"][number]>,
+  capable: (kind: string) => boolean
+): Array<string> => {
+  const terminate: Array<string> = []
+  const keep: Array<string> = []
+  const cannot = new Map<string, Array<string>>()
+  for (const t of targets) {
+    if (t.invocation.onControllerLoss === "continue") keep.push(t.target.id)
+    else if (capable(t.target.kind)) terminate.push(t.target.id)
+    else {
+      const ids = cannot.get(t.transport) ?? []
+      ids.push(t.target.id)
+      cannot.set(t.transport, ids)
+    }
+  }
+  const lines: Array<string> = []
+  if (terminate.length > 0) {
+    lines.push(`  terminate: ${idList(terminate)} (their jobs are ended: TERM, kill grace, KILL)`)
+  }
+  if (keep.length > 0) lines.push(`  continue: ${idList(keep)} (their jobs keep running)`)
+  for (const [transport, ids] of cannot) {
+    lines.push(
+      `  cannot terminate: ${
+        idList(ids)
+      }: the ${transport} transport cannot end jobs when runcmd is lost; they keep running`
+    )
+  }
+  return lines
 }
 
 /**
@@ -117,7 +158,13 @@ const describePolicy = (p: ExecutionPolicy.ExecutionPolicy): string => {
  */
 const dryRun = (plan: RunPlan.RunPlan, job: Plan.ResolvedJob, policy: ExecutionPolicy.ExecutionPolicy) =>
   Effect.gen(function*() {
-    const preview = yield* Runner.preview(plan).pipe(
+    const { capable, preview } = yield* Effect.gen(function*() {
+      const preview = yield* Runner.preview(plan)
+      const registry = yield* Transport.Registry
+      const capable = (kind: string) =>
+        Option.exists(registry.get(kind), (t) => t.capabilities.terminatesOnControllerLoss === true)
+      return { capable, preview }
+    }).pipe(
       Effect.provide(Transports.layerFor(plan.targets)),
       Effect.catchAll((e) =>
         Effect.fail(
@@ -133,6 +180,8 @@ const dryRun = (plan: RunPlan.RunPlan, job: Plan.ResolvedJob, policy: ExecutionP
     for (const t of plan.targets) out.push(`  ${describeTarget(t)}`)
     out.push("")
     out.push(`${paint(style, "bold", "Policy:")} ${describePolicy(policy)}`)
+    out.push(paint(style, "bold", "If runcmd dies (killed, crashed, connection lost) without cancelling:"))
+    for (const line of describeControllerLoss(preview.targets, capable)) out.push(line)
     const secrets = Object.keys(job.secrets)
     if (secrets.length > 0) {
       out.push(`${paint(style, "bold", "Secrets:")} ${secrets.join(", ")} (values redacted; delivered on stdin)`)

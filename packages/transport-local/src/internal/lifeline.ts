@@ -9,6 +9,7 @@
  */
 import * as CoreLifeline from "@runcmd/core/Lifeline"
 import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import * as cp from "node:child_process"
 import type { Writable } from "node:stream"
 
@@ -26,8 +27,11 @@ export interface Lifeline {
   readonly watch: (token: string, grace: Duration.Duration) => Watch
   /** The watchdog's pid, when one runs (tests). */
   readonly pid: () => number | undefined
-  /** Closes the pipe: the watchdog sees EOF and ends what it still knows (nothing, once the layer killed its own). */
-  readonly close: () => void
+  /**
+   * Closes the pipe: the watchdog sees EOF and ends what it still knows (nothing, once the layer killed its own);
+   * completes when it has exited (at most `waitMs`).
+   */
+  readonly close: (waitMs: number) => Effect.Effect<void>
 }
 
 interface Entry {
@@ -99,12 +103,19 @@ export const make = (): Lifeline => {
       }
     },
     pid: () => child?.pid,
-    close: () => {
-      if (closed) return
-      closed = true
-      stdin?.end()
-      child = undefined
-      stdin = undefined
-    }
+    close: (waitMs) =>
+      Effect.async<void>((resume) => {
+        const c = child
+        closed = true
+        child = undefined
+        stdin?.end()
+        stdin = undefined
+        if (c === undefined || c.exitCode !== null || c.signalCode !== null) return resume(Effect.void)
+        const timer = setTimeout(() => resume(Effect.void), waitMs)
+        c.once("exit", () => {
+          clearTimeout(timer)
+          resume(Effect.void)
+        })
+      })
   }
 }

@@ -22,8 +22,8 @@ import type { Readable, Writable } from "node:stream"
 import * as Errors from "./errors.js"
 import * as Files from "./files.js"
 import * as Launch from "./launch.js"
-import * as PowerShell from "./powershell.js"
 import type * as Lifeline from "./lifeline.js"
+import * as PowerShell from "./powershell.js"
 import { anyLeft, type Selector, signalAll, survivors } from "./processes.js"
 import * as registry from "./registry.js"
 import { end, write } from "./stdin.js"
@@ -83,7 +83,11 @@ const unwatched: Lifeline.Watch = { group: () => {}, forget: () => {} }
  * spawn still leaves it known by its token), and forgotten after the execution's own finalizer has ended it; a job
  * that must outlive the controller (`onControllerLoss: "continue"`) is not told.
  */
-const watch = (settings: Settings, invocation: Invocation, token: string): Effect.Effect<Lifeline.Watch, never, Scope.Scope> =>
+const watch = (
+  settings: Settings,
+  invocation: Invocation,
+  token: string
+): Effect.Effect<Lifeline.Watch, never, Scope.Scope> =>
   settings.lifeline === undefined || invocation.onControllerLoss === "continue"
     ? Effect.succeed(unwatched)
     : Effect.acquireRelease(

@@ -22,10 +22,10 @@ import * as PowerShell from "./powershell.js"
  *
  * @internal
  */
-export type Launch = Pick<
-  ScriptRender.WrapperLaunch,
-  "commandLine" | "drive" | "pgidNow" | "killScript" | "interpretExit"
->
+export type Launch =
+  & Pick<ScriptRender.WrapperLaunch, "commandLine" | "drive" | "pgidNow" | "killScript" | "interpretExit">
+  // for the lifeline (absent: the execution is not told to it): the token, and the group once reported
+  & Partial<Pick<ScriptRender.WrapperLaunch, "token" | "pgid">>
 
 /** @internal */
 export interface Options {
@@ -84,6 +84,7 @@ const fromDirectShell = (shell: ScriptRender.DirectShellLaunch): Launch => ({
       )
     ),
   pgidNow: Effect.succeedNone,
+  token: shell.token,
   killScript: shell.killScript,
   interpretExit: shell.interpretExit
 })

@@ -10,7 +10,10 @@ import * as Hop from "./hop.js"
 
 /** @internal */
 export interface PoolOptions {
-  /** Channels open at once per connection (kept below the server's MaxSessions, 10 by default). */
+  /**
+   * Executions' channels open at once per connection. The server's MaxSessions (10 by default) must leave room for
+   * two more: the connection's lifeline and an urgent kill channel.
+   */
   readonly maxChannels: number
   /** Connections per host (and credentials, and jump chain). */
   readonly maxConnectionsPerHost: number
@@ -31,6 +34,10 @@ export interface Pooled {
   channels: number
   /** Connections tunnelled through this one (it is a jump host for them). */
   dependents: number
+  /** Of `channels`, those held for the connection's own use (its lifeline): they count, but do not keep it busy. */
+  reserved: number
+  /** Ends the connection's own channels (its lifeline) and waits for them to close: run before a shutdown. */
+  closeOwn: Effect.Effect<void> | undefined
   /** The channel cap in force: lowered when the server refuses sessions, raised again as opens succeed. */
   cap: number
   successesSinceRefusal: number
@@ -74,6 +81,11 @@ export interface Pool {
     open: (pooled: Pooled) => Effect.Effect<A, OpenFailure>,
     options?: { readonly urgent?: boolean | undefined; readonly prefer?: Pooled | undefined }
   ) => Effect.Effect<{ readonly value: A; readonly lease: Lease }, TransportError>
+  /**
+   * Counts a channel of the connection's own (the lifeline): one of the server's sessions (`channels`), outside the
+   * executions' cap, and it does not keep the connection from going idle. Returns its release (once).
+   */
+  readonly reserve: (pooled: Pooled) => () => void
   /** Drops a connection from the pool (after a failure on it) and closes it. */
   readonly evict: (pooled: Pooled) => void
   readonly stats: () => { readonly connections: number; readonly channels: number; readonly hosts: number }
@@ -172,8 +184,10 @@ export const make = (options: PoolOptions): Pool => {
     pooled.connection.end()
   }
 
+  const busy = (pooled: Pooled) => pooled.channels - pooled.reserved > 0 || pooled.dependents > 0
+
   const maybeIdle = (pooled: Pooled) => {
-    if (pooled.channels > 0 || pooled.dependents > 0 || !pooled.connection.isOpen()) return
+    if (busy(pooled) || !pooled.connection.isOpen()) return
     if (pooled.idleTimer !== undefined) clearTimeout(pooled.idleTimer)
     if (closed) {
       evict(pooled)
@@ -181,7 +195,7 @@ export const make = (options: PoolOptions): Pool => {
     }
     pooled.idleTimer = setTimeout(() => {
       pooled.idleTimer = undefined
-      if (pooled.channels === 0 && pooled.dependents === 0) evict(pooled)
+      if (!busy(pooled)) evict(pooled)
     }, Math.max(0, Duration.toMillis(options.idleTimeToLive)))
     pooled.idleTimer.unref()
   }
@@ -204,6 +218,8 @@ export const make = (options: PoolOptions): Pool => {
       connection,
       channels: 0,
       dependents: 0,
+      reserved: 0,
+      closeOwn: undefined,
       cap,
       successesSinceRefusal: 0,
       refusalsInARow: 0,
@@ -313,6 +329,21 @@ export const make = (options: PoolOptions): Pool => {
     }
   }
 
+  const reserve = (pooled: Pooled): () => void => {
+    pooled.channels++
+    pooled.reserved++
+    let done = false
+    return () => {
+      if (done) return
+      done = true
+      pooled.channels--
+      pooled.reserved--
+      const slot = hosts.get(pooled.key)
+      if (slot !== undefined) wake(slot)
+      maybeIdle(pooled)
+    }
+  }
+
   const capOf = (target: SshTarget.SshTarget) => Math.max(1, target.maxChannels ?? options.maxChannels)
 
   const lease = (target: SshTarget.SshTarget): Effect.Effect<Lease, TransportError> => {
@@ -323,7 +354,7 @@ export const make = (options: PoolOptions): Pool => {
       const slot = slotFor(key)
       let best: Pooled | undefined
       for (const p of slot.conns) {
-        if (!p.connection.isOpen() || p.channels >= Math.min(p.cap, cap)) continue
+        if (!p.connection.isOpen() || p.channels - p.reserved >= Math.min(p.cap, cap)) continue
         // fill the busiest connection first, so idle ones can expire
         if (best === undefined || p.channels > best.channels) best = p
       }
@@ -353,7 +384,7 @@ export const make = (options: PoolOptions): Pool => {
       const slot = hosts.get(key)
       if (slot !== undefined) {
         for (const p of slot.conns) {
-          if (p.connection.isOpen() && p.channels < p.cap + 1) return Effect.succeed(makeLease(p))
+          if (p.connection.isOpen() && p.channels - p.reserved < p.cap + 1) return Effect.succeed(makeLease(p))
         }
       }
       return Effect.map(open(target, hops, capOf(target)), makeLease)
@@ -407,9 +438,9 @@ export const make = (options: PoolOptions): Pool => {
         refusals++
         const p = l.pooled
         p.successesSinceRefusal = 0
-        p.cap = Math.max(1, Math.min(p.cap, p.channels))
+        p.cap = Math.max(1, Math.min(p.cap, p.channels - p.reserved))
         // refusing with nothing of ours open: its sessions are stuck (leaked channels) or it allows none; replace it
-        if (p.channels === 0 && ++p.refusalsInARow >= 3) evict(p)
+        if (p.channels - p.reserved === 0 && ++p.refusalsInARow >= 3) evict(p)
         prefer = undefined
         if (refusals >= options.channelOpenAttempts) {
           return yield* Effect.fail(Errors.make(
@@ -436,7 +467,8 @@ export const make = (options: PoolOptions): Pool => {
     for (const slot of hosts.values()) {
       for (const p of slot.conns) {
         connections++
-        channels += p.channels
+        // the executions' channels (a lifeline is the connection's own)
+        channels += p.channels - p.reserved
       }
     }
     return { connections, channels, hosts: hosts.size }
@@ -451,20 +483,28 @@ export const make = (options: PoolOptions): Pool => {
     }
     // close tunnelled connections before the jump hosts they run through
     all.sort((a, b) => depth(b) - depth(a))
+    // the lifelines first: their loops on the hosts have ended when the transport's scope has closed
+    const own = Effect.all(all.map((p) => p.closeOwn ?? Effect.void), { concurrency: "unbounded", discard: true })
+      .pipe(Effect.timeout(Duration.seconds(1)), Effect.ignore)
     const gone = all.map((p) =>
       Effect.async<void>((resume) => {
         p.connection.onClose(() => resume(Effect.void))
       })
     )
-    for (const p of all) evict(p)
     // bounded: a peer that does not answer the disconnect is destroyed by `end` after 2 s anyway
-    return Effect.all(gone, { concurrency: "unbounded", discard: true }).pipe(
-      Effect.timeout(Duration.millis(2500)),
-      Effect.ignore
+    return Effect.zipRight(
+      own,
+      Effect.suspend(() => {
+        for (const p of all) evict(p)
+        return Effect.all(gone, { concurrency: "unbounded", discard: true }).pipe(
+          Effect.timeout(Duration.millis(2500)),
+          Effect.ignore
+        )
+      })
     )
   })
 
-  return { options, lease, leaseUrgent, withChannel, evict, stats, shutdown }
+  return { options, lease, leaseUrgent, withChannel, reserve, evict, stats, shutdown }
 }
 
 const depth = (p: Pooled): number => (p.parent === undefined ? 0 : 1 + depth(p.parent))

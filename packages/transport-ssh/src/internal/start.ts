@@ -24,6 +24,7 @@ import * as Errors from "./errors.js"
 import { normalizeSignal, openExec, runCollect } from "./exec.js"
 import * as Files from "./files.js"
 import * as Launch from "./launch.js"
+import type * as Lifeline from "./lifeline.js"
 import type * as LoginShell from "./loginShell.js"
 import type * as Pool from "./pool.js"
 
@@ -44,6 +45,8 @@ export interface Settings {
   readonly direct: boolean
   /** The target user's login shell (declared, or asked once per user and host). */
   readonly loginShell: (target: SshTarget.SshTarget) => Effect.Effect<LoginShell.Answer, TransportError>
+  /** The lifelines of the pooled connections; absent when turned off (`lifeline: false`). */
+  readonly lifelines: Lifeline.Lifelines | undefined
 }
 
 /** @internal */
@@ -59,7 +62,7 @@ export const start = (
       direct: settings.direct,
       loginShell: settings.loginShell(target)
     })
-    return yield* exec(settings, target, launch, invocation.killGrace)
+    return yield* exec(settings, target, launch, invocation)
   })
 
 /**
@@ -72,10 +75,11 @@ const exec = (
   settings: Settings,
   target: SshTarget.SshTarget,
   launch: Launch.Launch,
-  killGrace: Duration.Duration
+  invocation: Invocation
 ): Effect.Effect<RawExecution, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
     const { pool } = settings
+    const killGrace = invocation.killGrace
     // for the exit-grace watcher, started from ssh2's `exit` event only when the channel stays open after it
     const runtime = yield* Effect.runtime<never>()
     let channel: ClientChannel | undefined
@@ -276,10 +280,25 @@ const exec = (
         t.unref()
       })
 
-    const opened = yield* Effect.acquireRelease(
-      pool.withChannel(target, (p) => openExec(p, launch.commandLine, bind)),
-      release
-    )
+    // the lifeline of the connection learns the token before the execution's channel is opened, and forgets it
+    // after the release below has ended the execution (a job that must outlive runcmd is not told)
+    const lifelines = settings.lifelines
+    const token = launch.token
+    let watched: Lifeline.Watch | undefined
+    const openOn = lifelines === undefined || token === undefined || target.os === "windows" ||
+        invocation.onControllerLoss === "continue"
+      ? (p: Pool.Pooled) => openExec(p, launch.commandLine, bind)
+      : (p: Pool.Pooled) =>
+        Effect.flatMap(lifelines.watch(p, token, killGrace), (w) => {
+          watched = w
+          return openExec(p, launch.commandLine, bind).pipe(Effect.onError(() => Effect.sync(w.forget)))
+        })
+    yield* Effect.addFinalizer(() => Effect.sync(() => watched?.forget()))
+    const opened = yield* Effect.acquireRelease(pool.withChannel(target, openOn), release)
+    if (watched !== undefined && launch.pgid !== undefined) {
+      const w = watched
+      yield* launch.pgid.pipe(Effect.tap((g) => Effect.sync(() => w.group(g))), Effect.forkScoped)
+    }
     held.lease = opened.lease
     if (channelClosed) opened.lease.release()
     const pooled = opened.lease.pooled

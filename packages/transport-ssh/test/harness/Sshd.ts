@@ -275,6 +275,19 @@ const killUserProcesses = async (uid: number) => {
 
 const isSshdProcess = (p: Proc) => p.comm === "sshd" || p.comm === "tini"
 
+/** The name of the transport's lifeline loop on the host (core's `Lifeline.NAME`, its `$0`). */
+export const LIFELINE = "runcmd-lifeline"
+
+/**
+ * A connection's lifeline while its connection lives (its parent is the connection's sshd), and what it runs
+ * (its startup's `head`, a sweep's `grep`/`sleep`): not a leftover. A lifeline whose sshd is gone is one.
+ */
+const connectionLifelines = (all: ReadonlyArray<Proc>): Set<number> => {
+  const byPid = new Map(all.map((p) => [p.pid, p]))
+  const lifelines = all.filter((p) => p.cmd.endsWith(` ${LIFELINE}`) && byPid.get(p.ppid)?.comm === "sshd")
+  return new Set([...lifelines, ...descendants(lifelines.map((p) => p.pid), [...all])].map((p) => p.pid))
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // sshd
 
@@ -649,9 +662,11 @@ export const start = async (options: SshdOptions = {}): Promise<Sshd> => {
     const all = processes()
     const roots = daemons.filter((d) => !d.exited).map((d) => d.child.pid!)
     const found = new Map<number, Proc>()
-    for (const p of descendants(roots, all)) if (!isSshdProcess(p)) found.set(p.pid, p)
+    const lifelines = connectionLifelines(all)
+    const counted = (p: Proc) => !isSshdProcess(p) && !lifelines.has(p.pid)
+    for (const p of descendants(roots, all)) if (counted(p)) found.set(p.pid, p)
     const owned = new Set([...uids(), ...extraUids])
-    for (const p of all) if (owned.has(p.uid) && !isSshdProcess(p)) found.set(p.pid, p)
+    for (const p of all) if (owned.has(p.uid) && counted(p)) found.set(p.pid, p)
     return [...found.values()]
   }
 
