@@ -60,6 +60,15 @@ export interface Options {
   readonly endpoint?: string | undefined
   /** An S3 endpoint for output and files (path-style addressing is used with it). */
   readonly s3Endpoint?: string | undefined
+  /** Credentials for S3 when they differ from SSM's (an S3-compatible store). Default: SSM's. */
+  readonly s3Credentials?: Credentials | undefined
+  /**
+   * Poll each running execution's output (`GetCommandInvocation`) at the poll interval and pass on what is new
+   * (`output: "polled"`), so that output before a timeout or a cancel is kept and `cancelWhen` can watch it. It
+   * costs one request per running target per poll; the SSM agent may report output only when the command ends.
+   * Default `false`: output is read once, when the execution has finished (`output: "final"`).
+   */
+  readonly streamOutput?: boolean | undefined
   /** Full output: the bucket SSM writes each command's stdout/stderr to; read whole instead of the capped text. */
   readonly outputBucket?: string | undefined
   /** Key prefix in the output bucket. Default `runcmd/output`. */
@@ -138,14 +147,14 @@ export class SsmOptionsError extends Schema.TaggedError<SsmOptionsError>("@runcm
 }
 
 /**
- * The capabilities for the given options: output is polled; cancel is best-effort (the service reports the end);
+ * The capabilities for the given options: output is polled (`streamOutput`) or final; cancel is best-effort (the service reports the end);
  * secrets only with Parameter Store; the inline cap only without an output bucket.
  *
  * @since 0.1.0
  * @category constants
  */
 export const capabilities = (options: Options = {}): Transport.Capabilities => ({
-  output: "polled",
+  output: options.streamOutput === true ? "polled" : "final",
   cancel: "best-effort",
   secrets: options.secrets !== undefined,
   stdin: true,
@@ -217,6 +226,7 @@ const engineConfig = (options: Options): Effect.Effect<EngineConfig, SsmOptionsE
         base: Duration.decode(options.backoff?.base ?? Duration.millis(100)),
         max: Duration.decode(options.backoff?.max ?? Duration.seconds(5))
       },
+      streamOutput: options.streamOutput === true,
       onCall: options.onCall
     }
   })
@@ -293,7 +303,7 @@ const makeWith = (
           ssm,
           s3: () => {
             if (s3 === undefined) {
-              s3 = s3Config(options, region, options.credentials ?? ssm.config.credentials)
+              s3 = s3Config(options, region, options.s3Credentials ?? options.credentials ?? ssm.config.credentials)
               owned.push(s3)
             }
             return s3

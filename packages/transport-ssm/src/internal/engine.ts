@@ -70,6 +70,7 @@ export interface EngineConfig {
     }
     | undefined
   readonly backoff: CallOptions["backoff"]
+  readonly streamOutput: boolean
   readonly onCall: ((operation: string) => void) | undefined
 }
 
@@ -114,6 +115,8 @@ interface Sent {
   readonly members: Map<string, Member>
   readonly sentAt: number
   readonly wake: Queue.Queue<void>
+  /** Where the launch's protocol begins on stderr (held back while streaming), if it has one. */
+  readonly marker: string | undefined
 }
 
 /** One execution waiting in (or sent with) a batch. */
@@ -489,6 +492,7 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
           let commands: Array<string>
           let extra: Record<string, Array<string>> = {}
           let interpret: Sent["interpret"]
+          let marker: string | undefined
           if (inv.source._tag === "Native") {
             const doc = inv.source.document
             const params = (doc.parameters ?? doc.Parameters ?? {}) as Record<string, unknown>
@@ -582,6 +586,7 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
             })
             if (Either.isLeft(rendered)) return yield* fail("Unsupported", "delivery", rendered.left.message)
             const launch = rendered.right
+            marker = `runcmd-${launch.nonce}:`
             commands = [launch.script]
             interpret = (code, stdout, stderr) => {
               const r = launch.interpret(code, stderr)
@@ -621,7 +626,8 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
             interpret,
             members: new Map(),
             sentAt: Date.now(),
-            wake: yield* Queue.sliding<void>(1)
+            wake: yield* Queue.sliding<void>(1),
+            marker
           }
           for (const entry of entries) {
             const member: Member = {
@@ -849,12 +855,62 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
             return { status: statusOf(final, read), stdout: read.stdout, stderr, truncated: read.truncated }
           })
         )
+        // while it runs (streamOutput): the output so far, polled; what was emitted is a prefix of the final bytes
+        const emitted = { stdout: 0, stderr: 0 }
+        const stream = (emit: (chunk: RawChunk) => Effect.Effect<void>) =>
+          Effect.gen(function*() {
+            let interval = config.pollMin
+            const seen = { stdout: "", stderr: "" }
+            while (!(yield* Deferred.isDone(member.finished))) {
+              yield* Effect.raceFirst(Effect.sleep(Duration.millis(interval)), Deferred.await(member.finished))
+              if (yield* Deferred.isDone(member.finished)) break
+              const inv = yield* call(
+                "GetCommandInvocation",
+                (abortSignal) =>
+                  sent.connection.ssm.send(
+                    new GetCommandInvocationCommand({ CommandId: sent.commandId, InstanceId: member.instanceId }),
+                    { abortSignal }
+                  ),
+                options(sent.connection, true, "execution")
+              ).pipe(Effect.option)
+              if (Option.isNone(inv)) continue
+              let grew = false
+              for (const name of ["stdout", "stderr"] as const) {
+                let text = (name === "stdout" ? inv.value.StandardOutputContent : inv.value.StandardErrorContent) ?? ""
+                // never past the service's cap (the final read decides), nor into the launch's protocol line
+                if (text.length >= INLINE_CAP) text = text.slice(0, INLINE_CAP - 1)
+                if (name === "stderr" && sent.marker !== undefined) {
+                  const at = text.indexOf(sent.marker)
+                  text = text.slice(0, at >= 0 ? at : Math.max(0, text.length - sent.marker.length))
+                }
+                // text is only a faithful prefix of the bytes up to the first byte that was not UTF-8 (binary
+                // output): the rest comes from the final read
+                const invalid = text.indexOf("\uFFFD")
+                if (invalid >= 0) text = text.slice(0, invalid)
+                // whole characters only (a surrogate pair split at the end waits for the next poll)
+                const last = text.charCodeAt(text.length - 1)
+                if (last >= 0xd800 && last <= 0xdbff) text = text.slice(0, -1)
+                if (text.length <= seen[name].length || !text.startsWith(seen[name])) continue
+                const bytes = encoder.encode(text.slice(seen[name].length))
+                seen[name] = text
+                emitted[name] += bytes.length
+                grew = true
+                for (const c of chunks(name, bytes)) yield* emit(c)
+              }
+              interval = grew ? config.pollMin : Math.min(config.pollMax, Math.round(interval * 1.5))
+            }
+          })
         const raw: Transport.RawExecution = {
           pump: (emit) =>
             Effect.gen(function*() {
+              if (config.streamOutput) yield* stream(emit)
               const r = yield* result
-              for (const c of chunks("stdout", r.stdout)) yield* emit(c)
-              for (const c of chunks("stderr", r.stderr)) yield* emit(c)
+              for (const c of chunks("stdout", r.stdout.subarray(Math.min(emitted.stdout, r.stdout.length)))) {
+                yield* emit(c)
+              }
+              for (const c of chunks("stderr", r.stderr.subarray(Math.min(emitted.stderr, r.stderr.length)))) {
+                yield* emit(c)
+              }
             }),
           exit: Effect.flatMap(
             result,

@@ -74,6 +74,10 @@ export const options = (
   batchWindow: "30 millis",
   rateLimit: { perSecond: 1000, burst: 1000 },
   backoff: { base: "20 millis", max: "300 millis" },
-  ...(s3 === undefined ? {} : { s3Endpoint: s3.endpoint, outputBucket: BUCKET }),
+  ...(s3 === undefined ? {} : {
+    s3Endpoint: s3.endpoint,
+    s3Credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" },
+    outputBucket: BUCKET
+  }),
   ...over
 })

@@ -347,7 +347,17 @@ export const makeService = (options: ServiceOptions) => {
       timedOut = true
       killGroup(child, "SIGKILL")
     }, seconds * 1000))
-    child.on("close", (code, signal) => {
+    // the agent ends the command when the process exits; a background process left holding the output pipes gets
+    // a second to write, then its output is no longer collected
+    const ended = new Promise<void>((resolve) => child.once("close", () => resolve()))
+    child.on("exit", (code, signal) => {
+      void Promise.race([ended, new Promise<void>((resolve) => setTimeout(resolve, 1000))]).then(() => {
+        child.stdout!.destroy()
+        child.stderr!.destroy()
+        onEnd(code, signal)
+      })
+    })
+    const onEnd = (code: number | null, signal: NodeJS.Signals | null) => {
       inv.child = undefined
       inv.stdoutText = Buffer.concat(inv.stdout).toString("utf8")
       inv.stderrText = Buffer.concat(inv.stderr).toString("utf8")
@@ -361,7 +371,7 @@ export const makeService = (options: ServiceOptions) => {
         else if (signal === null && code === 0) finish(inv, "Success", "Success", 0)
         else finish(inv, "Failed", "Failed", responseCode)
       })
-    })
+    }
   }
 
   const killGroup = (child: cp.ChildProcess, signal: NodeJS.Signals) => {
