@@ -35,6 +35,8 @@ if (skipWithoutPwsh("transport-winrm conformance")) {
         targets: (n) => Array.from({ length: n }, (_, i) => emulator!.target({ id: `winrm-${i}` })),
         unreachableTarget: () => emulator!.target({ id: "closed-port", port: closedPort }),
         signals: false,
+        // pwsh takes seconds to start on a loaded machine: the timeout cases need the script to have printed first
+        timeout: "10 seconds",
         testTimeout: 120_000
       }
     )

@@ -152,13 +152,15 @@ export const start = (
             (e): e is FaultError => e instanceof FaultError && Errors.isShellGone(e.fault),
             () => Effect.succeed(true)
           ),
+          // interruptible in the fiber the timeout forks (the closing fiber may itself be interrupted: a cancel)
+          Effect.interruptible,
           Effect.timeout(settings.killTimeout),
           Effect.orElseSucceed(() => false)
         )
         state.confirmed = yield* confirm
         if (!state.confirmed) lease.discard()
-        else yield* signal.pipe(Effect.timeout(Duration.seconds(5)), Effect.ignore)
-      }).pipe(Effect.interruptible)
+        else yield* signal.pipe(Effect.interruptible, Effect.timeout(Duration.seconds(5)), Effect.ignore)
+      })
     )
 
     // the secrets first (the twin reads one line per secret), then the job's stdin; always ended
