@@ -2,9 +2,9 @@
  * The lifeline: a small POSIX `sh` loop that a transport starts once (per layer locally, per pooled connection over
  * SSH) with a pipe from the controller on its stdin. The transport tells it, before each execution starts, the
  * execution's token (and its process groups once known), and tells it to forget the execution when it has ended.
- * When its stdin reaches EOF without a goodbye (the controller died by any means: SIGKILL, a crash, an OOM kill;
- * the SSH connection dropped) it ends every execution it still knows: TERM to the groups, to every process whose
- * environment carries a token and to their groups (`setsid` escapes), the longest kill grace, then KILL, and exits.
+ * When its stdin reaches EOF (the controller died by any means: SIGKILL, a crash, an OOM kill; the SSH connection
+ * dropped) it ends every execution it still knows: TERM to the groups, to every process whose environment carries
+ * a token and to their groups (`setsid` escapes), the longest kill grace, then KILL, and exits.
  *
  * It costs one process, which runs only builtins while it waits (`read`, `case`): a message is a line of a few
  * dozen bytes, and no process is started per execution. It ignores the terminal's signals (INT, HUP, QUIT) and

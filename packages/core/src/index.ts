@@ -13,7 +13,11 @@
  * | plan | the program's own policy for this job | `Runner.runJob(job, { policy })`, `resolve({ plan })` |
  * | inventory | policy defaults that come with the targets | `resolve({ inventory })` |
  * | layer | the {@link Defaults} service: {@link layer} or {@link layerConfig} (`RUNCMD_*` variables) | provided |
- * | built-in | {@link defaults}: no timeout, 5 s kill grace, no retry, concurrency 10, no error budget | always |
+ * | built-in | {@link defaults}: no timeout, 5 s kill grace, no retry, concurrency 10, no error budget, jobs end with the controller (`onControllerLoss: "terminate"`) | always |
+ *
+ * `onControllerLoss` has one more level, above all of these: a target's own `onControllerLoss` field (an
+ * inventory target's, e.g. the one host whose migration must finish whatever happens to runcmd) decides for that
+ * target ({@link forTarget}).
  *
  * `Runner.run(plan)` takes a `RunPlan` whose policy is complete already (`RunPlan.make` fills in the built-in
  * defaults): it does not read the {@link Defaults} service. `Runner.runJob` and {@link current} do.
@@ -90,6 +94,31 @@ export * as InvalidPlan from "./InvalidPlan.js"
  * @since 0.1.0
  */
 export * as Inventory from "./Inventory.js"
+
+/**
+ * The lifeline: a small POSIX `sh` loop that a transport starts once (per layer locally, per pooled connection over
+ * SSH) with a pipe from the controller on its stdin. The transport tells it, before each execution starts, the
+ * execution's token (and its process groups once known), and tells it to forget the execution when it has ended.
+ * When its stdin reaches EOF (the controller died by any means: SIGKILL, a crash, an OOM kill; the SSH connection
+ * dropped) it ends every execution it still knows: TERM to the groups, to every process whose environment carries
+ * a token and to their groups (`setsid` escapes), the longest kill grace, then KILL, and exits.
+ *
+ * It costs one process, which runs only builtins while it waits (`read`, `case`): a message is a line of a few
+ * dozen bytes, and no process is started per execution. It ignores the terminal's signals (INT, HUP, QUIT) and
+ * TERM, so a Ctrl-C or a TERM to the controller's process group cannot take it down before its sweep.
+ *
+ * Protocol (one line per message):
+ * - `+ ID PGID TICKS TOKEN`: an execution: its id (a short number), a process group (`0` when not known yet), its kill
+ *   grace in ticks of 100 ms and its token (hex);
+ * - `g ID PGID`: another process group of execution ID;
+ * - `- ID`: execution ID has ended, forget it.
+ *
+ * A controller that closes the lifeline on purpose (a layer or a connection closing) has ended its jobs already: at
+ * EOF the lifeline knows none and exits.
+ *
+ * @since 0.1.0
+ */
+export * as Lifeline from "./Lifeline.js"
 
 /**
  * Metrics the Runner records: executions by outcome, execution durations, output bytes. Exporter-agnostic:
@@ -230,6 +259,8 @@ export * as Runner from "./Runner.js"
  * - {@link directShell} ({@link DirectShellLaunch}): no wrapper, through the target user's POSIX login shell (SSH
  *   `exec`), under the same conditions.
  * - {@link powershell} ({@link PowerShellLaunch}): the PowerShell twin of the wrapper, for Windows targets.
+ * - {@link powershellProcess} ({@link PowerShellProcessLaunch}): the same twin run by a PowerShell process the
+ *   transport starts (local `pwsh`, the `pwsh` login shell of an SSH user): a constant bootstrap reads it from stdin.
  *
  * @since 0.1.0
  */

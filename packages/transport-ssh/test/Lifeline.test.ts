@@ -1,0 +1,107 @@
+/**
+ * The SSH lifeline and keepalive against a real sshd, through a TCP relay on loopback that can stop forwarding
+ * without closing (a half-open connection: the peer vanished) and then drop (the network is gone for sshd too).
+ */
+import { afterEach, assert, describe, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as net from "node:net"
+import type * as SshTarget from "../src/SshTarget.js"
+import * as SshTransport from "../src/SshTransport.js"
+import { describeReport, run } from "./harness/helpers.js"
+import * as Sshd from "./harness/Sshd.js"
+
+/** A relay from a loopback port to sshd; `freeze` stops forwarding (nothing closes), `drop` closes everything. */
+const relay = (port: number) =>
+  Effect.acquireRelease(
+    Effect.async<{ port: number; freeze: () => void; drop: () => void }>((resume) => {
+      const sockets = new Set<net.Socket>()
+      let frozen = false
+      const server = net.createServer((client) => {
+        const upstream = net.connect({ host: "127.0.0.1", port })
+        for (const s of [client, upstream]) {
+          sockets.add(s)
+          s.on("error", () => {})
+          s.on("close", () => sockets.delete(s))
+        }
+        client.on("data", (d: Buffer) => void (frozen || upstream.write(d)))
+        upstream.on("data", (d: Buffer) => void (frozen || client.write(d)))
+        // a frozen relay is a vanished network: neither side learns of the other's close
+        client.on("close", () => frozen || upstream.destroy())
+        upstream.on("close", () => frozen || client.destroy())
+      })
+      const drop = () => {
+        for (const s of sockets) s.destroy()
+        server.close()
+      }
+      server.listen(0, "127.0.0.1", () =>
+        resume(Effect.succeed({
+          port: (server.address() as net.AddressInfo).port,
+          freeze: () => void (frozen = true),
+          drop
+        })))
+    }),
+    (r) => Effect.sync(r.drop)
+  )
+
+/** Through the relay: the host key is pinned (the relay's port is not in known_hosts). */
+const viaRelay = (sshd: Sshd.Sshd, port: number, id: string, overrides: Partial<SshTarget.SshTarget> = {}) =>
+  sshd.target({
+    id,
+    hostKey: { policy: "pinned", fingerprints: [sshd.hostFingerprint] },
+    overrides: { port, keepalive: { interval: Duration.millis(300), countMax: 3 }, ...overrides }
+  })
+
+const marked = (sshd: Sshd.Sshd, marker: string) => sshd.leftovers().filter((p) => p.cmd.includes(marker))
+
+const until = (what: string, done: () => boolean, ms = 20_000) =>
+  Effect.promise(async () => {
+    const deadline = Date.now() + ms
+    while (!done()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`)
+      await Sshd.sleep(50)
+    }
+  })
+
+describe.skipIf(!Sshd.enabled())("the lifeline and keepalive", () => {
+  afterEach(() => Sshd.assertNoLeftovers())
+
+  it.layer(Sshd.layer(), Sshd.layerOptions)((it) => {
+    it.scoped(
+      "a half-open connection is detected by keepalive (TransportFailed, no hang); when sshd loses it, the lifeline ends the job",
+      () =>
+        Effect.gen(function*() {
+          const sshd = yield* Sshd.Server
+          const r = yield* relay(sshd.port)
+          const marker = `rcll${Date.now()}`
+          const fiber = yield* run(
+            [
+              viaRelay(sshd, r.port, "half-open", { env: { ROLE: "half-open" } }),
+              viaRelay(sshd, r.port, "kept", { env: { ROLE: "kept" }, onControllerLoss: "continue" })
+            ],
+            `trap '' TERM HUP; exec bash -c "exec -a ${marker}-$ROLE sleep 300"`,
+            { killGrace: Duration.millis(500) }
+          ).pipe(Effect.provide(SshTransport.layer()), Effect.fork)
+          yield* until("both jobs run", () => marked(sshd, marker).length === 2)
+          const frozenAt = Date.now()
+          r.freeze()
+          const report = yield* Fiber.join(fiber)
+          // 3 unanswered keepalives 300 ms apart, far below the 300 s of the job
+          assert.isBelow(Date.now() - frozenAt, 15_000)
+          for (const o of report.outcomes) {
+            assert.strictEqual(o._tag, "TransportFailed", describeReport(report))
+            if (o._tag === "TransportFailed") assert.strictEqual(o.remoteState, "unknown")
+          }
+          // sshd still believes in the connection: both jobs run on
+          assert.strictEqual(marked(sshd, marker).length, 2)
+          // the network is gone for sshd too: the lifeline ends the `terminate` job, the `continue` one stays
+          r.drop()
+          yield* until("the terminate job is gone", () => marked(sshd, `${marker}-half-open`).length === 0)
+          assert.strictEqual(marked(sshd, `${marker}-kept`).length, 1)
+          yield* Effect.promise(() => sshd.killLeftovers())
+        }),
+      { timeout: 60_000 }
+    )
+  })
+})
