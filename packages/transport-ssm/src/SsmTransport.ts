@@ -148,7 +148,8 @@ export class SsmOptionsError extends Schema.TaggedError<SsmOptionsError>("@runcm
 
 /**
  * The capabilities for the given options: output is polled (`streamOutput`) or final; cancel is best-effort (the service reports the end);
- * secrets only with Parameter Store; the inline cap only without an output bucket.
+ * secrets are accepted and delivered through Parameter Store when enabled, else each execution is `Rejected` saying
+ * why; the inline cap only without an output bucket.
  *
  * @since 0.1.0
  * @category constants
@@ -156,7 +157,8 @@ export class SsmOptionsError extends Schema.TaggedError<SsmOptionsError>("@runcm
 export const capabilities = (options: Options = {}): Transport.Capabilities => ({
   output: options.streamOutput === true ? "polled" : "final",
   cancel: "best-effort",
-  secrets: options.secrets !== undefined,
+  // jobs with secrets are taken, and each execution is Rejected with the reason unless Parameter Store is enabled
+  secrets: true,
   stdin: true,
   runAs: true,
   native: true,

@@ -350,8 +350,26 @@ export const makeService = (options: ServiceOptions) => {
     // the agent ends the command when the process exits; a background process left holding the output pipes gets
     // a second to write, then its output is no longer collected
     const ended = new Promise<void>((resolve) => child.once("close", () => resolve()))
+    // a quiet second after the exit ends the collection (reset by every chunk: a busy machine reads late)
+    const quiet = () =>
+      new Promise<void>((resolve) => {
+        let fresh = false
+        // timers run before pending pipe reads in an event loop turn: decide only after that turn's reads
+        const check = () => {
+          if (fresh) {
+            fresh = false
+            setTimeout(() => setImmediate(check), 1000)
+          } else resolve()
+        }
+        setTimeout(() => setImmediate(check), 1000)
+        const saw = () => {
+          fresh = true
+        }
+        child.stdout!.on("data", saw)
+        child.stderr!.on("data", saw)
+      })
     child.on("exit", (code, signal) => {
-      void Promise.race([ended, new Promise<void>((resolve) => setTimeout(resolve, 1000))]).then(() => {
+      void Promise.race([ended, quiet()]).then(() => {
         child.stdout!.destroy()
         child.stderr!.destroy()
         onEnd(code, signal)

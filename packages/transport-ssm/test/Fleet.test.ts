@@ -1,0 +1,275 @@
+/**
+ * The issue's cases, through the real `@aws-sdk/client-ssm` and `@aws-sdk/client-s3` talking to the emulator and
+ * s3rver on loopback: batches, throttling and the InvocationDoesNotExist window without double execution, full
+ * output through S3 and truncation without it, delivery timeouts, cancel, exit codes and signals, secrets.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Outcome from "@runcmd/core/Outcome"
+import * as Runner from "@runcmd/core/Runner"
+import * as RunPlan from "@runcmd/core/RunPlan"
+import * as ScriptSource from "@runcmd/core/ScriptSource"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import * as SsmTransport from "../src/SsmTransport.js"
+import * as Emulator from "../src/testing.js"
+import * as Harness from "./support/harness.js"
+
+const run = (
+  emulator: Emulator.Emulator,
+  plan: Parameters<typeof RunPlan.make>[0],
+  options: SsmTransport.Options = {},
+  s3?: Harness.S3
+) => Runner.run(RunPlan.make(plan)).pipe(Effect.provide(SsmTransport.layer(Harness.options(emulator, s3, options))))
+
+const tags = (report: { readonly outcomes: ReadonlyArray<Outcome.Outcome> }) => report.outcomes.map((o) => o._tag)
+
+describe("SSM fleet", () => {
+  it.scopedLive(
+    "120 targets go in three SendCommand batches, one pre-flight and one output read each",
+    () =>
+      Effect.gen(function*() {
+        const emulator = yield* Emulator.make({ instances: 120 })
+        const report = yield* run(emulator, {
+          targets: emulator.targets(),
+          job: ScriptSource.job(ScriptSource.script(`echo "on $AWS_SSM_INSTANCE_ID"`)),
+          policy: { concurrency: 120 }
+        })
+        assert.deepStrictEqual(new Set(tags(report)), new Set(["Succeeded"]))
+        report.outcomes.forEach((o, i) => assert.strictEqual(o.stdout.head, `on ${emulator.instanceIds[i]}\n`))
+        const counts = emulator.countByOperation()
+        assert.strictEqual(counts.SendCommand, 3)
+        assert.strictEqual(counts.DescribeInstanceInformation, 3)
+        assert.strictEqual(counts.GetCommandInvocation, 120, "one output read per finished target")
+        const sends = emulator.requests().filter((r) => r.operation === "SendCommand")
+        assert.deepStrictEqual(sends.map((r) => JSON.parse(r.body).InstanceIds.length).sort(), [20, 50, 50])
+        assert.isTrue(emulator.invocations().every((i) => i.executions === 1))
+      }),
+    { timeout: 120_000 }
+  )
+
+  it.scopedLive(
+    "30% throttling and an InvocationDoesNotExist window: every target ends right, none runs twice",
+    () =>
+      Effect.gen(function*() {
+        const emulator = yield* Emulator.make({ instances: 60, seed: 7 })
+        const markers = fs.mkdtempSync(path.join(os.tmpdir(), "runcmd-ssm-markers-"))
+        yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(markers, { recursive: true, force: true })))
+        emulator.faults.throttle(0.3)
+        // longer than the emulator takes to start 60 processes on a busy machine
+        emulator.faults.invocationDoesNotExist("10 seconds")
+        const report = yield* run(emulator, {
+          targets: emulator.targets(),
+          job: ScriptSource.job(
+            ScriptSource.script(
+              `echo run >> "$1/$AWS_SSM_INSTANCE_ID"; sleep 0.3; case $AWS_SSM_INSTANCE_ID in *[02468]) exit 0;; *) exit 4;; esac`
+            ),
+            { args: [markers] }
+          ),
+          policy: { concurrency: 60 }
+        })
+        const throttled = emulator.requests().filter((r) => r.fault === "throttle")
+        assert.isAbove(throttled.length, 10, "throttling happened")
+        const unlisted = emulator.requests().filter((r) =>
+          r.operation === "ListCommandInvocations" && r.status === 200 &&
+          (r.response as { CommandInvocations: Array<unknown> }).CommandInvocations.length === 0
+        )
+        assert.isAbove(unlisted.length, 0, "polls saw the invocations missing (the window) and kept waiting")
+        for (const [i, o] of report.outcomes.entries()) {
+          const id = emulator.instanceIds[i]!
+          const even = /[02468]$/.test(id)
+          assert.strictEqual(o._tag, even ? "Succeeded" : "Failed", `${id}: ${JSON.stringify(o)}`)
+          if (o._tag === "Failed") assert.strictEqual(o.exitCode, 4)
+          assert.strictEqual(fs.readFileSync(path.join(markers, id), "utf8"), "run\n", `${id} ran exactly once`)
+        }
+        assert.strictEqual(fs.readdirSync(markers).length, 60)
+        assert.isTrue(emulator.invocations().every((i) => i.executions === 1))
+      }),
+    { timeout: 180_000 }
+  )
+
+  it.scopedLive(
+    "100,000 characters of output come whole from S3; without a bucket they are capped and flagged",
+    () =>
+      Effect.gen(function*() {
+        const s3 = yield* Harness.s3()
+        const emulator = yield* Emulator.make({ instances: 1, s3: { endpoint: s3.endpoint } })
+        const script = `i=0; while [ $i -lt 1000 ]; do printf '%099d\\n' $i; i=$((i + 1)); done`
+        const whole = yield* run(
+          emulator,
+          {
+            targets: emulator.targets(),
+            job: ScriptSource.job(ScriptSource.script(script)),
+            captureBytes: 200_000
+          },
+          {},
+          s3
+        )
+        const o = whole.outcomes[0]!
+        assert.strictEqual(o._tag, "Succeeded")
+        assert.strictEqual(o.stdout.totalBytes, 100_000)
+        assert.strictEqual(Outcome.capturedText(o.stdout).split("\n")[999], "0".repeat(96) + "999")
+        assert.isFalse(o.stdout.truncated)
+
+        const capped = yield* run(emulator, {
+          targets: emulator.targets(),
+          job: ScriptSource.job(ScriptSource.script(script)),
+          captureBytes: 200_000
+        })
+        const c = capped.outcomes[0]!
+        assert.strictEqual(c._tag, "Succeeded")
+        assert.strictEqual(c.stdout.totalBytes, 24_000, "the service's cap")
+        assert.include(Outcome.capturedText(c.stderr), "ssm kept only the first 24000 characters of stdout")
+      }),
+    { timeout: 120_000 }
+  )
+
+  it.scopedLive(
+    "an offline instance: refused before sending (pre-flight), or DeliveryTimedOut after TimeoutSeconds",
+    () =>
+      Effect.gen(function*() {
+        const emulator = yield* Emulator.make({ instances: 2 })
+        const [online, offline] = emulator.targets()
+        emulator.faults.offline(offline!.instanceId)
+        const checked = yield* run(emulator, {
+          targets: [online!, offline!],
+          job: ScriptSource.job(ScriptSource.script("echo hi")),
+          policy: { concurrency: 10 }
+        })
+        assert.deepStrictEqual(tags(checked), ["Succeeded", "Unreachable"])
+        const refused = checked.outcomes[1] as Outcome.Unreachable
+        assert.strictEqual(refused.error.reason, "NotManaged")
+        assert.include(refused.error.message, "ConnectionLost")
+        const sent = emulator.requests().filter((r) => r.operation === "SendCommand").map((r) => JSON.parse(r.body))
+        assert.deepStrictEqual(
+          sent.map((b) => b.InstanceIds),
+          [[online!.instanceId]],
+          "nothing sent to the offline one"
+        )
+
+        // without the pre-flight: Delayed, then the service's delivery timeout (30 s, its minimum)
+        const timedOut = yield* run(emulator, {
+          targets: [offline!],
+          job: ScriptSource.job(ScriptSource.script("echo never")),
+          policy: { concurrency: 10 }
+        }, { preflight: false, deliveryTimeout: "30 seconds" })
+        const u = timedOut.outcomes[0] as Outcome.Unreachable
+        assert.strictEqual(u._tag, "Unreachable")
+        assert.strictEqual(u.error.reason, "ConnectTimeout")
+        assert.strictEqual(u.error.phase, "delivery")
+        assert.strictEqual(u.error.detail?.statusDetails, "DeliveryTimedOut")
+        assert.isTrue(
+          emulator.requests().some((r) =>
+            r.operation === "ListCommandInvocations" && r.body !== "" && JSON.stringify(r.response).includes("Delayed")
+          ),
+          "the invocation was Delayed first"
+        )
+
+        // runcmd's own timeout before delivery: TimedOut{phase: delivery}, the command cancelled and confirmed
+        const early = yield* run(emulator, {
+          targets: [offline!],
+          job: ScriptSource.job(ScriptSource.script("echo never")),
+          policy: { timeout: Duration.seconds(2) }
+        }, { preflight: false })
+        const t = early.outcomes[0] as Outcome.TimedOut
+        assert.strictEqual(t._tag, "TimedOut")
+        assert.strictEqual(t.phase, "delivery")
+        assert.isTrue(t.killConfirmed)
+        assert.isTrue(emulator.invocations().some((i) => i.status === "Cancelled" && i.executions === 0))
+      }),
+    { timeout: 180_000 }
+  )
+
+  it.scopedLive(
+    "cancel: CancelCommand, then Cancelled confirmed once the service reports it",
+    () =>
+      Effect.gen(function*() {
+        const emulator = yield* Emulator.make({ instances: 2 })
+        // the transport lives in this test's scope: the run goes on in the background
+        const transport = yield* Layer.build(SsmTransport.layer(Harness.options(emulator)))
+        const handle = yield* Runner.start(RunPlan.make({
+          targets: emulator.targets(),
+          job: ScriptSource.job(ScriptSource.script("echo ready; sleep 60; echo never")),
+          policy: { concurrency: 10 }
+        })).pipe(Effect.provide(transport))
+        // both running (the emulator says InProgress), then cancel
+        while (emulator.invocations().filter((i) => i.status === "InProgress").length < 2) {
+          yield* Effect.sleep("50 millis")
+        }
+        const report = yield* handle.cancel
+        assert.isTrue(report.interrupted)
+        for (const o of report.outcomes) {
+          assert.strictEqual(o._tag, "Cancelled", JSON.stringify(o))
+          if (o._tag === "Cancelled") assert.isTrue(o.confirmed, "confirmed by the service's Cancelled status")
+        }
+        assert.strictEqual(emulator.countByOperation().CancelCommand, 2)
+        assert.deepStrictEqual(emulator.invocations().map((i) => i.status), ["Cancelled", "Cancelled"])
+      }),
+    { timeout: 120_000 }
+  )
+
+  it.scopedLive("exit codes and signal deaths", () =>
+    Effect.gen(function*() {
+      const emulator = yield* Emulator.make({ instances: 4 })
+      const targets = emulator.targets()
+      const scripts = ["exit 0", "exit 7", "kill -9 $$", "kill -TERM $$"]
+      const outcomes = yield* Effect.forEach(targets, (target, i) =>
+        Effect.map(
+          run(emulator, { targets: [target], job: ScriptSource.job(ScriptSource.script(scripts[i]!)) }),
+          (r) => r.outcomes[0]!
+        ), { concurrency: 4 })
+      assert.deepStrictEqual(tags({ outcomes }), ["Succeeded", "Failed", "Signaled", "Signaled"])
+      assert.strictEqual((outcomes[1] as Outcome.Failed).exitCode, 7)
+      assert.strictEqual((outcomes[2] as Outcome.Signaled).signal, "SIGKILL")
+      assert.strictEqual((outcomes[3] as Outcome.Signaled).signal, "SIGTERM")
+    }), { timeout: 120_000 })
+
+  it.scopedLive(
+    "secrets: Rejected by default; with Parameter Store in no recorded body but PutParameter's, deleted after",
+    () =>
+      Effect.gen(function*() {
+        const emulator = yield* Emulator.make({ instances: 3 })
+        const secret = "s3cr3t-V@lue with spaces\nand a newline"
+        const job = ScriptSource.job(ScriptSource.script(`printf '%s' "$API_TOKEN" | sha256sum`), {
+          secrets: { API_TOKEN: Redacted.make(secret) }
+        })
+        const rejected = yield* run(emulator, { targets: emulator.targets(), job, policy: { concurrency: 10 } })
+        assert.deepStrictEqual(tags(rejected), ["Rejected", "Rejected", "Rejected"])
+        const why = (rejected.outcomes[0] as Outcome.Rejected).error
+        assert.strictEqual(why.reason, "Unsupported")
+        assert.include(why.message, "Parameter Store")
+        assert.strictEqual(emulator.requests().length, 0, "nothing was sent")
+
+        const report = yield* run(emulator, { targets: emulator.targets(), job, policy: { concurrency: 10 } }, {
+          secrets: { parameterStore: { prefix: "/test/runcmd" } }
+        })
+        const expected = (yield* Effect.promise(() => import("node:crypto"))).createHash("sha256").update(secret)
+          .digest("hex")
+        for (const o of report.outcomes) {
+          assert.strictEqual(o._tag, "Succeeded", JSON.stringify(o))
+          assert.strictEqual(o.stdout.head, `${expected}  -\n`)
+        }
+        const encoded = Buffer.from(secret).toString("base64")
+        const bodies = emulator.requests()
+        const puts = bodies.filter((r) => r.operation === "PutParameter")
+        assert.strictEqual(puts.length, 1, "one parameter for the batch")
+        assert.include(puts[0]!.body, encoded)
+        for (const r of bodies) {
+          if (r.operation === "PutParameter") continue
+          assert.notInclude(r.body, secret, `${r.operation} body`)
+          assert.notInclude(r.body, encoded, `${r.operation} body`)
+          assert.notInclude(r.body, "s3cr3t", `${r.operation} body`)
+        }
+        const name = JSON.parse(puts[0]!.body).Name
+        assert.strictEqual(JSON.parse(puts[0]!.body).Type, "SecureString")
+        assert.deepStrictEqual(emulator.parameters().stored, [], "no parameter left")
+        assert.deepStrictEqual(emulator.parameters().deleted, [name])
+        assert.notInclude(JSON.stringify(report), secret)
+      }),
+    { timeout: 120_000 }
+  )
+})
