@@ -192,6 +192,8 @@ const route = (pattern: string) => new RegExp(`^${pattern}$`, "i")
 const PREFIX = `/subscriptions/${SEGMENT}`
 const RG = `${PREFIX}/resourceGroups/${SEGMENT}/providers/Microsoft\\.Compute`
 const routes = {
+  documents: route(`${PREFIX}/providers/Microsoft\\.Compute/locations/${SEGMENT}/runCommands`),
+  document: route(`${PREFIX}/providers/Microsoft\\.Compute/locations/${SEGMENT}/runCommands/${SEGMENT}`),
   operation: route(`${PREFIX}/providers/Microsoft\\.Compute/locations/${SEGMENT}/operations/${SEGMENT}`),
   vmAction: route(`${RG}/virtualMachines/${SEGMENT}/runCommand`),
   vmRunCommand: route(`${RG}/virtualMachines/${SEGMENT}/runCommands/${SEGMENT}`),
@@ -210,6 +212,32 @@ const routes = {
   ssInGroup: route(`${RG}/virtualMachineScaleSets`),
   ssAll: route(`${PREFIX}/providers/Microsoft\\.Compute/virtualMachineScaleSets`)
 }
+
+const SCHEMA = "http://schema.management.azure.com/schemas/2016-11-17/runcommands.json"
+
+/** The run command documents the emulator knows (the two that run custom scripts). */
+const documents = [
+  {
+    $schema: SCHEMA,
+    id: "RunShellScript",
+    osType: "Linux",
+    label: "Executes a Linux shell script",
+    description:
+      "Custom multiline shell script should be defined in script property. Optional parameters can be set in parameters property.",
+    script: [],
+    parameters: []
+  },
+  {
+    $schema: SCHEMA,
+    id: "RunPowerShellScript",
+    osType: "Windows",
+    label: "Executes a PowerShell script",
+    description:
+      "Custom multiline PowerShell script should be defined in script property. Optional parameters can be set in parameters property.",
+    script: [],
+    parameters: []
+  }
+]
 
 /** The properties a client may set on a managed run command (what decides whether a PUT changes it). */
 const settable = [
@@ -541,6 +569,25 @@ export const start = async (options: Options = {}): Promise<Emulator> => {
     })
   }
 
+  /** PATCH: the given properties over the current ones, then as a PUT of the result (runs again if it changed). */
+  const patchRunCommand = (
+    res: http.ServerResponse,
+    vm: Vm,
+    name: string,
+    id: string,
+    type: string,
+    body: Record<string, unknown>
+  ) => {
+    const rc = runCommands.get(id.toLowerCase())
+    if (rc === undefined) return armError(res, 404, "ResourceNotFound", `The Resource '${id.slice(1)}' was not found.`)
+    const patch = (body.properties ?? {}) as Record<string, unknown>
+    return putRunCommand(res, vm, name, id, type, {
+      location: rc.location,
+      tags: (body.tags as Record<string, string> | undefined) ?? rc.tags,
+      properties: { ...rc.properties, ...patch }
+    })
+  }
+
   const getRunCommand = (res: http.ServerResponse, id: string, expand: boolean) => {
     const rc = runCommands.get(id.toLowerCase())
     if (rc === undefined) {
@@ -724,6 +771,25 @@ export const start = async (options: Options = {}): Promise<Emulator> => {
     const subscriptionNotFound = () =>
       armError(res, 404, "SubscriptionNotFound", `The subscription '${m?.[1] ?? ""}' could not be found.`)
 
+    if ((m = routes.documents.exec(path)) !== null && method === "GET") {
+      if (!sub(m)) return subscriptionNotFound()
+      return json(res, 200, {
+        value: documents.map(({ $schema, description, id, label, osType }) => ({
+          $schema,
+          id,
+          osType,
+          label,
+          description
+        }))
+      })
+    }
+    if ((m = routes.document.exec(path)) !== null && method === "GET") {
+      if (!sub(m)) return subscriptionNotFound()
+      const doc = documents.find((d) => d.id.toLowerCase() === m![3]!.toLowerCase())
+      return doc === undefined
+        ? armError(res, 404, "NotFound", `The run command document ${m[3]} was not found.`)
+        : json(res, 200, doc)
+    }
     if ((m = routes.operation.exec(path)) !== null && method === "GET") {
       return getOperation(res, m[3]!, query.get("monitor") === "true")
     }
@@ -758,6 +824,12 @@ export const start = async (options: Options = {}): Promise<Emulator> => {
       }
       if (method === "GET") return getRunCommand(res, id, expand)
       if (method === "DELETE") return deleteRunCommand(res, id)
+      if (method === "PATCH") {
+        const b = parsed()
+        return b === undefined
+          ? badBody()
+          : patchRunCommand(res, vm, m[4]!, id, "Microsoft.Compute/virtualMachines/runCommands", b)
+      }
     }
     if ((m = routes.vmRunCommands.exec(path)) !== null && method === "GET") {
       if (!sub(m)) return subscriptionNotFound()
@@ -825,6 +897,19 @@ export const start = async (options: Options = {}): Promise<Emulator> => {
       }
       if (method === "GET") return getRunCommand(res, id, expand)
       if (method === "DELETE") return deleteRunCommand(res, id)
+      if (method === "PATCH") {
+        const b = parsed()
+        return b === undefined
+          ? badBody()
+          : patchRunCommand(
+            res,
+            vm,
+            m[5]!,
+            id,
+            "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/runCommands",
+            b
+          )
+      }
     }
     if ((m = routes.ssVmRunCommands.exec(path)) !== null && method === "GET") {
       if (!sub(m)) return subscriptionNotFound()
