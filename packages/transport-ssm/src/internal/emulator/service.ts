@@ -528,6 +528,14 @@ export const makeService = (options: ServiceOptions) => {
     return { Command: commandShape(command) }
   }
 
+  // the bucket fields only when output goes to S3 (a bucket name has 3 to 63 characters)
+  const s3Fields = (command: Command) =>
+    command.outputS3BucketName === "" ? {} : {
+      OutputS3Region: command.outputS3Region,
+      OutputS3BucketName: command.outputS3BucketName,
+      OutputS3KeyPrefix: command.outputS3KeyPrefix
+    }
+
   const commandShape = (command: Command) => {
     const list = byCommand.get(command.commandId) ?? []
     return {
@@ -542,9 +550,7 @@ export const makeService = (options: ServiceOptions) => {
       RequestedDateTime: command.requestedAt / 1000,
       Status: command.status,
       StatusDetails: command.status,
-      OutputS3Region: command.outputS3Region,
-      OutputS3BucketName: command.outputS3BucketName,
-      OutputS3KeyPrefix: command.outputS3KeyPrefix,
+      ...s3Fields(command),
       MaxConcurrency: command.maxConcurrency,
       MaxErrors: command.maxErrors,
       TargetCount: list.length,
@@ -553,9 +559,8 @@ export const makeService = (options: ServiceOptions) => {
       DeliveryTimedOutCount: list.filter((i) => i.statusDetails === "DeliveryTimedOut").length,
       ServiceRole: "",
       NotificationConfig: { NotificationArn: "", NotificationEvents: [], NotificationType: "Command" },
-      CloudWatchOutputConfig: { CloudWatchLogGroupName: "", CloudWatchOutputEnabled: false },
-      TimeoutSeconds: command.timeoutSeconds,
-      TriggeredAlarms: []
+      CloudWatchOutputConfig: { CloudWatchOutputEnabled: false },
+      TimeoutSeconds: command.timeoutSeconds
     }
   }
 
@@ -599,7 +604,7 @@ export const makeService = (options: ServiceOptions) => {
       StandardOutputUrl: inv.stdoutUrl,
       StandardErrorContent: capChars(err, INLINE_OUTPUT_CAP),
       StandardErrorUrl: inv.stderrUrl,
-      CloudWatchOutputConfig: { CloudWatchLogGroupName: "", CloudWatchOutputEnabled: false }
+      CloudWatchOutputConfig: { CloudWatchOutputEnabled: false }
     }
   }
 
@@ -635,14 +640,12 @@ export const makeService = (options: ServiceOptions) => {
           Output: isTerminal(inv) ? listOutput(inv) : "",
           StandardOutputUrl: inv.stdoutUrl,
           StandardErrorUrl: inv.stderrUrl,
-          OutputS3Region: command.outputS3Region,
-          OutputS3BucketName: command.outputS3BucketName,
-          OutputS3KeyPrefix: command.outputS3KeyPrefix
+          ...s3Fields(command)
         }]
         : [],
       ServiceRole: "",
       NotificationConfig: { NotificationArn: "", NotificationEvents: [], NotificationType: "Command" },
-      CloudWatchOutputConfig: { CloudWatchLogGroupName: "", CloudWatchOutputEnabled: false }
+      CloudWatchOutputConfig: { CloudWatchOutputEnabled: false }
     }
   }
 
