@@ -191,6 +191,8 @@ export const local = async (): Promise<void> => {
   const wrapper = await renderedWrapper(invocation, "local")
   // the full wrapper, which run-as (and python, long scripts) still take
   const wrapped = Effect.runSync(Scope.extend(LocalTransport.make({ direct: false }), scope))
+  // the lifeline's cost: the same transport without its watchdog (no token/group/forget messages per execution)
+  const unwatched = Effect.runSync(Scope.extend(LocalTransport.make({ lifeline: false }), scope))
 
   try {
     const result = await alternate(
@@ -203,6 +205,14 @@ export const local = async (): Promise<void> => {
           perRound: PER_ROUND,
           op: async () => {
             const r = await Effect.runPromise(transport.run(target, invocation))
+            if (r.exit._tag !== "Exited" || r.exit.code !== 0) throw new Error(`runcmd: ${JSON.stringify(r.exit)}`)
+          }
+        },
+        {
+          name: "runcmd-transport-no-lifeline",
+          perRound: PER_ROUND,
+          op: async () => {
+            const r = await Effect.runPromise(unwatched.run(target, invocation))
             if (r.exit._tag !== "Exited" || r.exit.code !== 0) throw new Error(`runcmd: ${JSON.stringify(r.exit)}`)
           }
         },
@@ -238,6 +248,8 @@ export const local = async (): Promise<void> => {
     const vsShell = ratios(result, "runcmd-transport", "execa-shell")
     const runnerVsShell = ratios(result, "runcmd-runner", "execa-shell")
     const met = vsShell.ofMedians <= 1.0
+    const lifeline = ratios(result, "runcmd-transport", "runcmd-transport-no-lifeline")
+    console.log(`  lifeline cost: runcmd-transport / runcmd-transport-no-lifeline = ${JSON.stringify(lifeline)}`)
     console.log("\n  variant              median    mean     p95   (ms per execution)")
     for (const [k, v] of Object.entries(s)) {
       console.log(
@@ -273,6 +285,7 @@ export const local = async (): Promise<void> => {
         "runcmd-runner: ManagedRuntime(LocalTransport.layer()) once, then runtime.runPromise(Runner.run(plan with one Local target)); " +
         "wrapper-raw-spawn: child_process.spawn of the rendered wrapper (/bin/sh -c BOOTSTRAP) with its stdin bytes replayed, no runcmd code; " +
         "runcmd-transport-wrapper: the same transport with { direct: false } (the full wrapper, which run-as takes); " +
+        "runcmd-transport-no-lifeline: the same transport with { lifeline: false } (no watchdog; the lifeline's cost is runcmd-transport over it); " +
         "sh-c-true-raw-spawn: /bin/sh -c true with the same spawn code (the floor for any shell-based wrapper)",
       executionsPerVariant: ROUNDS * PER_ROUND,
       rounds: ROUNDS,
@@ -286,7 +299,12 @@ export const local = async (): Promise<void> => {
         "wrapper-raw-spawn/execa-shell": ratios(result, "wrapper-raw-spawn", "execa-shell"),
         "wrapper-raw-spawn/sh-c-true-raw-spawn": ratios(result, "wrapper-raw-spawn", "sh-c-true-raw-spawn"),
         "runcmd-transport-wrapper/execa-shell": ratios(result, "runcmd-transport-wrapper", "execa-shell"),
-        "execa-shell/spawn": ratios(result, "execa-shell", "spawn")
+        "execa-shell/spawn": ratios(result, "execa-shell", "spawn"),
+        "runcmd-transport/runcmd-transport-no-lifeline": ratios(
+          result,
+          "runcmd-transport",
+          "runcmd-transport-no-lifeline"
+        )
       },
       roundMediansMs: Object.fromEntries(
         Object.entries(result.roundMedians).map(([k, v]) => [k, v.map((x) => round(x, 2))])

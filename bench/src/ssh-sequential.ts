@@ -125,6 +125,8 @@ export const sshSequential = async (): Promise<void> => {
   let client: Client | undefined
   try {
     const transport = Effect.runSync(Scope.extend(SshTransport.make(), scope))
+    // the lifeline's cost: the same transport without the connection's lifeline channel
+    const unwatched = Effect.runSync(Scope.extend(SshTransport.make({ lifeline: false }), scope))
     const target = server.sshd.target()
     const runcmdError = await probeRuncmd(transport, target)
     client = await ssh2Connect(server)
@@ -164,6 +166,13 @@ export const sshSequential = async (): Promise<void> => {
           const r = await Effect.runPromise(transport.run(target, invocation))
           if (r.exit._tag !== "Exited" || r.exit.code !== 0) throw new Error(`runcmd: ${JSON.stringify(r.exit)}`)
         }
+      }, {
+        name: "runcmd-no-lifeline",
+        perRound,
+        op: async () => {
+          const r = await Effect.runPromise(unwatched.run(target, invocation))
+          if (r.exit._tag !== "Exited" || r.exit.code !== 0) throw new Error(`runcmd: ${JSON.stringify(r.exit)}`)
+        }
       })
     } else {
       console.log(`  runcmd's SSH transport cannot run \`true\` yet: ${runcmdError}; measuring the peers only`)
@@ -180,6 +189,13 @@ export const sshSequential = async (): Promise<void> => {
     }
     const vsSsh2 = runcmdError === undefined ? ratios(result, "runcmd", "ssh2") : undefined
     const vsCm = runcmdError === undefined ? ratios(result, "runcmd", "controlmaster") : undefined
+    if (runcmdError === undefined) {
+      console.log(
+        `  lifeline cost: runcmd / runcmd-no-lifeline = ${
+          JSON.stringify(ratios(result, "runcmd", "runcmd-no-lifeline"))
+        }`
+      )
+    }
     const met = vsSsh2 !== undefined && vsCm !== undefined && vsSsh2.ofMedians <= 1.25 && vsCm.ofMedians <= 0.5
     let profile: unknown
     if (!met && runcmdError === undefined) {
@@ -214,6 +230,7 @@ export const sshSequential = async (): Promise<void> => {
       ...(runcmdError === undefined ? {} : { runcmdUnusable: runcmdError }),
       measured:
         "runcmd: SshTransport.make once (pool warm after a first execution), Effect.runPromise(transport.run) per execution; " +
+        "runcmd-no-lifeline: the same with { lifeline: false } (no lifeline channel; the lifeline's cost is runcmd over it); " +
         "ssh2: one Client, setNoDelay(true), exec per execution; controlmaster: one ssh process per execution over a persistent master; " +
         "new-conn: ssh with ControlMaster=no (OpenSSH defaults, KEX sntrup761x25519); ssh2-wrapper: runcmd's wrapper (bootstrap + stdin) over raw ssh2; " +
         "ssh2-wrapper-trimmed: the prototype trimmed wrapper (bench/src/wrapper.ts) over raw ssh2; ssh2-sh-c-true: exec('/bin/sh -c true') over raw ssh2",
@@ -230,7 +247,8 @@ export const sshSequential = async (): Promise<void> => {
           : {
             "runcmd/ssh2": vsSsh2,
             "runcmd/controlmaster": vsCm,
-            "runcmd/ssh2-wrapper": ratios(result, "runcmd", "ssh2-wrapper")
+            "runcmd/ssh2-wrapper": ratios(result, "runcmd", "ssh2-wrapper"),
+            "runcmd/runcmd-no-lifeline": ratios(result, "runcmd", "runcmd-no-lifeline")
           }),
         "ssh2-wrapper/ssh2": ratios(result, "ssh2-wrapper", "ssh2"),
         ...(trimmed === undefined

@@ -285,8 +285,9 @@ const exec = (
     const lifelines = settings.lifelines
     const token = launch.token
     let watched: Lifeline.Watch | undefined
+    // the loop needs /bin/sh on the host, started by a login shell that passes its quoting through (not PowerShell)
     const openOn = lifelines === undefined || token === undefined || target.os === "windows" ||
-        invocation.onControllerLoss === "continue"
+        target.shell === "pwsh" || target.shell === "powershell" || invocation.onControllerLoss === "continue"
       ? (p: Pool.Pooled) => openExec(p, launch.commandLine, bind)
       : (p: Pool.Pooled) =>
         Effect.flatMap(lifelines.watch(p, token, killGrace), (w) => {
