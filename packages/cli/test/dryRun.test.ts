@@ -17,6 +17,47 @@ const hasScript = (() => {
 beforeAll(assertBuilt)
 
 describe("runcmd run --dry-run", () => {
+  it.scopedLive(
+    "says per target what happens to its job if runcmd dies (policy, the target's own field, the flag)",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const inventory = path.join(dir, "inv.yaml")
+        fs.writeFileSync(
+          inventory,
+          [
+            "policy: { onControllerLoss: terminate }",
+            "targets:",
+            "  - { id: ends, kind: local }",
+            "  - { id: stays, kind: local, onControllerLoss: continue }",
+            ""
+          ].join("\n")
+        )
+        const r = yield* runcmd(["run", "--dry-run", "-i", inventory, "--", "true"])
+        assert.strictEqual(r.code, 0, r.stderr)
+        assert.match(r.stdout, /on controller loss terminate/)
+        assert.match(r.stdout, /^ {2}terminate: ends \(/m)
+        assert.match(r.stdout, /^ {2}continue: stays \(/m)
+        const flagged = yield* runcmd([
+          "run",
+          "--dry-run",
+          "-t",
+          "one",
+          "--on-controller-loss",
+          "continue",
+          "--",
+          "true"
+        ])
+        assert.strictEqual(flagged.code, 0, flagged.stderr)
+        assert.match(flagged.stdout, /on controller loss continue/)
+        assert.match(flagged.stdout, /^ {2}continue: one \(/m)
+        const bad = yield* runcmd(["run", "--dry-run", "--on-controller-loss", "maybe", "--", "true"])
+        assert.strictEqual(bad.code, 2)
+        assert.match(bad.stderr, /--on-controller-loss "maybe": expected one of terminate, continue/)
+      }),
+    { timeout: 60_000 }
+  )
+
   it.scopedLive("shows the targets and the wrapper with the secret redacted, and runs nothing", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
