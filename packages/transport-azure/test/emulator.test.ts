@@ -33,29 +33,34 @@ const propertiesOf = (schema: Schema): { props: Record<string, Schema>; required
   for (const part of s.allOf ?? []) {
     const inner = propertiesOf(part)
     Object.assign(props, inner.props)
-    required.push(...inner.required)
+    for (const r of inner.required) required.push(r)
   }
   return { props, required }
 }
 
 /** Problems of `value` against `schema` (types, unknown properties, required ones, enums). */
-const validate = (value: unknown, schema: Schema, at = "$"): Array<string> => {
+const validate = (value: unknown, schema: Schema, at = "$", problems: Array<string> = []): Array<string> => {
   const s = resolve(schema)
-  const problems: Array<string> = []
   const type = s.type ?? (s.properties !== undefined || s.allOf !== undefined ? "object" : undefined)
   if (type === "object") {
-    if (typeof value !== "object" || value === null || Array.isArray(value)) return [`${at}: expected an object`]
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      problems.push(`${at}: expected an object`)
+      return problems
+    }
     const { props, required } = propertiesOf(s)
     for (const r of required) if (!(r in value)) problems.push(`${at}.${r}: required`)
     for (const [k, v] of Object.entries(value)) {
-      if (props[k] !== undefined) problems.push(...validate(v, props[k]!, `${at}.${k}`))
+      if (props[k] !== undefined) validate(v, props[k]!, `${at}.${k}`, problems)
       else if (s.additionalProperties !== undefined && typeof s.additionalProperties === "object") {
-        problems.push(...validate(v, s.additionalProperties, `${at}.${k}`))
+        validate(v, s.additionalProperties, `${at}.${k}`, problems)
       } else if (s.additionalProperties !== true) problems.push(`${at}.${k}: not in the spec`)
     }
   } else if (type === "array") {
-    if (!Array.isArray(value)) return [`${at}: expected an array`]
-    value.forEach((v, i) => problems.push(...validate(v, s.items ?? {}, `${at}[${i}]`)))
+    if (!Array.isArray(value)) {
+      problems.push(`${at}: expected an array`)
+      return problems
+    }
+    value.forEach((v, i) => validate(v, s.items ?? {}, `${at}[${i}]`, problems))
   } else if (type === "string") {
     if (typeof value !== "string") problems.push(`${at}: expected a string`)
     else if (s.enum !== undefined && !s.enum.includes(value)) problems.push(`${at}: ${value} not in ${s.enum}`)

@@ -88,6 +88,7 @@ export const start = (
     const managed = settings.mode === "managed"
     const rendered = Render.render(target.os, invocation, {
       secretChannel: managed,
+      exitFromChild: !managed,
       maxInlineBytes: managed && settings.storage !== undefined ? 64 * 1024 * 1024 : 96 * 1024
     })
     if (Either.isLeft(rendered)) return yield* Effect.fail(rendered.left)

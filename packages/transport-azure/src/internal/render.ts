@@ -40,7 +40,12 @@ const SECRET_PREFIX = "RUNCMD_SECRET_"
 export const render = (
   os: "linux" | "windows",
   invocation: Invocation,
-  options: { readonly maxInlineBytes: number; readonly secretChannel: boolean }
+  options: {
+    readonly maxInlineBytes: number
+    readonly secretChannel: boolean
+    /** The service reports no exit code (action run commands): PowerShell runs the launch as a child and prints it. */
+    readonly exitFromChild?: boolean | undefined
+  }
 ): Either.Either<Rendered, TransportError> => {
   const secretNames = Object.keys(invocation.secrets).sort()
   if (secretNames.length > 0 && !options.secretChannel) {
@@ -62,7 +67,7 @@ export const render = (
     }
     const launch = ScriptRender.powershell(invocation)
     return Either.right({
-      script: launch.script,
+      script: options.exitFromChild === true ? childLaunch(launch.script, launch.nonce) : launch.script,
       nonce: launch.nonce,
       protectedParameters: () =>
         secretNames.map((name) => ({ name, value: Redacted.value(invocation.secrets[name]!) })),
@@ -109,6 +114,25 @@ export const render = (
     }
   })
 }
+
+/**
+ * The PowerShell launch run as a script file of its own (`& file`), then its exit code printed as the launch's
+ * sentinel: the launch prints it only when it knows the code, and a script ending in `exit N` ends the host first.
+ */
+const childLaunch = (script: string, nonce: string) =>
+  [
+    `$__rc_file = Join-Path ([IO.Path]::GetTempPath()) 'runcmd-${nonce}.ps1'`,
+    `[IO.File]::WriteAllText($__rc_file, [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String('${
+      Buffer.from(script).toString("base64")
+    }')))`,
+    "try {",
+    // a script file called with & ends with `exit N` into $LASTEXITCODE, not the host
+    "  & $__rc_file",
+    "  $__rc_code = $LASTEXITCODE",
+    "} finally { Remove-Item -LiteralPath $__rc_file -Force -ErrorAction SilentlyContinue }",
+    `[Console]::Out.WriteLine('runcmd-${nonce}:exit=' + $__rc_code)`,
+    "exit $__rc_code"
+  ].join("\n")
 
 const NL = 10
 
