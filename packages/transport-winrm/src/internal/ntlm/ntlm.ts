@@ -276,7 +276,9 @@ export interface AuthenticateFields {
 /** @internal */
 export const readAuthenticate = (message: Buffer): AuthenticateFields => {
   if (messageType(message) !== 3) throw new Error("expected an NTLM AUTHENTICATE_MESSAGE")
-  return { user: field(message, 36).toString("utf16le"), domain: field(message, 28).toString("utf16le") }
+  // a client that did not negotiate Unicode sends OEM strings (ntlm-auth does)
+  const encoding = (message.readUInt32LE(60) & FLAGS.UNICODE) !== 0 ? "utf16le" : "latin1"
+  return { user: field(message, 36).toString(encoding), domain: field(message, 28).toString(encoding) }
 }
 
 /**
