@@ -161,9 +161,13 @@ const dryRun = (plan: RunPlan.RunPlan, job: Plan.ResolvedJob, policy: ExecutionP
     const { capable, preview } = yield* Effect.gen(function*() {
       const preview = yield* Runner.preview(plan)
       const registry = yield* Transport.Registry
-      const capable = (kind: string) =>
-        Option.exists(registry.get(kind), (t) => t.capabilities.terminatesOnControllerLoss === true)
-      return { capable, preview }
+      // read while the transports are registered (the registry forgets them when this scope closes)
+      const terminating = new Set(
+        registry.kinds().filter((kind) =>
+          Option.exists(registry.get(kind), (t) => t.capabilities.terminatesOnControllerLoss === true)
+        )
+      )
+      return { capable: (kind: string) => terminating.has(kind), preview }
     }).pipe(
       Effect.provide(Transports.layerFor(plan.targets)),
       Effect.catchAll((e) =>
