@@ -2,6 +2,7 @@
 // measured in one run and writing bench/results/<name>.json. Benchmarks run against the built packages
 // (`npx turbo run build` first). See bench/README.md and BENCHMARKS.md.
 import { cliStartup } from "./cli-startup.js"
+import { cloudCallsSsm } from "./cloud-calls-ssm.js"
 import { local } from "./local.js"
 import { runnerScale } from "./runner-scale.js"
 import { sshFanout } from "./ssh-fanout.js"
@@ -14,7 +15,8 @@ const benchmarks: Record<string, () => Promise<void>> = {
   "cli-startup": cliStartup,
   "ssh-sequential": sshSequential,
   "ssh-fanout": sshFanout,
-  throughput
+  throughput,
+  "cloud-calls-ssm": cloudCallsSsm
 }
 
 const wanted = process.argv.slice(2)
