@@ -94,8 +94,8 @@ const runOnce = (c: LeakCase, mark: string, targets: ReadonlyArray<Target.Target
   })
 
 /**
- * Runs the case and checks it: one outcome per target, the one the path gives (the kill confirmed), every
- * execution escaped before it was ended, and no process of any of them left in the process table.
+ * Runs the case and checks it: one outcome per target, the one the path gives, every execution escaped before it
+ * was ended, and no process of any of them left in the process table.
  */
 export const runLeakCase = (c: LeakCase): Effect.Effect<void, never, Transport.Registry> => {
   const mark = newMark(`leak-${c.path}`)
@@ -113,9 +113,9 @@ export const runLeakCase = (c: LeakCase): Effect.Effect<void, never, Transport.R
     for (const o of outcomes) {
       const stdout = Outcome.capturedText(o.stdout)
       const what = `${o.targetId}: ${o._tag} ${JSON.stringify(stdout + Outcome.capturedText(o.stderr))}`
-      const confirmed = o._tag === "TimedOut" ? o.killConfirmed : o._tag === "Cancelled" ? o.confirmed : false
+      // the kill's own confirmation is not asserted: under load it may come after the transport's kill timeout
+      // (then `false`, which is truthful); the process table below is the proof
       if (o._tag !== expected) problems.push(`not ${expected}: ${what}`)
-      else if (!confirmed) problems.push(`kill not confirmed: ${what}`)
       else if (!stdout.includes("escaped")) problems.push(`ended before its grandchild escaped: ${what}`)
       else if (stdout.includes("never")) problems.push(`the script went on after its children: ${what}`)
     }
