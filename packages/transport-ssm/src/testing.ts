@@ -14,7 +14,7 @@
  *
  * @example
  * ```ts
- * import { Emulator } from "@runcmd/transport-ssm/testing"
+ * import * as Emulator from "@runcmd/transport-ssm/testing"
  * import { SSMClient, SendCommandCommand } from "@aws-sdk/client-ssm"
  *
  * const emulator = await Emulator.start({ instances: 2 })
