@@ -166,9 +166,9 @@ export interface PowerShellLaunch {
  * {@link PowerShellProcessLaunch.args}, or a PowerShell login shell given {@link PowerShellProcessLaunch.commandLine}
  * (SSH `exec`: sshd runs `pwsh -c <commandLine>`). Both carry only a constant bootstrap; the twin, the secrets and
  * the job's stdin go over stdin ({@link PowerShellProcessLaunch.drive}). The twin exports the token into
- * everything it starts and reports its `$PID` on stderr (a protocol line the driver removes): the POSIX kill
- * script TERMs that group (a login shell leads the session sshd made) and every token carrier, KILLs after the
- * grace and reports what is left. No sentinel: the exit code is the process's.
+ * everything it starts and reports its process group on stderr (from `/proc`, else its PID; a protocol line the
+ * driver removes): the POSIX kill script TERMs that group (a login shell leads the session sshd made) and every
+ * token carrier, KILLs after the grace and reports what is left. No sentinel: the exit code is the process's.
  *
  * @since 0.1.0
  * @category models

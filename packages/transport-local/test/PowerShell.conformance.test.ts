@@ -9,7 +9,7 @@ const targets = (n: number) => Array.from({ length: n }, (_, i) => Target.local(
 if (!skipWithoutPwsh("transport-local PowerShell conformance")) {
   await conformancePowerShell("local (pwsh)", LocalTransport.layer({ powershell: pwshPath()! }), {
     targets,
-    timeout: "6 seconds",
+    timeout: "15 seconds",
     margin: "10 seconds"
   })
 }

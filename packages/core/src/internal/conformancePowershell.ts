@@ -241,6 +241,41 @@ exit 3
           assert.strictEqual(lf(r.text(r.outcome.targetId, "stderr")), `stderr:${REPLACEMENT}\n`)
         }))
 
+      test("a cancel kills a PowerShell that started nothing (Start-Sleep): Cancelled, pwsh gone, confirmed told truthfully", (ctx) =>
+        Effect.gen(function*() {
+          const target = ctx.targets(1)[0]!
+          const r = yield* ctx.exec({
+            job: ScriptSource.job(ps(`Write-Output "pwsh $PID"\nStart-Sleep -Seconds 120\nWrite-Output never\n`)),
+            behaviour: [],
+            targets: [target],
+            policy: { killGrace: ctx.killGrace },
+            cancelWhen: (run) => run.waitForText(target.id, "stdout", "pwsh ")
+          })
+          const o = expectTag(r.outcome, "Cancelled")
+          const pids = C.pidsAfter(r.text(target.id, "stdout"), "pwsh")
+          assert.strictEqual(pids.length, 1, `pwsh printed its pid: ${r.text(target.id, "stdout")}`)
+          assert.notInclude(text(o.stdout), "never")
+          expectConfirmation(ctx, o.confirmed)
+          if (o.confirmed) yield* expectGone(ctx, target, pids)
+        }))
+
+      test("a timeout early in pwsh's start is TimedOut, and a kill reported confirmed left nothing", (ctx) =>
+        Effect.gen(function*() {
+          const target = ctx.targets(1)[0]!
+          const { hex, mark } = C.newMark()
+          const r = yield* ctx.exec({
+            job: ScriptSource.job(ps(`& /bin/sh -c ${quote(`exec sleep 120 ${mark}`)}\n`)),
+            behaviour: [],
+            targets: [target],
+            policy: { timeout: Duration.millis(100), killGrace: ctx.killGrace }
+          }).pipe(Effect.ensuring(killMarked(ctx, target, hex)))
+          const o = expectTag(r.outcome, "TimedOut")
+          if (o.killConfirmed) {
+            const check = yield* ctx.helper(target, C.markedProcessesScript, [hex, "5", "check"])
+            assert.strictEqual(check.outcome._tag, "Succeeded", `confirmed, yet left: ${text(check.outcome.stdout)}`)
+          }
+        }))
+
       for (const path of ["timeout", "cancel"] as const) {
         test(`${path} kills the whole tree (PowerShell, its child ignoring TERM, a setsid grandchild ignoring TERM and HUP): nothing left in the process table, ${path === "timeout" ? "killConfirmed" : "confirmed"} told truthfully`, (ctx) => {
           const target = ctx.targets(1)[0]!

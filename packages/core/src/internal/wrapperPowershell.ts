@@ -79,7 +79,10 @@ export interface RenderOptions {
   readonly token?: string | undefined
   /** Print the exit-status sentinel on stdout (default true). */
   readonly sentinel?: boolean | undefined
-  /** Report `$PID` on stderr as a protocol line (`runcmd-<nonce>:pgid <pid>`), for kills from a second channel. */
+  /**
+   * Report the process group on stderr as a protocol line (`runcmd-<nonce>:pgid <pgid>`), for kills from a second
+   * channel: read from `/proc`, else (Windows) the PID.
+   */
   readonly reportPid?: boolean | undefined
 }
 
@@ -115,7 +118,15 @@ export const render = (invocation: Invocation, options: RenderOptions) => {
     `$OutputEncoding = $__rc_utf8`,
     `$PSNativeCommandArgumentPassing = 'Standard'`
   ]
-  if (options.reportPid === true) lines.push(`[Console]::Error.WriteLine('${marker(nonce)}:pgid ' + $PID)`)
+  if (options.reportPid === true) {
+    // the process group from /proc (pwsh may run below a launcher, e.g. the dotnet tool shim, that leads the
+    // group); where there is no /proc (Windows), the PID itself
+    lines.push(
+      `$__rc_pg = $PID`,
+      `try { $__rc_st = [IO.File]::ReadAllText('/proc/' + $PID + '/stat'); $__rc_pg = $__rc_st.Substring($__rc_st.LastIndexOf(')') + 2).Split(' ')[2] } catch { }`,
+      `[Console]::Error.WriteLine('${marker(nonce)}:pgid ' + $__rc_pg)`
+    )
+  }
   for (const [name, value] of Object.entries(invocation.env)) {
     checkName(name)
     if (Object.hasOwn(invocation.secrets, name)) continue
