@@ -2,6 +2,7 @@
 // measured in one run and writing bench/results/<name>.json. Benchmarks run against the built packages
 // (`npx turbo run build` first). See bench/README.md and BENCHMARKS.md.
 import { cliStartup } from "./cli-startup.js"
+import { cloudCallsAzure } from "./cloud-calls-azure.js"
 import { cloudCallsSsm } from "./cloud-calls-ssm.js"
 import { local } from "./local.js"
 import { runnerScale } from "./runner-scale.js"
@@ -16,7 +17,8 @@ const benchmarks: Record<string, () => Promise<void>> = {
   "ssh-sequential": sshSequential,
   "ssh-fanout": sshFanout,
   throughput,
-  "cloud-calls-ssm": cloudCallsSsm
+  "cloud-calls-ssm": cloudCallsSsm,
+  "cloud-calls-azure": cloudCallsAzure
 }
 
 const wanted = process.argv.slice(2)

@@ -162,7 +162,9 @@ const startManaged = (
             (s) => api.remove(name, Duration.toMillis(settings.pollInitial), s)
           )
         ).pipe(
-          Effect.zipRight(confirmGone(settings, api, name)),
+          // ended early: confirmed gone by a GET answering 404 (only then is the kill confirmed); after completion the
+          // DELETE alone: nothing is polled after the command finished
+          Effect.zipRight(state.finished ? Effect.succeed(true) : confirmGone(settings, api, name)),
           Effect.timeout(settings.deleteTimeout),
           Effect.orElseSucceed(() => false)
         )

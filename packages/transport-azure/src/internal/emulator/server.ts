@@ -151,6 +151,8 @@ export interface Emulator {
   readonly dropResponses: (drop: Drop) => void
   readonly setPowerState: (vm: string, state: PowerState, options?: { readonly scaleSet?: string }) => void
   readonly addVm: (spec: VmSpec) => void
+  /** Every script the agent ran: where, when it started and ended (epoch ms). */
+  readonly history: () => ReadonlyArray<{ readonly vm: string; readonly startedAt: number; readonly endedAt: number | undefined }>
   /** Run commands present, per VM key. */
   readonly runCommands: () => Readonly<Record<string, ReadonlyArray<string>>>
   readonly close: () => Promise<void>
@@ -292,6 +294,7 @@ export const start = async (options: Options = {}): Promise<Emulator> => {
   const throttles: Array<{ left: number; spec: Throttle }> = []
   const drops: Array<{ left: number; spec: Drop }> = []
   const all: Array<Agent.Execution> = []
+  const ran: Array<{ readonly vm: string; readonly execution: Agent.Execution }> = []
 
   const key = (rg: string, name: string) => `${rg.toLowerCase()}/${name.toLowerCase()}`
   const vmId = (rg: string, name: string) =>
@@ -539,6 +542,7 @@ export const start = async (options: Options = {}): Promise<Emulator> => {
         killGraceMs
       })
       all.push(execution)
+      ran.push({ vm: vm.key, execution })
       rc.execution = execution
       if (asyncExecution) {
         rc.provisioningState = "Succeeded"
@@ -653,6 +657,7 @@ export const start = async (options: Options = {}): Promise<Emulator> => {
       timeoutSeconds: 90 * 60
     })
     all.push(execution)
+    ran.push({ vm: vm.key, execution })
     vm.action = execution
     void execution.done.then(() => {
       vm.action = undefined
@@ -1058,6 +1063,12 @@ export const start = async (options: Options = {}): Promise<Emulator> => {
       vm.powerState = state
     },
     addVm,
+    history: () =>
+      ran.map(({ execution, vm }) => ({
+        vm,
+        startedAt: execution.startTime.getTime(),
+        endedAt: execution.endTime()?.getTime()
+      })),
     runCommands: () => {
       const out: Record<string, Array<string>> = {}
       for (const rc of runCommands.values()) {
