@@ -34,6 +34,9 @@ export interface Lifeline {
   readonly close: (waitMs: number) => Effect.Effect<void>
 }
 
+/** How long a group or an end may wait to be written with the next message. */
+const DEFER_MS = 20
+
 interface Entry {
   readonly token: string
   readonly grace: Duration.Duration
@@ -48,9 +51,25 @@ export const make = (): Lifeline => {
   let stdin: Writable | undefined
   let closed = false
 
-  const send = (line: string) => {
+  // a new execution is told at once (before its spawn); groups and ends wait for the next write or a short
+  // timer: one write (and one wake-up of the watchdog) per execution in a steady stream of them
+  let pending = ""
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const flush = () => {
+    if (timer !== undefined) clearTimeout(timer)
+    timer = undefined
+    if (pending === "" || stdin === undefined || closed) return
+    stdin.write(pending)
+    pending = ""
+  }
+  const send = (line: string, now: boolean) => {
     if (stdin === undefined || closed) return
-    stdin.write(line)
+    pending += line
+    if (now) flush()
+    else if (timer === undefined) {
+      timer = setTimeout(flush, DEFER_MS)
+      timer.unref()
+    }
   }
 
   const spawn = () => {
@@ -72,6 +91,7 @@ export const make = (): Lifeline => {
     ;(pipe as unknown as { unref?: () => void }).unref?.()
     child = c
     stdin = pipe
+    pending = ""
     pipe.write(CoreLifeline.preamble)
     // a watchdog started again learns every execution still live
     for (const [id, entry] of live) {
@@ -86,19 +106,19 @@ export const make = (): Lifeline => {
       const id = nextId++
       const entry: Entry = { token, grace, groups: [] }
       live.set(id, entry)
-      send(CoreLifeline.watch(id, undefined, grace, token))
+      send(CoreLifeline.watch(id, undefined, grace, token), true)
       let done = false
       return {
         group: (pgid) => {
           if (done || entry.groups.includes(pgid)) return
           entry.groups.push(pgid)
-          send(CoreLifeline.group(id, pgid))
+          send(CoreLifeline.group(id, pgid), false)
         },
         forget: () => {
           if (done) return
           done = true
           live.delete(id)
-          send(CoreLifeline.forget(id))
+          send(CoreLifeline.forget(id), false)
         }
       }
     },
@@ -106,6 +126,7 @@ export const make = (): Lifeline => {
     close: (waitMs) =>
       Effect.async<void>((resume) => {
         const c = child
+        flush()
         closed = true
         child = undefined
         stdin?.end()

@@ -39,7 +39,13 @@ interface State {
   readonly live: Map<number, Entry>
   /** Lifelines that closed while their connection lived: after a few, this connection runs without one. */
   lost: number
+  /** Messages not written yet (groups, ends), and the timer that writes them. */
+  pending: string
+  timer: ReturnType<typeof setTimeout> | undefined
 }
+
+/** How long a group or an end may wait to be written with the next message. */
+const DEFER_MS = 20
 
 const MAX_REOPENS = 3
 
@@ -64,19 +70,34 @@ export const make = (pool: Pool.Pool): Lifelines => {
   const stateOf = (pooled: Pool.Pooled): State => {
     let state = states.get(pooled)
     if (state === undefined) {
-      state = { channel: undefined, opening: undefined, live: new Map(), lost: 0 }
+      state = { channel: undefined, opening: undefined, live: new Map(), lost: 0, pending: "", timer: undefined }
       states.set(pooled, state)
     }
     return state
   }
 
-  const send = (state: State, line: string) => {
+  // a new execution is told at once (before its channel opens); groups and ends wait for the next message or a
+  // short timer: one SSH data packet per execution in a steady stream of them
+  const flush = (state: State) => {
+    if (state.timer !== undefined) clearTimeout(state.timer)
+    state.timer = undefined
     const ch = state.channel
-    if (ch === undefined || !ch.writable) return
+    if (state.pending === "" || ch === undefined || !ch.writable) return
+    const data = state.pending
+    state.pending = ""
     try {
-      ch.write(line)
+      ch.write(data)
     } catch {
       // the connection is going: the host sweeps at EOF
+    }
+  }
+  const send = (state: State, line: string, now: boolean) => {
+    if (state.channel === undefined) return
+    state.pending += line
+    if (now) flush(state)
+    else if (state.timer === undefined) {
+      state.timer = setTimeout(() => flush(state), DEFER_MS)
+      state.timer.unref()
     }
   }
 
@@ -100,9 +121,11 @@ export const make = (pool: Pool.Pool): Lifelines => {
             if (pooled.connection.isOpen()) state.lost++
           })
           state.channel = channel
+          state.pending = ""
           // at shutdown: EOF with nothing registered, and the loop on the host exits before the connection closes
           pooled.closeOwn = Effect.async<void>((done) => {
             if (state.channel !== channel) return done(Effect.void)
+            flush(state)
             channel.once("close", () => done(Effect.void))
             try {
               channel.end()
@@ -145,19 +168,19 @@ export const make = (pool: Pool.Pool): Lifelines => {
           const id = nextId++
           const entry: Entry = { token, grace, groups: [] }
           state.live.set(id, entry)
-          send(state, CoreLifeline.watch(id, undefined, grace, token))
+          send(state, CoreLifeline.watch(id, undefined, grace, token), true)
           let done = false
           return {
             group: (pgid) => {
               if (done || entry.groups.includes(pgid)) return
               entry.groups.push(pgid)
-              send(state, CoreLifeline.group(id, pgid))
+              send(state, CoreLifeline.group(id, pgid), false)
             },
             forget: () => {
               if (done) return
               done = true
               state.live.delete(id)
-              send(state, CoreLifeline.forget(id))
+              send(state, CoreLifeline.forget(id), false)
             }
           }
         })
