@@ -1,8 +1,12 @@
+import { SSMClient } from "@aws-sdk/client-ssm"
 import { assert, describe, it } from "@effect/vitest"
+import * as Outcome from "@runcmd/core/Outcome"
 import * as Runner from "@runcmd/core/Runner"
 import * as RunPlan from "@runcmd/core/RunPlan"
 import * as ScriptSource from "@runcmd/core/ScriptSource"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as crypto from "node:crypto"
 import * as SsmTransport from "../src/SsmTransport.js"
 import * as Emulator from "../src/testing.js"
 import * as Harness from "./support/harness.js"
@@ -28,4 +32,92 @@ describe("SsmTransport", () => {
       }
       assert.strictEqual(emulator.countByOperation().SendCommand, 1)
     }), { timeout: 60_000 })
+
+  it.scopedLive(
+    "files beyond the inline limit go through S3 (pre-signed GET) and are deleted after",
+    () =>
+      Effect.gen(function*() {
+        const s3 = yield* Harness.s3()
+        const emulator = yield* Emulator.make({ instances: 2, s3: { endpoint: s3.endpoint } })
+        const big = crypto.randomBytes(200_000)
+        const small = new TextEncoder().encode("small file\n")
+        const digest = crypto.createHash("sha256").update(big).digest("hex")
+        const job = ScriptSource.job(
+          ScriptSource.script(`sha256sum "$RUNCMD_FILES/data/big.bin" | cut -c1-64; cat "$RUNCMD_FILES/small.txt"`),
+          {
+            files: [{ name: "data/big.bin", content: big }, { name: "small.txt", content: small }]
+          }
+        )
+        const refused = yield* Runner.run(
+          RunPlan.make({ targets: emulator.targets(), job, policy: { concurrency: 10 } })
+        ).pipe(
+          Effect.provide(SsmTransport.layer(Harness.options(emulator)))
+        )
+        const why = refused.outcomes[0] as Outcome.Rejected
+        assert.strictEqual(why._tag, "Rejected")
+        assert.include(why.error.message, "filesBucket")
+        const report = yield* Runner.run(
+          RunPlan.make({ targets: emulator.targets(), job, policy: { concurrency: 10 } })
+        ).pipe(
+          Effect.provide(SsmTransport.layer(Harness.options(emulator, s3, { filesBucket: Harness.BUCKET })))
+        )
+        for (const o of report.outcomes) {
+          assert.strictEqual(o._tag, "Succeeded", JSON.stringify(o))
+          assert.strictEqual(o.stdout.head, `${digest}\nsmall file\n`)
+        }
+        const send = emulator.requests().find((r) => r.operation === "SendCommand")!
+        assert.isBelow(send.body.length, 64 * 1024, "the big file is not in the command")
+        assert.include(send.body, "X-Amz-Signature", "fetched by a pre-signed URL")
+        const { ListObjectsV2Command, S3Client } = yield* Effect.promise(() => import("@aws-sdk/client-s3"))
+        const client = new S3Client({
+          endpoint: s3.endpoint,
+          region: "us-east-1",
+          forcePathStyle: true,
+          credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" }
+        })
+        const listed = yield* Effect.promise(() =>
+          client.send(new ListObjectsV2Command({ Bucket: Harness.BUCKET, Prefix: "runcmd/files/" }))
+        )
+        client.destroy()
+        assert.strictEqual(listed.KeyCount ?? 0, 0, "the uploaded files were deleted")
+      }),
+    { timeout: 120_000 }
+  )
+
+  it.scopedLive("a Native document with its parameters, through a caller-owned client", () =>
+    Effect.gen(function*() {
+      const emulator = yield* Emulator.make({ instances: 1 })
+      const client = yield* Effect.acquireRelease(
+        Effect.sync(() => new SSMClient({ ...emulator.clientConfig(), maxAttempts: 1 })),
+        (c) => Effect.sync(() => c.destroy())
+      )
+      const report = yield* Runner.run(RunPlan.make({
+        targets: emulator.targets(),
+        job: ScriptSource.job(
+          new ScriptSource.Native({
+            transport: "ssm",
+            document: { name: "AWS-RunShellScript", parameters: { commands: ["echo native", "exit 2"] } }
+          })
+        )
+      })).pipe(Effect.provide(SsmTransport.layerFromClient(client, Harness.options(emulator))))
+      const o = report.outcomes[0] as Outcome.Failed
+      assert.strictEqual(o._tag, "Failed", JSON.stringify(o))
+      assert.strictEqual(o.exitCode, 2)
+      assert.strictEqual(o.stdout.head, "native\n")
+    }), { timeout: 60_000 })
+
+  it.effect("bad options are refused before anything runs, naming the option", () =>
+    Effect.gen(function*() {
+      const error = yield* Layer.build(SsmTransport.layer({ deliveryTimeout: "5 seconds" })).pipe(
+        Effect.scoped,
+        Effect.flip
+      )
+      assert.strictEqual(error._tag, "SsmOptionsError")
+      if (error._tag === "SsmOptionsError") {
+        assert.strictEqual(error.field, "deliveryTimeout")
+        assert.include(error.message, "30 seconds")
+      }
+      const batch = yield* Layer.build(SsmTransport.layer({ batchSize: 51 })).pipe(Effect.scoped, Effect.flip)
+      assert.include(batch.message, "1 to 50")
+    }))
 })

@@ -361,8 +361,7 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
       if (status === "InProgress" || status === "Cancelling") return Deferred.succeed(member.delivered, undefined)
       if (!TERMINAL.has(status)) return Effect.void
       const neverStarted = details === "DeliveryTimedOut" || details === "Undeliverable" ||
-        details === "InvalidPlatform" || details === "NoInstancesInTag" ||
-        (status === "Cancelled" && details === "Cancelled" && false)
+        details === "InvalidPlatform" || details === "NoInstancesInTag"
       const deliveryError = details === "DeliveryTimedOut"
         ? fail(
           "ConnectTimeout",
