@@ -15,18 +15,18 @@ describe("leaks: local", () => {
   it.live(
     "100 timeouts: TimedOut each, no process left",
     () =>
-      runLeakCase({ path: "timeout", count: 100, targets, batch: 100, timeout: "20 seconds" }).pipe(
+      runLeakCase({ path: "timeout", count: 100, targets, batch: 25, timeout: "10 seconds" }).pipe(
         Effect.provide(LocalTransport.layer({ killTimeout: "10 seconds" }))
       ),
-    { timeout: 120_000 }
+    { timeout: 240_000 }
   )
 
   it.live(
     "100 cancels: Cancelled each, no process left",
     () =>
-      runLeakCase({ path: "cancel", count: 100, targets, batch: 50 }).pipe(
+      runLeakCase({ path: "cancel", count: 100, targets, batch: 25 }).pipe(
         Effect.provide(LocalTransport.layer({ killTimeout: "10 seconds" }))
       ),
-    { timeout: 120_000 }
+    { timeout: 240_000 }
   )
 })
