@@ -75,14 +75,20 @@ const analyse = (emulator: Emulator.Emulator, from: number, to: number) => {
   const pollsAfterDelete = all.reduce((n, e) => n + e.polls.filter((t) => t > e.deletedAt).length, 0)
   // steady state: the closest two polls of one run command (a poll interval apart at least, minus scheduling jitter)
   let minGapMs = Infinity
-  for (const e of all) for (let i = 1; i < e.polls.length; i++) minGapMs = Math.min(minGapMs, e.polls[i]! - e.polls[i - 1]!)
+  for (const e of all) {
+    for (let i = 1; i < e.polls.length; i++) minGapMs = Math.min(minGapMs, e.polls[i]! - e.polls[i - 1]!)
+  }
   const polls = all.map((e) => e.polls.length)
   return {
     byKind,
     runCommands: all.length,
     putsPerTarget: { min: Math.min(...all.map((e) => e.put)), max: Math.max(...all.map((e) => e.put)) },
     deletesPerTarget: { min: Math.min(...all.map((e) => e.del)), max: Math.max(...all.map((e) => e.del)) },
-    pollsPerTarget: { min: Math.min(...polls), max: Math.max(...polls), mean: round(polls.reduce((a, b) => a + b, 0) / polls.length, 2) },
+    pollsPerTarget: {
+      min: Math.min(...polls),
+      max: Math.max(...polls),
+      mean: round(polls.reduce((a, b) => a + b, 0) / polls.length, 2)
+    },
     minGapBetweenPollsMs: minGapMs === Infinity ? null : minGapMs,
     pollsAfterDelete
   }

@@ -152,7 +152,9 @@ export interface Emulator {
   readonly setPowerState: (vm: string, state: PowerState, options?: { readonly scaleSet?: string }) => void
   readonly addVm: (spec: VmSpec) => void
   /** Every script the agent ran: where, when it started and ended (epoch ms). */
-  readonly history: () => ReadonlyArray<{ readonly vm: string; readonly startedAt: number; readonly endedAt: number | undefined }>
+  readonly history: () => ReadonlyArray<
+    { readonly vm: string; readonly startedAt: number; readonly endedAt: number | undefined }
+  >
   /** Run commands present, per VM key. */
   readonly runCommands: () => Readonly<Record<string, ReadonlyArray<string>>>
   readonly close: () => Promise<void>
