@@ -27,7 +27,7 @@ if (Sshd.enabled() && Sshd.isRoot() && !skipWithoutPwsh("transport-ssh PowerShel
     Layer.merge(SshTransport.layer(), server),
     {
       targets: (n) => Array.from({ length: n }, (_, i) => sshd!.target({ id: `pwsh-${i}` })),
-      timeout: "8 seconds",
+      timeout: "20 seconds",
       margin: "10 seconds",
       testTimeout: 180_000
     }

@@ -38,7 +38,7 @@ describe.skipIf(!runsHere)("the login-shell probes, by real shells", () => {
       shell: "powershell",
       windows: true
     })
-  })
+  }, 180_000)
 })
 
 class PwshUser extends Context.Tag("PowerShell/PwshUser")<PwshUser, Sshd.TestUser>() {}

@@ -71,11 +71,12 @@ export const probe = (client: Client, timeoutMs = 10_000): Effect.Effect<boolean
 
 /**
  * Asks the login shell what it is: the POSIX probe, then (when the shell ran it and answered otherwise) the
- * PowerShell probe; `undefined` when no answer came.
+ * PowerShell probe; `undefined` when no answer came. Each may take `timeoutMs` (default 30 s: PowerShell starts
+ * in a second or two, much longer on a loaded host).
  *
  * @internal
  */
-export const probeShell = (client: Client, timeoutMs = 10_000): Effect.Effect<Answer | undefined> =>
+export const probeShell = (client: Client, timeoutMs = 30_000): Effect.Effect<Answer | undefined> =>
   Effect.flatMap(probe(client, timeoutMs), (isPosix) => {
     if (isPosix === undefined) return Effect.succeed(undefined)
     if (isPosix) return Effect.succeed(posix)

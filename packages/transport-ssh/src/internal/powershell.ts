@@ -13,7 +13,9 @@
 import * as ScriptRender from "@runcmd/core/ScriptRender"
 import type { Invocation } from "@runcmd/core/Transport"
 import type { TransportError } from "@runcmd/core/TransportError"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Errors from "./errors.js"
 import type * as LoginShell from "./loginShell.js"
 
@@ -57,6 +59,9 @@ const windowsKillScript = (pid: number | undefined): string =>
       `if (Get-Process -Id ${pid} -ErrorAction SilentlyContinue) { Write-Output 'runcmd-kill:alive 1' } ` +
       `else { Write-Output 'runcmd-kill:gone' }`
 
+/** How long a kill waits for a starting pwsh to report its process group. */
+const PGID_WAIT = Duration.seconds(15)
+
 /** A POSIX sh word (single quotes). */
 const shQuote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`
 
@@ -74,16 +79,23 @@ export const launch = (invocation: Invocation, login: LoginShell.Answer): Launch
     : login.shell === "posix"
     ? exec
     : `/bin/sh -c ${shQuote(exec)}`
+  // without the group (pwsh had not reported it) nothing finds pwsh itself: sweep the token carriers, and never
+  // claim that everything is gone
+  const posixKill = (pgid: number | undefined, grace: Duration.Duration) =>
+    pgid === undefined ? `${ps.killScript(undefined, grace)}echo 'runcmd-kill:alive 1'\n` : ps.killScript(pgid, grace)
   const killScript = (pgid: number | undefined, grace: Duration.Duration) =>
     login.windows
       ? windowsKillScript(pgid)
       : isPowerShellShell(login)
-      ? posixCommand(ps.killScript(pgid, grace))
-      : ps.killScript(pgid, grace)
+      ? posixCommand(posixKill(pgid, grace))
+      : posixKill(pgid, grace)
   return {
     commandLine,
     drive: ps.drive,
-    pgidNow: ps.pgidNow,
+    // a kill early in pwsh's start waits for its group (its stage is on its stdin already: it reports it soon)
+    pgidNow: ps.pgid.pipe(
+      Effect.timeoutTo({ duration: PGID_WAIT, onSuccess: Option.some, onTimeout: Option.none })
+    ),
     pgid: ps.pgid,
     token: ps.token,
     killScript,
