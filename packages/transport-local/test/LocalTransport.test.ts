@@ -376,7 +376,8 @@ describe("LocalTransport layer scope", () => {
                 files: [{ name: "run.sh", content: "#!/bin/sh\necho ran\n", mode: 0o700 }]
               }
             ),
-            policy: { timeout: Duration.seconds(1), killGrace: Duration.millis(300) }
+            // long enough for the first execution of a layer (its watchdog is started then) on a loaded machine
+            policy: { timeout: Duration.seconds(3), killGrace: Duration.millis(300) }
           })
         ).pipe(Effect.provide(LocalTransport.layer()))
         const outcome = report.outcomes[0]!
