@@ -116,6 +116,12 @@ describe("ScriptRender.selfContained", () => {
       }
     }))
 
+  it.live("a token suffix evaluated at run time gives each machine its own token", () =>
+    Effect.gen(function*() {
+      const r = yield* run(sh(`printf '%s' "$RUNCMD_TOKEN"`, { env: {} }), { tokenSuffix: `-"\${RC_TEST_HOST:-none}"` })
+      assert.strictEqual(r.stdout, `${r.launch.token}-none`)
+    }))
+
   it.live("writes files into a private directory, removed at the end, and feeds stdin", () =>
     Effect.gen(function*() {
       const bytes = new Uint8Array(3000).map((_, i) => (i * 7) % 256)
