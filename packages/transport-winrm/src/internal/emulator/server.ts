@@ -344,10 +344,15 @@ export const start = async (options: ServerOptions): Promise<Server> => {
         const command = shell.commands.get(desired?.attributes.CommandId ?? "")
         if (command === undefined) return fault("shell-gone")
         const timeoutMs = Math.min(60, request.operationTimeoutSeconds ?? 60) * 1000
+        // the long poll ends early when the client goes away or the emulator stops
         const closed = new AbortController()
-        req.socket.once("close", () => closed.abort())
-        abort.signal.addEventListener("abort", () => closed.abort())
-        await Shells.waitForOutput(command, timeoutMs, closed.signal)
+        const stop = () => closed.abort()
+        req.socket.once("close", stop)
+        abort.signal.addEventListener("abort", stop)
+        await Shells.waitForOutput(command, timeoutMs, closed.signal).finally(() => {
+          req.socket.off("close", stop)
+          abort.signal.removeEventListener("abort", stop)
+        })
         if (server.slowReceiveMs > 0) await new Promise((r) => setTimeout(r, server.slowReceiveMs))
         if (!shells.has(shell.id)) return fault("shell-gone")
         const chunks = Shells.take(command, MAX_RECEIVE_BYTES)
