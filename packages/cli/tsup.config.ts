@@ -28,9 +28,10 @@ export default defineConfig([
     outExtension: () => ({ js: ".cjs" }),
     format: ["cjs"],
     tsconfig: "tsconfig.build.json",
-    // everything is bundled but ssh2 and its native addons (required when the SSH transport is first used)
-    noExternal: [/^(?!(?:ssh2|cpu-features)(?:$|\/))/],
-    external: ["ssh2", "cpu-features"],
+    // everything is bundled but ssh2 and its native addons (required when the SSH transport is first used) and the
+    // cloud SDKs (megabytes that every start would parse; required when an SSM or Azure target is first used)
+    noExternal: [/^(?!(?:ssh2|cpu-features)(?:$|\/)|@aws-sdk\/|@smithy\/|@azure\/|@azure-rest\/|@typespec\/)/],
+    external: ["ssh2", "cpu-features", /^@aws-sdk\//, /^@smithy\//, /^@azure\//, /^@azure-rest\//, /^@typespec\//],
     esbuildOptions: (options) => {
       // the workspace packages' `import "./chunk-X.js"` lines, dropped because they declare `sideEffects: []`
       options.logOverride = { "ignored-bare-import": "silent" }

@@ -56,6 +56,11 @@ export const run = (args: ReadonlyArray<string>): Effect.Effect<number, never, E
       yield* Effect.sync(() => stream.write(print.text(Help.widthOf(stream))))
       return print.code
     }
+    const command = split.right.command
+    if (command !== undefined && command.path[0] === "emulate") {
+      const Emulate = yield* Effect.promise(() => import("./internal/emulate.js"))
+      return yield* Emulate.run(command.path[1]!, split.right.tokens.slice(command.path.length))
+    }
     const Parser = yield* parser
     return yield* Parser.run(split.right.tokens, split.right.rest, version)
   }).pipe(

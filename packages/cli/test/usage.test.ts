@@ -157,7 +157,7 @@ describe("bad input: exit 2, a message naming the flag or file, nothing run", ()
         const r = yield* runcmd([...spec.path, "--help"])
         assert.strictEqual(r.code, 0, r.stderr)
         const help = r.stdout.replace(/\u001b\[[0-9;]*m/g, "")
-        const documented = new Set([...help.matchAll(/^ {2}(?:-\w, | {4})--([a-z][a-z-]*)/gm)].map((m) => m[1]!))
+        const documented = new Set([...help.matchAll(/^ {2}(?:-\w, | {4})--([a-z][a-z0-9-]*)/gm)].map((m) => m[1]!))
         for (const f of spec.flags) assert.isTrue(documented.has(f.name), `--${f.name} of ${spec.path.join(" ")}`)
         for (const d of documented) {
           if (["help", "log-level"].includes(d)) continue

@@ -13,7 +13,7 @@ import {
   type Flag,
   globalFlags,
   type GroupDoc,
-  inventory,
+  groupDocs,
   type Positional,
   root
 } from "./commands.js"
@@ -240,11 +240,13 @@ export const dispatch = (args: ReadonlyArray<string>, split: Split, version: str
   }
   if (isHelp(first)) return help(main)
   if (first === "--version") return printVersion
-  if (first === inventory.path[0]) {
-    const next = head[1]
-    if (next === undefined) return { stream: "stderr", text: (width) => group(inventory, width), code: ExitCode.Usage }
-    if (isHelp(next)) return help((width) => group(inventory, width))
-    if (!globalNames.has(next)) return unknownCommand(inventory.path, next, inventory.commands.map((c) => c.path[1]!))
+  const parent = groupDocs.find((g) => g.path.every((p, i) => head[i] === p))
+  if (parent !== undefined) {
+    const next = head[parent.path.length]
+    if (next === undefined) return { stream: "stderr", text: (width) => group(parent, width), code: ExitCode.Usage }
+    if (isHelp(next)) return help((width) => group(parent, width))
+    const known = [...new Set(parent.commands.map((c) => c.path[parent.path.length]!))]
+    if (!globalNames.has(next)) return unknownCommand(parent.path, next, known)
     return undefined
   }
   if (globalNames.has(first)) return undefined // --completions, --log-level, --wizard: the parser's

@@ -8,7 +8,6 @@
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as ExecutionPolicy from "@runcmd/core/ExecutionPolicy"
 import type { InvalidPlan } from "@runcmd/core/InvalidPlan"
-import type * as Inventory from "@runcmd/core/Inventory"
 import * as Runner from "@runcmd/core/Runner"
 import type * as RunPlan from "@runcmd/core/RunPlan"
 import * as RunReport from "@runcmd/core/RunReport"
@@ -26,7 +25,7 @@ import * as nodePath from "node:path"
 import { CliError, describeFsError, ensurePeriod, fromInvalidPlan, usage } from "./errors.js"
 import { ExitCode } from "./exitCode.js"
 import * as Prompt from "./prompt.js"
-import { kinds } from "./transports.js"
+import { importers, kinds } from "./transports.js"
 
 /**
  * The flags of `runcmd run`, as parsed (values still text).
@@ -87,16 +86,6 @@ const listIds = (targets: ReadonlyArray<Target.Target>) => {
 // the inventory module brings the YAML parser: loaded only when an inventory is read
 const inventoryModule = Effect.promise(() => import("@runcmd/core/Inventory"))
 
-// `imports: [{ sshConfig: FILE }]` in an inventory: the SSH module is loaded only when an entry uses it
-const sshConfigImporter: Inventory.Importer = {
-  key: "sshConfig",
-  import: (entry) =>
-    Effect.flatMap(
-      Effect.promise(() => import("@runcmd/transport-ssh/SshConfig")),
-      (SshConfig) => SshConfig.importer.import(entry)
-    )
-}
-
 /**
  * Loads an inventory, naming the file in any problem.
  *
@@ -105,7 +94,7 @@ const sshConfigImporter: Inventory.Importer = {
 export const loadInventory = (path: string, command: string) =>
   Effect.gen(function*() {
     const Inventory = yield* inventoryModule
-    return yield* Inventory.load(path, yield* kinds, { importers: [sshConfigImporter] })
+    return yield* Inventory.load(path, yield* kinds, { importers })
   }).pipe(Effect.mapError((e) => {
     const error = fromInvalidPlan(e, { command })
     // the inventory's own messages name the file and the place in it
@@ -150,7 +139,7 @@ export const readReport = (path: string, flag: string, command: string) =>
   })
 
 /**
- * The sources of a run's targets as one `Targets` layer: the inventory (its `imports:` run by the SSH importer),
+ * The sources of a run's targets as one `Targets` layer: the inventory (its `imports:` run by the importers of `transports.ts`),
  * the hosts of an OpenSSH config, or the local targets named by --target (this machine without any). The SSH
  * module is loaded only when a source needs it.
  */
@@ -162,9 +151,13 @@ const targetsLayer = (
     ? Targets.layer(localTargets, { name: "--target" })
     : Layer.unwrapEffect(Effect.gen(function*() {
       const SshConfig = yield* Effect.promise(() => import("@runcmd/transport-ssh/SshConfig"))
+      const InventoryModule = yield* inventoryModule
       const inventory = flags.inventory === undefined
         ? undefined
-        : Layer.merge(Targets.layerInventory(flags.inventory, yield* kinds), SshConfig.layerImporter)
+        : Layer.merge(
+          Targets.layerInventory(flags.inventory, yield* kinds),
+          importers.map((importer) => InventoryModule.layerImporter(importer)).reduce((a, b) => Layer.merge(a, b))
+        )
       const sshConfig = flags.sshConfig === undefined ? undefined : SshConfig.layer(flags.sshConfig)
       // the inventory's targets first (an enclosing source's come first), then the ssh_config hosts
       return inventory === undefined
