@@ -12,7 +12,7 @@
  *
  * Protocol (one line per message):
  * - `+ ID PGID TICKS TOKEN`: an execution: its id (a short number), a process group (`0` when not known yet), its kill
- *   grace in ticks of 100 ms and its token (hex);
+ *   grace in ticks of 100 ms and its token (hex; the first 16 digits are enough);
  * - `g ID PGID`: another process group of execution ID;
  * - `- ID`: execution ID has ended, forget it.
  *
@@ -115,7 +115,13 @@ const ticks = (grace: Duration.Duration): number => Math.max(0, Math.ceil(Durati
  * @category encoding
  */
 export const watch = (id: number, pgid: number | undefined, grace: Duration.Duration, token: string): string =>
-  `+ ${id} ${pgid ?? 0} ${ticks(grace)} ${token}\n`
+  `+ ${id} ${pgid ?? 0} ${ticks(grace)} ${token.slice(0, TOKEN_PREFIX)}\n`
+
+/**
+ * The loop reads its input one byte per system call (`read`): it is told the first 16 hex digits of a token (64
+ * random bits, as unique among the live executions as the whole), and finds the carriers by that prefix.
+ */
+const TOKEN_PREFIX = 16
 
 /**
  * `g ID PGID`: another process group of an execution.

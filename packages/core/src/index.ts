@@ -109,7 +109,7 @@ export * as Inventory from "./Inventory.js"
  *
  * Protocol (one line per message):
  * - `+ ID PGID TICKS TOKEN`: an execution: its id (a short number), a process group (`0` when not known yet), its kill
- *   grace in ticks of 100 ms and its token (hex);
+ *   grace in ticks of 100 ms and its token (hex; the first 16 digits are enough);
  * - `g ID PGID`: another process group of execution ID;
  * - `- ID`: execution ID has ended, forget it.
  *
