@@ -24,7 +24,7 @@ if (Sshd.enabled() && Sshd.isRoot() && !skipWithoutPwsh("transport-ssh PowerShel
 
   await conformancePowerShell(
     "ssh to a pwsh login shell (OpenSSH on loopback)",
-    Layer.merge(SshTransport.layer(), server),
+    Layer.merge(SshTransport.layer({ killTimeout: "60 seconds" }), server),
     {
       targets: (n) => Array.from({ length: n }, (_, i) => sshd!.target({ id: `pwsh-${i}` })),
       timeout: "20 seconds",

@@ -9,15 +9,18 @@ import * as Outcome from "@runcmd/core/Outcome"
 import * as ScriptSource from "@runcmd/core/ScriptSource"
 import * as Target from "@runcmd/core/Target"
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as cp from "node:child_process"
+import * as fs from "node:fs"
 import { pwshPath, skipWithoutPwsh } from "../../../test-support/pwsh.js"
 import * as LocalTransport from "../../transport-local/src/LocalTransport.js"
 import * as LoginShell from "../src/internal/loginShell.js"
+import * as PowerShell from "../src/internal/powershell.js"
 import * as SshTransport from "../src/SshTransport.js"
-import { describeReport, run, stderrOf, stdoutOf } from "./harness/helpers.js"
+import { describeReport, invocation, run, stderrOf, stdoutOf } from "./harness/helpers.js"
 import { pwshLoginShell } from "./harness/pwsh.js"
 import * as Sshd from "./harness/Sshd.js"
 
@@ -120,4 +123,43 @@ exit 3
       240_000
     )
   })
+})
+
+describe("the PowerShell launch's kill before pwsh reported its group", () => {
+  it("finds the process group by the token on pwsh's command line, ends it, and says so", () => {
+    const launch = PowerShell.launch(
+      invocation(ScriptSource.script("Start-Sleep 60", "powershell")),
+      { shell: "posix", windows: false }
+    )
+    const token = /runcmd-pstoken:([0-9a-f]+)/.exec(launch.commandLine)?.[1]
+    assert.isDefined(token, launch.commandLine)
+    // stands in for pwsh: a session leader whose command line carries the mark, with a child in its group
+    const stand = cp.spawn("/bin/sh", ["-c", `sleep 60; : runcmd-pstoken:${token}`], {
+      detached: true,
+      stdio: "ignore"
+    })
+    try {
+      const script = launch.killScript(undefined, Duration.millis(300))
+      assert.notInclude(script, `runcmd-pstoken:${token}`, "the needle is assembled at run time")
+      const out = cp.execFileSync("/bin/sh", ["-c", script], { encoding: "utf8", timeout: 60_000 })
+      assert.include(out, "runcmd-kill:gone")
+      // live (non-zombie) members of the group: none
+      const alive = fs.readdirSync("/proc").filter((e) => /^\d+$/.test(e)).filter((pid) => {
+        try {
+          const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+          const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+          return fields[2] === String(stand.pid) && fields[0] !== "Z"
+        } catch {
+          return false
+        }
+      })
+      assert.deepStrictEqual(alive, [], "the group is gone")
+    } finally {
+      try {
+        process.kill(-stand.pid!, "SIGKILL")
+      } catch {
+        // gone
+      }
+    }
+  }, 120_000)
 })

@@ -13,9 +13,7 @@
 import * as ScriptRender from "@runcmd/core/ScriptRender"
 import type { Invocation } from "@runcmd/core/Transport"
 import type { TransportError } from "@runcmd/core/TransportError"
-import * as Duration from "effect/Duration"
-import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
+import type * as Duration from "effect/Duration"
 import * as Errors from "./errors.js"
 import type * as LoginShell from "./loginShell.js"
 
@@ -59,8 +57,20 @@ const windowsKillScript = (pid: number | undefined): string =>
       `if (Get-Process -Id ${pid} -ErrorAction SilentlyContinue) { Write-Output 'runcmd-kill:alive 1' } ` +
       `else { Write-Output 'runcmd-kill:gone' }`
 
-/** How long a kill waits for a starting pwsh to report its process group. */
-const PGID_WAIT = Duration.seconds(15)
+/** Prefixes the token in the comment on pwsh's command line. */
+const CMDLINE_MARK = "runcmd-pstoken:"
+
+/**
+ * POSIX sh setting `__rc_pg` to the process group of the process whose command line carries the token (pwsh, or
+ * the launcher it runs below). The needle is assembled at run time and handed to grep on its stdin: the command
+ * lines of the kill script's own processes never contain it.
+ */
+const findGroup = (token: string): string =>
+  `__rc_pg=; for __rc_f in $(printf '%s%s\\n' '${CMDLINE_MARK}' ${
+    shQuote(token)
+  } | grep -lsF -f - /proc/[0-9]*/cmdline 2>/dev/null); do ` +
+  `__rc_q=\${__rc_f#/proc/}; __rc_q=\${__rc_q%/cmdline}; __rc_l=; read -r __rc_l 2>/dev/null < "/proc/$__rc_q/stat" || continue; ` +
+  `__rc_l=\${__rc_l##*) }; set -- $__rc_l; __rc_pg=$3; break; done`
 
 /** A POSIX sh word (single quotes). */
 const shQuote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`
@@ -73,16 +83,19 @@ const shQuote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`
  */
 export const launch = (invocation: Invocation, login: LoginShell.Answer): Launch => {
   const ps = ScriptRender.powershellProcess(invocation, { transport: Errors.TRANSPORT })
-  const exec = `exec pwsh ${ps.args.map(shQuote).join(" ")}`
+  // the token as a comment on pwsh's command line: a kill before pwsh reported its group finds pwsh by it
+  const bootstrap = `${ps.commandLine} # ${CMDLINE_MARK}${ps.token}`
+  const args = [...ps.args.slice(0, -1), bootstrap]
+  const exec = `exec pwsh ${args.map(shQuote).join(" ")}`
   const commandLine = isPowerShellShell(login)
-    ? ps.commandLine
+    ? bootstrap
     : login.shell === "posix"
     ? exec
     : `/bin/sh -c ${shQuote(exec)}`
-  // without the group (pwsh had not reported it) nothing finds pwsh itself: sweep the token carriers, and never
-  // claim that everything is gone
   const posixKill = (pgid: number | undefined, grace: Duration.Duration) =>
-    pgid === undefined ? `${ps.killScript(undefined, grace)}echo 'runcmd-kill:alive 1'\n` : ps.killScript(pgid, grace)
+    pgid === undefined
+      ? ps.killScript(undefined, grace).replace(/^__rc_pg=$/m, findGroup(ps.token))
+      : ps.killScript(pgid, grace)
   const killScript = (pgid: number | undefined, grace: Duration.Duration) =>
     login.windows
       ? windowsKillScript(pgid)
@@ -92,10 +105,7 @@ export const launch = (invocation: Invocation, login: LoginShell.Answer): Launch
   return {
     commandLine,
     drive: ps.drive,
-    // a kill early in pwsh's start waits for its group (its stage is on its stdin already: it reports it soon)
-    pgidNow: ps.pgid.pipe(
-      Effect.timeoutTo({ duration: PGID_WAIT, onSuccess: Option.some, onTimeout: Option.none })
-    ),
+    pgidNow: ps.pgidNow,
     pgid: ps.pgid,
     token: ps.token,
     killScript,
