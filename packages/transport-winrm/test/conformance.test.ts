@@ -36,7 +36,7 @@ if (skipWithoutPwsh("transport-winrm conformance")) {
         unreachableTarget: () => emulator!.target({ id: "closed-port", port: closedPort }),
         signals: false,
         // pwsh takes seconds to start on a loaded machine: the timeout cases need the script to have printed first
-        timeout: "10 seconds",
+        timeout: "20 seconds",
         testTimeout: 120_000
       }
     )
