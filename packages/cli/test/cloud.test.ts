@@ -157,6 +157,37 @@ describe("runcmd with cloud and Windows targets, against the emulators", () => {
         for (const id of ids) {
           assert.strictEqual(fs.readFileSync(path.join(out, `${id}.stdout`), "utf8"), "hello azure\n")
         }
+
+        // the run commands' lifecycle: kept by RUNCMD_AZURE_RETAIN, listed, shown, deleted
+        const env = {
+          RUNCMD_AZURE_ENDPOINT: announced.endpoint as string,
+          RUNCMD_AZURE_CA_FILE: announced.caCertificate as string,
+          RUNCMD_AZURE_ACCESS_TOKEN: "fake-token-for-tests",
+          RUNCMD_AZURE_POLL_INTERVAL: "100 millis"
+        }
+        const one = ["-i", inventory, "-s", `id=${vms[0]}`]
+        const kept = yield* runcmd(["run", ...one, "--", "sh", "-c", "exit 3"], {
+          env: { ...env, RUNCMD_AZURE_RETAIN: "true" },
+          timeout: Duration.minutes(2)
+        })
+        assert.strictEqual(kept.code, 1, kept.stderr)
+        const listed = yield* runcmd(["azure", "run-commands", "list", ...one, "-o", "json"], { env })
+        assert.strictEqual(listed.code, 0, listed.stderr)
+        const commands = JSON.parse(listed.stdout) as Array<{ target: string; name: string; exitCode?: number }>
+        assert.lengthOf(commands, 1, listed.stdout)
+        assert.strictEqual(commands[0]!.target, vms[0])
+        assert.strictEqual(commands[0]!.exitCode, 3)
+        const name = commands[0]!.name
+        const shown = yield* runcmd(["azure", "run-commands", "show", name, ...one], { env })
+        assert.strictEqual(shown.code, 0, shown.stderr)
+        assert.include(shown.stdout, name)
+        const deleted = yield* runcmd(["azure", "run-commands", "delete", name, ...one], { env })
+        assert.strictEqual(deleted.code, 0, deleted.stderr)
+        const after = yield* runcmd(["azure", "run-commands", "list", ...one, "-o", "json"], { env })
+        assert.deepStrictEqual(JSON.parse(after.stdout), [])
+        const missing = yield* runcmd(["azure", "run-commands", "list", "-s", "id=x"], { env })
+        assert.strictEqual(missing.code, 2)
+        assert.match(missing.stderr, /--inventory is missing/)
         yield* stop(proc)
       }),
     { timeout: 180_000 }

@@ -60,7 +60,10 @@ const parserUsage = (path: ReadonlyArray<string>): Usage.Usage => {
   const usages: Record<string, Usage.Usage> = {
     "run": Command.getUsage(byPath.run),
     "inventory check": Command.getUsage(byPath["inventory check"]),
-    "report": Command.getUsage(byPath.report)
+    "report": Command.getUsage(byPath.report),
+    "azure run-commands list": Command.getUsage(byPath["azure run-commands list"]),
+    "azure run-commands show": Command.getUsage(byPath["azure run-commands show"]),
+    "azure run-commands delete": Command.getUsage(byPath["azure run-commands delete"])
   }
   assert.sameMembers(Object.keys(byPath), Object.keys(usages))
   const usage = usages[path.join(" ")]
@@ -206,7 +209,7 @@ describe("help from the built command", () => {
   it.live("unknown commands and flags, missing arguments: one line naming them and --help, exit 2", () =>
     Effect.gen(function*() {
       const cases: ReadonlyArray<readonly [ReadonlyArray<string>, ReadonlyArray<RegExp>]> = [
-        [["deploy"], [/^runcmd: unknown command "deploy"\./, /run, inventory, report or emulate/, /`runcmd --help`/]],
+        [["deploy"], [/^runcmd: unknown command "deploy"\./, /run, inventory, report, emulate or azure/, /`runcmd --help`/]],
         [["reprot", "x.json"], [/unknown command "reprot"\. Did you mean report\?/]],
         [["inventory", "chek"], [
           /^runcmd inventory: unknown command "chek"\. Did you mean check\? The command is check\./,

@@ -377,6 +377,72 @@ export const emulateWinrm = command({
   notes: [emulatorNote]
 })
 
+const azureTargetFlags = {
+  inventory: value("targets", "inventory", "FILE", "the inventory with the azure-vm / azure-vmss-vm targets", {
+    alias: "i"
+  }),
+  select: values("targets", "select", "EXPR", "only the targets matching a selector; repeat to OR", { alias: "s" }),
+  output: value("output", "output", "FORMAT", "human (default) or json", { alias: "o", choices: checkOutputs })
+}
+
+const azureGroups = [{ id: "targets", title: "Targets" }, { id: "output", title: "Output" }]
+
+const azureNotes = [
+  "ARM access as for `runcmd run`: DefaultAzureCredential, or RUNCMD_AZURE_ACCESS_TOKEN; RUNCMD_AZURE_ENDPOINT and",
+  "RUNCMD_AZURE_CA_FILE for another endpoint (an emulator)."
+]
+
+/**
+ * `runcmd azure run-commands list`.
+ *
+ * @internal
+ */
+export const azureRunCommandsList = command({
+  path: ["azure", "run-commands", "list"],
+  summary: "list the managed run commands on Azure targets, with their state and exit code",
+  about: ["Lists the managed run commands of each selected azure-vm / azure-vmss-vm target of an inventory."],
+  usage: ["azure run-commands list -i FILE [flags]"],
+  groups: azureGroups,
+  fields: azureTargetFlags,
+  strayHint: "It takes no arguments: runcmd azure run-commands list -i FILE.",
+  examples: ["azure run-commands list -i fleet.yaml -s role=web"],
+  notes: azureNotes
+})
+
+/**
+ * `runcmd azure run-commands show NAME`.
+ *
+ * @internal
+ */
+export const azureRunCommandsShow = command({
+  path: ["azure", "run-commands", "show"],
+  summary: "show one managed run command (its instance view) on Azure targets",
+  about: ["Shows a managed run command's instance view (state, exit code, times, the last 4 KB of output)."],
+  usage: ["azure run-commands show NAME -i FILE [flags]"],
+  groups: azureGroups,
+  fields: { name: positional("NAME", "the run command's name"), ...azureTargetFlags },
+  strayHint: "It takes one name: runcmd azure run-commands show NAME -i FILE.",
+  examples: ["azure run-commands show runcmd-1a2b -i fleet.yaml -s id=vm-1"],
+  notes: azureNotes
+})
+
+/**
+ * `runcmd azure run-commands delete NAME`.
+ *
+ * @internal
+ */
+export const azureRunCommandsDelete = command({
+  path: ["azure", "run-commands", "delete"],
+  summary: "delete a managed run command on Azure targets (ending its script if it runs)",
+  about: ["Deletes a managed run command from each selected target and waits until it is gone."],
+  usage: ["azure run-commands delete NAME -i FILE [flags]"],
+  groups: azureGroups,
+  fields: { name: positional("NAME", "the run command's name"), ...azureTargetFlags },
+  strayHint: "It takes one name: runcmd azure run-commands delete NAME -i FILE.",
+  examples: ["azure run-commands delete runcmd-1a2b -i fleet.yaml -s id=vm-1"],
+  notes: azureNotes
+})
+
 /**
  * The commands that run something, for the pre-parser.
  *
@@ -388,7 +454,10 @@ export const commandSpecs: ReadonlyArray<CommandDoc> = [
   report,
   emulateSsm,
   emulateAzure,
-  emulateWinrm
+  emulateWinrm,
+  azureRunCommandsList,
+  azureRunCommandsShow,
+  azureRunCommandsDelete
 ]
 
 /**
@@ -416,12 +485,26 @@ export const emulate: GroupDoc = {
   commands: [emulateSsm, emulateAzure, emulateWinrm]
 }
 
+/** @internal */
+export const azureRunCommands: GroupDoc = {
+  path: ["azure", "run-commands"],
+  summary: "managed run commands on Azure VMs and scale-set instances",
+  commands: [azureRunCommandsList, azureRunCommandsShow, azureRunCommandsDelete]
+}
+
+/** @internal */
+export const azure: GroupDoc = {
+  path: ["azure"],
+  summary: "Azure tools",
+  commands: [azureRunCommandsList, azureRunCommandsShow, azureRunCommandsDelete]
+}
+
 /**
  * The commands that group others, longest path first.
  *
  * @internal
  */
-export const groupDocs: ReadonlyArray<GroupDoc> = [inventory, emulate]
+export const groupDocs: ReadonlyArray<GroupDoc> = [azureRunCommands, inventory, emulate, azure]
 
 /**
  * The flags every command accepts (`@effect/cli`'s built-in options, as `argv.ts` lets them through), with help.
@@ -449,7 +532,7 @@ export const root = {
   usage: ["COMMAND [flags]"],
   /** The commands in the order shown (`inventory check` under its full name). */
   commands: commandSpecs,
-  groups: [inventory, emulate],
+  groups: [inventory, emulate, azure],
   examples: [
     "run -i inventory.yaml --script deploy.sh",
     "run -t web-1 -t web-2 -- uptime",

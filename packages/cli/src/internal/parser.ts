@@ -14,6 +14,9 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import {
+  azureRunCommandsDelete,
+  azureRunCommandsList,
+  azureRunCommandsShow,
   becomeMethods,
   checkOutputs,
   controllerLossChoices,
@@ -72,6 +75,7 @@ export const parsers = <F extends Record<string, Field>>(fields: F): Parsers<F> 
 // the commands' implementations (core, the transports) load when one runs
 const runCommand = Effect.promise(() => import("./runCommand.js"))
 const inspect = Effect.promise(() => import("./inspect.js"))
+const azure = Effect.promise(() => import("./azure.js"))
 
 const choice = <A extends string>(
   command: string,
@@ -162,8 +166,43 @@ export const makeCommands = (rest: ReadonlyArray<string>, code: Ref.Ref<number>)
       yield* Ref.set(code, yield* Inspect.report(o.file, { failed: o.failed, showOutput: o.showOutput }))
     })).pipe(Command.withDescription(report.summary))
 
-  const root = Command.make("runcmd").pipe(Command.withSubcommands([runCmd, inventoryCmd, reportCmd]))
-  return { root, byPath: { "run": runCmd, "inventory check": checkCmd, "report": reportCmd } }
+  const azureCmd = (doc: typeof azureRunCommandsList, action: "list" | "show" | "delete") =>
+    Command.make(action, parsers(doc.fields), (o) =>
+      Effect.gen(function*() {
+        const where = `azure run-commands ${action}`
+        const output = (yield* choice(where, "output", Option.getOrUndefined(o.output), checkOutputs)) ?? "human"
+        const name = "name" in o ? (o as { readonly name: string }).name : undefined
+        const Azure = yield* azure
+        yield* Ref.set(
+          code,
+          yield* Azure.runCommands(action, name, {
+            inventory: Option.getOrUndefined(o.inventory),
+            select: o.select,
+            output
+          })
+        )
+      })).pipe(Command.withDescription(doc.summary))
+  const listCmd = azureCmd(azureRunCommandsList, "list")
+  const showCmd = azureCmd(azureRunCommandsShow, "show")
+  const deleteCmd = azureCmd(azureRunCommandsDelete, "delete")
+  const azureGroup = Command.make("azure").pipe(
+    Command.withSubcommands([
+      Command.make("run-commands").pipe(Command.withSubcommands([listCmd, showCmd, deleteCmd]))
+    ])
+  )
+
+  const root = Command.make("runcmd").pipe(Command.withSubcommands([runCmd, inventoryCmd, reportCmd, azureGroup]))
+  return {
+    root,
+    byPath: {
+      "run": runCmd,
+      "inventory check": checkCmd,
+      "report": reportCmd,
+      "azure run-commands list": listCmd,
+      "azure run-commands show": showCmd,
+      "azure run-commands delete": deleteCmd
+    }
+  }
 }
 
 /** What `@effect/cli` prints (its built-in options, its own errors), without colors when not on a terminal. */

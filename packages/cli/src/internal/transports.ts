@@ -172,6 +172,17 @@ export const layerFor = (targets: ReadonlyArray<Target.Target>): RegistryLayer =
   return Layer.mergeAll(...(layers as [RegistryLayer, ...Array<RegistryLayer>]))
 }
 
+/**
+ * The Azure transport's options as the CLI sets them (its `RUNCMD_AZURE_*` variables and the CLI's own), for the
+ * `azure run-commands` commands.
+ *
+ * @internal
+ */
+export const azureOptions = Effect.flatMap(
+  Effect.promise(() => import("@runcmd/transport-azure/AzureTransport")),
+  (AzureTransport) => Config.mapOrFail(AzureTransport.configFromEnv, azureCliOptionsEither)
+)
+
 // an importer whose module (and SDK) is loaded only when an inventory entry uses its key
 const lazyImporter = (key: string, make: () => Promise<Inventory.Importer>): Inventory.Importer => {
   let loaded: Promise<Inventory.Importer> | undefined
