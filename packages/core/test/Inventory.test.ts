@@ -80,6 +80,19 @@ targets:
       })
     }))
 
+  it.effect("an unresolved alias or an alias bomb is an invalid inventory, not a defect", () =>
+    Effect.gen(function*() {
+      const unresolved = yield* parseError(`targets: [{ id: a, kind: local, labels: *nowhere }]`)
+      assert.strictEqual(unresolved.reason, "InvalidInventory")
+      const levels = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+      for (const [i, name] of ["b", "c", "d", "e", "f"].entries()) {
+        const previous = i === 0 ? "a" : ["b", "c", "d", "e"][i - 1]!
+        levels.push(`${name}: &${name} [${Array(10).fill(`*${previous}`).join(", ")}]`)
+      }
+      const bomb = yield* parseError(`x-bomb:\n  ${levels.join("\n  ")}\ntargets: [{ id: a, kind: local }]\n`)
+      assertError(bomb, { reason: "InvalidInventory", path: "inventory.yaml", description: [/alias/i] })
+    }))
+
   it.effect("refuses null, list and mapping label values, naming the label", () =>
     Effect.gen(function*() {
       const error = yield* parseError(`

@@ -261,7 +261,19 @@ const parseOrThrow = (
     })
 
   prepareLabels(doc)
-  const root: unknown = doc.toJS({ maxAliasCount: 1000 })
+  // an unresolved alias (`*a` without `&a`) or an alias bomb throws here: the file's problem, not a defect
+  let root: unknown
+  try {
+    root = doc.toJS({ maxAliasCount: 1000 })
+  } catch (error) {
+    return fail({
+      reason: "InvalidInventory",
+      path: undefined,
+      description: `invalid YAML: ${error instanceof Error ? error.message : String(error)}${
+        /alias/i.test(String(error)) ? " (YAML aliases: define each `&anchor` before its `*alias`, and expand few)" : ""
+      }`
+    })
+  }
   if (root === null || root === undefined) return noTargets()
   if (!isMapping(root)) {
     return invalid([], `expected a mapping with \`defaults\`, \`groups\` and \`targets\`, got ${describe(root)}`)
