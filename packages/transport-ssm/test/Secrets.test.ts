@@ -25,7 +25,15 @@ describe("SSM secrets canary", () => {
     () =>
       Effect.gen(function*() {
         const emulator = yield* Emulator.make({ instances: 2 })
-        emulator.faults.throttle(0.2)
+        // the transport's calls (the instances' own AWS CLI calls are not runcmd's)
+        emulator.faults.throttle(0.2, [
+          "SendCommand",
+          "ListCommandInvocations",
+          "GetCommandInvocation",
+          "DescribeInstanceInformation",
+          "PutParameter",
+          "DeleteParameter"
+        ])
         const logs: Array<string> = []
         const spans: Array<string> = []
         const base = yield* Effect.tracer

@@ -152,6 +152,9 @@ export const start = async (options: EmulatorOptions = {}) => {
       }
     })
   })
+  // as AWS endpoints do: idle connections stay open long, so a client never reuses one the server is closing
+  server.keepAliveTimeout = 65_000
+  server.headersTimeout = 66_000
   server.on("connection", (s) => {
     sockets.add(s)
     s.on("close", () => sockets.delete(s))
