@@ -56,12 +56,11 @@ export const conformancePowerShell = <E>(
   layer(transportLayer, { excludeTestServices: true, timeout: options.layerTimeout ?? Duration.seconds(60) })(
     `transport conformance (PowerShell): ${name}`,
     (it) => {
+      // the layer provides the registry (as in `conformance`)
+      const withCtx = <A>(f: (ctx: Ctx) => Effect.Effect<A, unknown, Transport.Registry>) => () =>
+        Effect.flatMap(makeCtx(options), f)
       const test = (title: string, f: (ctx: Ctx) => Effect.Effect<unknown, unknown, Transport.Registry>) =>
-        it.effect(
-          title,
-          (() => Effect.flatMap(makeCtx(options), f)) as () => Effect.Effect<unknown, unknown, never>,
-          testTimeout
-        )
+        it.effect(title, withCtx(f) as () => Effect.Effect<unknown, unknown, never>, testTimeout)
 
       for (const code of [0, 1, 255]) {
         test(`exit ${code} is ${code === 0 ? "Succeeded" : `Failed{exitCode: ${code}}`}`, (ctx) =>
