@@ -209,7 +209,11 @@ describe("help from the built command", () => {
   it.live("unknown commands and flags, missing arguments: one line naming them and --help, exit 2", () =>
     Effect.gen(function*() {
       const cases: ReadonlyArray<readonly [ReadonlyArray<string>, ReadonlyArray<RegExp>]> = [
-        [["deploy"], [/^runcmd: unknown command "deploy"\./, /run, inventory, report, emulate or azure/, /`runcmd --help`/]],
+        [["deploy"], [
+          /^runcmd: unknown command "deploy"\./,
+          /run, inventory, report, emulate or azure/,
+          /`runcmd --help`/
+        ]],
         [["reprot", "x.json"], [/unknown command "reprot"\. Did you mean report\?/]],
         [["inventory", "chek"], [
           /^runcmd inventory: unknown command "chek"\. Did you mean check\? The command is check\./,
