@@ -12,6 +12,7 @@ import {
 } from "@azure/storage-blob"
 import { createRequire } from "node:module"
 import type { AddressInfo } from "node:net"
+import * as path from "node:path"
 
 /** The well-known development account of Azurite. */
 export const ACCOUNT = "devstoreaccount1"
@@ -32,7 +33,9 @@ export interface Azurite {
 
 /** @internal */
 export const start = async (): Promise<Azurite> => {
-  const require = createRequire(import.meta.url)
+  // azurite is an optional peer: resolved from the user's project (the working directory), where a test suite
+  // installs it; not from this file's location (no `import.meta.url`, which the CommonJS build would shim)
+  const require = createRequire(path.join(process.cwd(), "package.json"))
   let BlobServer: any
   let BlobConfiguration: any
   try {
