@@ -1,5 +1,5 @@
 /**
- * The emulator against the REST spec (`../shared/fixtures/azure`): every operation, driven with the examples'
+ * The emulator against the REST spec (`test/fixtures/azure`, copied from the project's shared fixtures): every operation, driven with the examples'
  * parameters over raw HTTPS, answers with a status the spec lists and a body valid against the spec's
  * definitions; every api-version from 2020-06-01 on is accepted; `main` announces itself in one JSON line.
  */
@@ -9,7 +9,8 @@ import * as https from "node:https"
 import * as path from "node:path"
 import * as Emulator from "../src/testing.js"
 
-const FIXTURES = path.resolve(import.meta.dirname, "../../../../shared/fixtures/azure")
+// a copy of the shared fixtures (the Azure REST spec's run-command examples and definitions; see SOURCES.md there)
+const FIXTURES = path.resolve(import.meta.dirname, "fixtures/azure")
 const spec = JSON.parse(fs.readFileSync(path.join(FIXTURES, "runCommand-definitions.json"), "utf8"))
 const example = (name: string) =>
   JSON.parse(fs.readFileSync(path.join(FIXTURES, "runCommandExamples", `${name}.json`), "utf8"))
