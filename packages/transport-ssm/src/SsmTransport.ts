@@ -14,7 +14,8 @@
  *   to report the end (`killConfirmed` only then); a runcmd timeout before the instance picked the command up is
  *   `TimedOut{phase: "delivery"}`, after it `TimedOut{phase: "execution"}`. SSM's own `TimeoutSeconds` (delivery)
  *   and `executionTimeout` come from the options; `DeliveryTimedOut` is `Unreachable` (`ConnectTimeout`).
- * - Secrets: refused (`Rejected`) unless Parameter Store delivery is enabled; files inline up to 32 KiB, beyond it
+ * - Secrets: refused (`Rejected`) unless Parameter Store delivery is enabled (a SecureString per execution, deleted
+ *   when it ends); files inline up to 32 KiB, beyond it
  *   through S3 (pre-signed GET) when a files bucket is set; output capped at 24,000 characters per stream by the
  *   service unless an output bucket is set (then read whole from S3).
  *
@@ -81,16 +82,21 @@ export interface Options {
   readonly maxInlineBytes?: number | undefined
   /**
    * Secrets: by default a job with secrets is `Rejected` (SSM stores commands and parameters in clear). With
-   * `parameterStore`, each batch's secrets go to a SecureString parameter (`prefix`, default `/runcmd/secrets`),
-   * fetched on the instance (default: the instance's AWS CLI, `aws ssm get-parameter --with-decryption`; the
-   * instance profile needs `ssm:GetParameter` and `kms:Decrypt`) and deleted when the last execution ends.
+   * `parameterStore`, each execution's secrets go to its own SecureString parameter
+   * (`<prefix>/<run>/<batch>/<instance id>`, prefix default `/runcmd/secrets`), fetched on the instance (default:
+   * the instance's AWS CLI, `aws ssm get-parameter --with-decryption`; the instance profile needs `ssm:GetParameter`
+   * and `kms:Decrypt`) and deleted when that execution ends, also after a kill, a timeout or an interruption.
    */
   readonly secrets?:
     | {
       readonly parameterStore: {
         readonly prefix?: string | undefined
         readonly kmsKeyId?: string | undefined
-        /** A shell command printing the parameter's value (default: the AWS CLI). */
+        /**
+         * A shell command printing the parameter's value (default: the AWS CLI). `parameterName` is a shell word
+         * (quoted already: put it in as it is) that expands on the instance to the execution's parameter name; it
+         * ends with `$AWS_SSM_INSTANCE_ID`, which the SSM agent sets for every command it runs.
+         */
         readonly fetchCommand?: ((parameterName: string, region: string) => string) | undefined
       }
     }
@@ -172,10 +178,11 @@ const seconds = (d: Duration.DurationInput | undefined, fallback: number) =>
 const ms = (d: Duration.DurationInput | undefined, fallback: number) =>
   d === undefined ? fallback : Duration.toMillis(Duration.decode(d))
 
+// the name is a shell word expanding to the execution's parameter name on the instance
 const defaultFetch = (name: string, region: string) =>
-  `aws ssm get-parameter --region ${ScriptRender.quote(region)} --name ${
-    ScriptRender.quote(name)
-  } --with-decryption --query Parameter.Value --output text`
+  `aws ssm get-parameter --region ${
+    ScriptRender.quote(region)
+  } --name ${name} --with-decryption --query Parameter.Value --output text`
 
 /** Checks the options and fills in the defaults. */
 const engineConfig = (options: Options): Effect.Effect<EngineConfig, SsmOptionsError> =>

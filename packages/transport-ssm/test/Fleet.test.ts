@@ -127,7 +127,13 @@ describe("SSM fleet", () => {
         const c = capped.outcomes[0]!
         assert.strictEqual(c._tag, "Succeeded")
         assert.strictEqual(c.stdout.totalBytes, 24_000, "the service's cap")
-        assert.include(Outcome.capturedText(c.stderr), "ssm kept only the first 24000 characters of stdout")
+        // core's truncation flag says what cut it and how to get all of it; stderr stays the script's own
+        assert.isTrue(c.stdout.truncated)
+        assert.include(c.stdout.truncatedBy ?? "", "24,000 characters")
+        assert.include(c.stdout.truncatedBy ?? "", "outputBucket")
+        assert.include(Outcome.capturedText(c.stdout), "[truncated: ssm: inline output is capped")
+        assert.isFalse(c.stderr.truncated)
+        assert.strictEqual(c.stderr.totalBytes, 0)
       }),
     { timeout: 120_000 }
   )
@@ -189,19 +195,26 @@ describe("SSM fleet", () => {
   )
 
   it.scopedLive(
-    "cancel: CancelCommand, then Cancelled confirmed once the service reports it",
+    "cancel: one CancelCommand for the batch, Cancelled confirmed by the poll, each secrets parameter deleted",
     () =>
       Effect.gen(function*() {
-        const emulator = yield* Emulator.make({ instances: 2 })
+        const emulator = yield* Emulator.make({ instances: 3 })
         // the transport lives in this test's scope: the run goes on in the background
-        const transport = yield* Layer.build(SsmTransport.layer(Harness.options(emulator)))
+        const transport = yield* Layer.build(
+          SsmTransport.layer(Harness.options(emulator, undefined, { secrets: { parameterStore: {} } }))
+        )
         const handle = yield* Runner.start(RunPlan.make({
           targets: emulator.targets(),
-          job: ScriptSource.job(ScriptSource.script("echo ready; sleep 60; echo never")),
+          job: ScriptSource.job(ScriptSource.script(`test -n "$TOKEN" && echo ready; sleep 60; echo never`), {
+            secrets: { TOKEN: Redacted.make("cancel-canary") }
+          }),
           policy: { concurrency: 10 }
         })).pipe(Effect.provide(transport))
-        // both running (the emulator says InProgress), then cancel
-        while (emulator.invocations().filter((i) => i.status === "InProgress").length < 2) {
+        // all running with their secret fetched (the emulator says InProgress, the script said ready), then cancel
+        while (
+          emulator.invocations().filter((i) => i.status === "InProgress").length < 3 ||
+          emulator.requests().filter((r) => r.operation === "GetParameter").length < 3
+        ) {
           yield* Effect.sleep("50 millis")
         }
         const report = yield* handle.cancel
@@ -210,8 +223,15 @@ describe("SSM fleet", () => {
           assert.strictEqual(o._tag, "Cancelled", JSON.stringify(o))
           if (o._tag === "Cancelled") assert.isTrue(o.confirmed, "confirmed by the service's Cancelled status")
         }
-        assert.strictEqual(emulator.countByOperation().CancelCommand, 2)
-        assert.deepStrictEqual(emulator.invocations().map((i) => i.status), ["Cancelled", "Cancelled"])
+        // the three cancels of one command in one request, naming the three instances
+        const cancels = emulator.requests().filter((r) => r.operation === "CancelCommand")
+        assert.strictEqual(cancels.length, 1)
+        assert.sameMembers(JSON.parse(cancels[0]!.body).InstanceIds, [...emulator.instanceIds])
+        assert.deepStrictEqual(emulator.invocations().map((i) => i.status), ["Cancelled", "Cancelled", "Cancelled"])
+        // a parameter per execution, each deleted although the executions were killed
+        const { deleted, stored } = emulator.parameters()
+        assert.deepStrictEqual(stored, [])
+        assert.sameMembers(deleted.map((n) => n.split("/").at(-1)), [...emulator.instanceIds])
       }),
     { timeout: 120_000 }
   )
@@ -260,18 +280,24 @@ describe("SSM fleet", () => {
         const encoded = Buffer.from(secret).toString("base64")
         const bodies = emulator.requests()
         const puts = bodies.filter((r) => r.operation === "PutParameter")
-        assert.strictEqual(puts.length, 1, "one parameter for the batch")
-        assert.include(puts[0]!.body, encoded)
+        assert.strictEqual(puts.length, 3, "one parameter per execution")
+        for (const put of puts) assert.include(put.body, encoded)
         for (const r of bodies) {
           if (r.operation === "PutParameter") continue
           assert.notInclude(r.body, secret, `${r.operation} body`)
           assert.notInclude(r.body, encoded, `${r.operation} body`)
           assert.notInclude(r.body, "s3cr3t", `${r.operation} body`)
         }
-        const name = JSON.parse(puts[0]!.body).Name
-        assert.strictEqual(JSON.parse(puts[0]!.body).Type, "SecureString")
+        const names = puts.map((p) => JSON.parse(p.body).Name as string)
+        for (const p of puts) assert.strictEqual(JSON.parse(p.body).Type, "SecureString")
+        // one name per execution, under the prefix, ending with the instance that fetches it
+        assert.sameMembers(names.map((n) => n.split("/").at(-1)), [...emulator.instanceIds])
+        for (const n of names) assert.match(n, /^\/test\/runcmd\//)
+        // each instance read its own parameter only
+        const reads = bodies.filter((r) => r.operation === "GetParameter").map((r) => JSON.parse(r.body).Name)
+        assert.sameMembers(reads, names)
         assert.deepStrictEqual(emulator.parameters().stored, [], "no parameter left")
-        assert.deepStrictEqual(emulator.parameters().deleted, [name])
+        assert.sameMembers([...emulator.parameters().deleted], names)
         assert.notInclude(JSON.stringify(report), secret)
       }),
     { timeout: 120_000 }

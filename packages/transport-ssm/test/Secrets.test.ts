@@ -89,7 +89,8 @@ describe("SSM secrets canary", () => {
         assert.isAbove(emulator.requests().filter((r) => r.fault === "throttle").length, 0)
         assert.strictEqual(
           emulator.requests().filter((r) => r.operation === "PutParameter" && r.status === 200).length,
-          2
+          4,
+          "a parameter per execution (two targets, two runs)"
         )
         const encoded = Buffer.from(SECRET).toString("base64")
         for (const value of [SECRET, encoded]) assert.notInclude(everything, value)

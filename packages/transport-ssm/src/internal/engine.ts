@@ -4,8 +4,9 @@
  * `SendCommand`; one poller per batch reads every member's status with `ListCommandInvocations` at an adaptive
  * interval, and each finished member's output is read once (`GetCommandInvocation`, the full bytes from S3 when a
  * bucket is configured). Closing an execution's scope early cancels its instance (`CancelCommand`) and waits for
- * the service to say it ended. Per batch, the secrets parameter and the files uploaded are deleted when every
- * member has ended.
+ * the service to say it ended; the instances of one command cancelled together go in one `CancelCommand`. Each
+ * execution's secrets parameter is deleted when it ends (also after a kill); per batch, the files uploaded are
+ * deleted when every member has ended.
  *
  * @internal
  */
@@ -47,6 +48,15 @@ export const INLINE_CAP = 24_000
 
 /** @internal */
 export const MAX_BATCH = 50
+
+/** Why a stream is incomplete without an output bucket, and the fix (core's `truncatedBy`). @internal */
+export const CAPPED =
+  `ssm: inline output is capped at 24,000 characters; set outputBucket (RUNCMD_SSM_OUTPUT_BUCKET, ` +
+  "SSM's OutputS3BucketName) for all of it"
+
+const CAPPED_NO_OBJECT = (bucket: string) =>
+  `ssm: inline output is capped at 24,000 characters and SSM wrote no object to ${bucket} (the instance profile ` +
+  "needs s3:PutObject on the output bucket)"
 
 /** @internal */
 export interface EngineConfig {
@@ -100,6 +110,8 @@ interface Member {
   details: string
   readonly delivered: Deferred.Deferred<void, TransportError>
   readonly finished: Deferred.Deferred<{ readonly status: string; readonly details: string }, TransportError>
+  /** Deletes the execution's secrets parameter, if it has one (once, whoever asks first). */
+  readonly dropSecrets: Effect.Effect<void>
 }
 
 /** One `SendCommand`. */
@@ -117,6 +129,10 @@ interface Sent {
   readonly wake: Queue.Queue<void>
   /** Where the launch's protocol begins on stderr (held back while streaming), if it has one. */
   readonly marker: string | undefined
+  /** Instances whose cancel waits for the window to close, and the one `CancelCommand`'s result. */
+  cancelling:
+    | { readonly instanceIds: Array<string>; readonly done: Deferred.Deferred<void, TransportError> }
+    | undefined
 }
 
 /** One execution waiting in (or sent with) a batch. */
@@ -384,13 +400,42 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
     }
 
     // -- sending a batch -------------------------------------------------------------------------------------------
-    const cleanups = (connection: Connection, parameter: string | undefined, objects: ReadonlyArray<string>) =>
+    /**
+     * One execution's secrets parameter: stored by `PutParameter`, deleted once (by whoever comes first: the
+     * execution's end, its scope closing after a kill, or the batch's cleanup); a deletion cut short is tried again
+     * by the next.
+     */
+    const secretsParameter = (connection: Connection, name: string) =>
+      Effect.map(Effect.makeSemaphore(1), (lock) => {
+        let deleted = false
+        return {
+          name,
+          drop: lock.withPermits(1)(Effect.suspend(() =>
+            deleted ? Effect.void : call(
+              "DeleteParameter",
+              (abortSignal) => connection.ssm.send(new DeleteParameterCommand({ Name: name }), { abortSignal }),
+              options(connection, true, "execution")
+            ).pipe(
+              Effect.tap(() =>
+                Effect.sync(() => {
+                  deleted = true
+                })
+              ),
+              Effect.catchAll((e) =>
+                Effect.logWarning(`ssm: the secrets parameter ${name} was not deleted: ${e.message}`)
+              )
+            )
+          ))
+        }
+      })
+
+    const cleanups = (
+      connection: Connection,
+      parameters: ReadonlyArray<{ readonly drop: Effect.Effect<void> }>,
+      objects: ReadonlyArray<string>
+    ) =>
       Effect.all([
-        parameter === undefined ? Effect.void : call(
-          "DeleteParameter",
-          (abortSignal) => connection.ssm.send(new DeleteParameterCommand({ Name: parameter }), { abortSignal }),
-          options(connection, true, "execution")
-        ).pipe(Effect.catchAll((e) => Effect.logWarning(`ssm: the secrets parameter was not deleted: ${e.message}`))),
+        Effect.forEach(parameters, (p) => p.drop, { discard: true, concurrency: 4 }),
         Effect.forEach(objects, (key) =>
           call(
             "DeleteObject",
@@ -483,9 +528,11 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
         const target = first.target
         const runTag = inv.runId.replace(/[^A-Za-z0-9_.-]/g, "_").slice(0, 60)
         const batchId = crypto.randomBytes(6).toString("hex")
-        let parameter: string | undefined
+        // each execution's secrets parameter, by instance id
+        const parameters = new Map<string, { readonly name: string; readonly drop: Effect.Effect<void> }>()
         const objects: Array<string> = []
-        const release = () => cleanups(connection, parameter, objects)
+        const release = () => cleanups(connection, [...parameters.values()], objects)
+        let sending = entries
         const body = Effect.gen(function*() {
           const documentName = documentFor(target, inv)
           let commands: Array<string>
@@ -524,27 +571,42 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
           } else {
             let snippet: string | undefined
             if (Object.keys(inv.secrets).length > 0 && config.secrets !== undefined) {
-              const name = `${config.secrets.prefix.replace(/\/?$/, "/")}${runTag}/${batchId}`
+              // a SecureString per execution; one command text for the batch, so the instance picks its own
+              // parameter by the id the SSM agent gives every Run Command process (AWS_SSM_INSTANCE_ID)
+              const base = `${config.secrets.prefix.replace(/\/?$/, "/")}${runTag}/${batchId}/`
               const value = Object.entries(inv.secrets)
                 .map(([k, v]) => `${k}=${Buffer.from(Redacted.value(v), "utf8").toString("base64")}`)
                 .join("\n")
-              yield* call(
-                "PutParameter",
-                (abortSignal) =>
-                  connection.ssm.send(
-                    new PutParameterCommand({
-                      Name: name,
-                      Value: value,
-                      Type: "SecureString",
-                      Overwrite: false,
-                      ...(config.secrets!.kmsKeyId === undefined ? {} : { KeyId: config.secrets!.kmsKeyId })
-                    }),
-                    { abortSignal }
-                  ),
-                options(connection, false, "delivery")
-              )
-              parameter = name
-              snippet = secretsSnippet(config.secrets.fetchCommand(name, connection.region))
+              const stored = yield* Effect.forEach(entries, (entry) =>
+                Effect.gen(function*() {
+                  const name = `${base}${entry.target.instanceId}`
+                  const put = yield* call(
+                    "PutParameter",
+                    (abortSignal) =>
+                      connection.ssm.send(
+                        new PutParameterCommand({
+                          Name: name,
+                          Value: value,
+                          Type: "SecureString",
+                          Overwrite: false,
+                          ...(config.secrets!.kmsKeyId === undefined ? {} : { KeyId: config.secrets!.kmsKeyId })
+                        }),
+                        { abortSignal }
+                      ),
+                    options(connection, false, "delivery")
+                  ).pipe(Effect.either)
+                  if (Either.isLeft(put)) {
+                    // this execution cannot get its secrets: it ends here, the others go on
+                    yield* Deferred.fail(entry.submitted, put.left)
+                    return false
+                  }
+                  parameters.set(entry.target.instanceId, yield* secretsParameter(connection, name))
+                  return true
+                }), { concurrency: 8 })
+              sending = entries.filter((_, i) => stored[i])
+              if (sending.length === 0) return
+              const word = `${ScriptRender.quote(base)}"\${AWS_SSM_INSTANCE_ID:?not set by the SSM agent}"`
+              snippet = secretsSnippet(config.secrets.fetchCommand(word, connection.region))
             }
             const fileCommands: Record<string, string> = {}
             const files = inv.files ?? []
@@ -594,7 +656,7 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
           }
           const input: SendCommandInput = {
             DocumentName: documentName,
-            InstanceIds: entries.map((e) => e.target.instanceId),
+            InstanceIds: sending.map((e) => e.target.instanceId),
             TimeoutSeconds: config.deliveryTimeoutSeconds,
             Comment: `runcmd ${inv.runId}`.slice(0, 100),
             Parameters: inv.source._tag === "Native" ? extra : {
@@ -626,23 +688,27 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
             members: new Map(),
             sentAt: Date.now(),
             wake: yield* Queue.sliding<void>(1),
-            marker
+            marker,
+            cancelling: undefined
           }
-          for (const entry of entries) {
+          for (const entry of sending) {
             const member: Member = {
               instanceId: entry.target.instanceId,
               status: "Pending",
               details: "Pending",
               delivered: yield* Deferred.make<void, TransportError>(),
-              finished: yield* Deferred.make<{ status: string; details: string }, TransportError>()
+              finished: yield* Deferred.make<{ status: string; details: string }, TransportError>(),
+              dropSecrets: parameters.get(entry.target.instanceId)?.drop ?? Effect.void
             }
             sent.members.set(member.instanceId, member)
             yield* Deferred.succeed(entry.submitted, { sent, member })
           }
-          yield* Effect.logDebug(`ssm: SendCommand ${commandId} to ${entries.length} instance(s)`)
+          yield* Effect.logDebug(`ssm: SendCommand ${commandId} to ${sending.length} instance(s)`)
           yield* runFork(Effect.ensuring(poll(sent), release()))
         })
         yield* body.pipe(
+          // the transport closing while a batch is sent: what was stored goes
+          Effect.onInterrupt(() => release()),
           Effect.catchAll((error) =>
             Effect.zipRight(
               release(),
@@ -712,12 +778,17 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
           stdout: encoder.encode(inline.stdout),
           stderr: encoder.encode(inline.stderr)
         }
-        const truncated = { stdout: inline.stdout.length >= INLINE_CAP, stderr: inline.stderr.length >= INLINE_CAP }
+        const capped = (text: string) => text.length >= INLINE_CAP ? CAPPED : undefined
+        const truncated: { stdout: string | undefined; stderr: string | undefined } = {
+          stdout: capped(inline.stdout),
+          stderr: capped(inline.stderr)
+        }
         if (config.output !== undefined) {
           for (const stream of ["stdout", "stderr"] as const) {
             const url = stream === "stdout" ? inv.StandardOutputUrl : inv.StandardErrorUrl
             if (url === undefined || url === "") {
-              if (truncated[stream]) {
+              if (truncated[stream] !== undefined) {
+                truncated[stream] = CAPPED_NO_OBJECT(config.output.bucket)
                 yield* Effect.logWarning(`ssm: ${stream} of ${member.instanceId} is capped and has no S3 object`)
               }
               continue
@@ -739,7 +810,7 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
               )
             )
             bytes[stream] = object
-            truncated[stream] = false
+            truncated[stream] = undefined
           }
         }
         const r = sent.interpret(inv.ResponseCode, bytes.stdout, bytes.stderr)
@@ -782,20 +853,53 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
       return out
     }
 
+    /**
+     * Asks the service to cancel one instance of a sent batch: the instances of one command cancelled within
+     * `batchWindow` of each other (a run interrupted, a shared deadline) go in one `CancelCommand`.
+     */
+    const requestCancel = (sent: Sent, member: Member) =>
+      Effect.gen(function*() {
+        const fresh = yield* Deferred.make<void, TransportError>()
+        const request = yield* Effect.sync(() => {
+          const open = sent.cancelling
+          if (open !== undefined) {
+            open.instanceIds.push(member.instanceId)
+            return { ...open, first: false }
+          }
+          const created = { instanceIds: [member.instanceId], done: fresh }
+          sent.cancelling = created
+          return { ...created, first: true }
+        })
+        if (request.first) {
+          yield* runFork(
+            Effect.gen(function*() {
+              yield* Effect.sleep(config.batchWindow)
+              const ids = yield* Effect.sync(() => {
+                sent.cancelling = undefined
+                return request.instanceIds
+              })
+              yield* call(
+                "CancelCommand",
+                (abortSignal) =>
+                  sent.connection.ssm.send(
+                    new CancelCommandCommand({ CommandId: sent.commandId, InstanceIds: ids }),
+                    { abortSignal }
+                  ),
+                options(sent.connection, true, "execution")
+              )
+              // the batch's poll confirms
+              yield* Queue.offer(sent.wake, undefined)
+            }).pipe(Effect.exit, Effect.flatMap((exit) => Deferred.done(request.done, exit)))
+          )
+        }
+        yield* Deferred.await(request.done)
+      })
+
     /** Cancels one instance of a sent batch and waits for the service to say it ended. */
     const cancel = (sent: Sent, member: Member) =>
       Effect.gen(function*() {
         if (TERMINAL.has(member.status)) return true
-        yield* call(
-          "CancelCommand",
-          (abortSignal) =>
-            sent.connection.ssm.send(
-              new CancelCommandCommand({ CommandId: sent.commandId, InstanceIds: [member.instanceId] }),
-              { abortSignal }
-            ),
-          options(sent.connection, true, "execution")
-        )
-        yield* Queue.offer(sent.wake, undefined)
+        yield* requestCancel(sent, member)
         const final = yield* Deferred.await(member.finished).pipe(Effect.timeoutOption(config.cancelConfirmTimeout))
         return Option.isSome(final)
       }).pipe(
@@ -832,6 +936,8 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
               return
             }
             killed.confirmed = yield* cancel(sub.value.sent, sub.value.member)
+            // also after a kill, a timeout or an interruption: the execution's secrets go with it
+            yield* sub.value.member.dropSecrets
           })
         )
         yield* enqueue(connection, entry)
@@ -840,18 +946,18 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
         const result = yield* Effect.cached(
           Effect.gen(function*() {
             const final = yield* Deferred.await(member.finished)
-            const read = yield* readOutput(sent, member)
-            let stderr = read.stderr
+            // the output read and the secrets parameter's deletion (the execution has ended) go side by side
+            const [read] = yield* Effect.all([readOutput(sent, member), member.dropSecrets], { concurrency: 2 })
+            const truncation: { stdout?: string; stderr?: string } = {}
             for (const stream of ["stdout", "stderr"] as const) {
-              if (!read.truncated[stream]) continue
-              // the service kept only the first 24,000 characters: say so where the reader looks
-              const note = `\nruncmd: ssm kept only the first ${INLINE_CAP} characters of ${stream}; configure an ` +
-                "output bucket (outputBucket, RUNCMD_SSM_OUTPUT_BUCKET) for the whole output\n"
+              const why = read.truncated[stream]
+              if (why === undefined) continue
+              // the service kept only the first 24,000 characters: the outcome says so (core's truncation flag)
+              truncation[stream] = why
               yield* Effect.logWarning(`ssm: ${stream} of ${target.id} truncated at ${INLINE_CAP} characters`)
               yield* Effect.annotateCurrentSpan(`runcmd.ssm.truncated.${stream}`, true)
-              stderr = Buffer.concat([stderr, encoder.encode(note)])
             }
-            return { status: statusOf(final, read), stdout: read.stdout, stderr, truncated: read.truncated }
+            return { status: statusOf(final, read), stdout: read.stdout, stderr: read.stderr, truncation }
           })
         )
         // while it runs (streamOutput): the output so far, polled; what was emitted is a prefix of the final bytes
@@ -915,7 +1021,9 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
             result,
             (r) => Either.isRight(r.status) ? Effect.succeed(r.status.right) : Effect.fail(r.status.left)
           ),
-          killConfirmed: Effect.sync(() => killed.confirmed)
+          killConfirmed: Effect.sync(() => killed.confirmed),
+          // read after exit succeeded, so the result is there
+          truncated: Effect.map(result, (r) => r.truncation).pipe(Effect.orElseSucceed(() => ({})))
         }
         return raw
       }).pipe(
