@@ -17,8 +17,11 @@ export const Captured = Schema.Struct({
   head: Schema.String,
   tail: Schema.String,
   totalBytes: Schema.Number,
+  /** Bytes are missing: dropped between head and tail by runcmd (`droppedBytes`), or cut by the service. */
   truncated: Schema.Boolean,
-  droppedBytes: Schema.Number
+  droppedBytes: Schema.Number,
+  /** Set when the service cut the stream before runcmd saw it: why, and how to get all of it. */
+  truncatedBy: Schema.optional(Schema.String)
 })
 
 /**
@@ -39,8 +42,18 @@ export const emptyCapture: Captured = { head: "", tail: "", totalBytes: 0, trunc
  * @since 0.1.0
  * @category utils
  */
-export const capturedText = (c: Captured): string =>
-  c.truncated ? `${c.head}\n…[${c.droppedBytes} bytes dropped]…\n${c.tail}` : c.head + c.tail
+export const capturedText = (c: Captured): string => {
+  const text = c.droppedBytes > 0 ? `${c.head}\n…[${c.droppedBytes} bytes dropped]…\n${c.tail}` : c.head + c.tail
+  return c.truncatedBy === undefined ? text : `${text}\n…[truncated: ${c.truncatedBy}]`
+}
+
+/**
+ * A capture marked as cut by the service (see `Transport.OutputTruncation`).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const truncatedBy = (c: Captured, reason: string): Captured => ({ ...c, truncated: true, truncatedBy: reason })
 
 /**
  * The serialisable form of the error behind a failure.

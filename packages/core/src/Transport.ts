@@ -141,6 +141,23 @@ export interface RawExecution {
   readonly exit: Effect.Effect<ExitStatus, TransportError>
   /** Read after the scope closed early: whether the process group is known to be gone. Absent: `false`. */
   readonly killConfirmed?: Effect.Effect<boolean> | undefined
+  /**
+   * Read after `exit` succeeded: the streams a service cut before their bytes reached runcmd (an inline output cap),
+   * so the outcome says output was lost. Absent: nothing was cut.
+   */
+  readonly truncated?: Effect.Effect<OutputTruncation> | undefined
+}
+
+/**
+ * Output a service cut before it reached runcmd, per stream: why, and how to get all of it (e.g. "ssm: inline
+ * output is capped at 24,000 characters; set outputS3BucketName for all of it"). An absent stream is complete.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface OutputTruncation {
+  readonly stdout?: string | undefined
+  readonly stderr?: string | undefined
 }
 
 /**
@@ -164,10 +181,12 @@ export const fromStream = (execution: {
   readonly output: Stream.Stream<RawChunk, TransportError>
   readonly exit: Effect.Effect<ExitStatus, TransportError>
   readonly killConfirmed?: Effect.Effect<boolean> | undefined
+  readonly truncated?: Effect.Effect<OutputTruncation> | undefined
 }): RawExecution => ({
   pump: (emit) => Stream.runForEach(execution.output, emit),
   exit: execution.exit,
-  killConfirmed: execution.killConfirmed
+  killConfirmed: execution.killConfirmed,
+  truncated: execution.truncated
 })
 
 /**
@@ -184,6 +203,8 @@ export interface Execution {
   /** Resolves only after the output has been fully drained. */
   readonly exit: Effect.Effect<ExitStatus, TransportError>
   readonly killConfirmed: Effect.Effect<boolean>
+  /** Read after `exit` succeeded: the streams the service cut before runcmd saw them. */
+  readonly truncated: Effect.Effect<OutputTruncation>
 }
 
 /**
@@ -258,7 +279,8 @@ export const make = (options: MakeOptions): Transport => {
           output: Stream.suspend(() => streamOf(pump)),
           pump,
           exit: Effect.zipRight(drained.await, Effect.mapError(raw.exit, stampError)),
-          killConfirmed: raw.killConfirmed ?? Effect.succeed(false)
+          killConfirmed: raw.killConfirmed ?? Effect.succeed(false),
+          truncated: raw.truncated ?? noTruncation
         }
       })
     )
@@ -281,6 +303,8 @@ export const make = (options: MakeOptions): Transport => {
     )
   return { name: options.name, kinds: options.kinds, capabilities: options.capabilities, start, run }
 }
+
+const noTruncation: Effect.Effect<OutputTruncation> = Effect.succeed({})
 
 /** A pump as a stream: the pump runs in a fiber of the stream's scope, feeding a small queue. */
 const streamOf = (

@@ -6,10 +6,12 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { rollingDeploy } from "../examples/pipeline.js"
 import * as ExecutionPolicy from "../src/ExecutionPolicy.js"
 import * as Metrics from "../src/Metrics.js"
+import * as Outcome from "../src/Outcome.js"
 import * as RemoteCommandExecutor from "../src/RemoteCommandExecutor.js"
 import type * as RunEvent from "../src/RunEvent.js"
 import * as Runner from "../src/Runner.js"
@@ -52,6 +54,37 @@ describe("Runner", () => {
     }).pipe(Effect.provide(InMemoryTransport.layer({
       behaviours: { t0: [Step.exit(1)], t1: [Step.refuse("ConnectRefused")] },
       default: sleepThenExit(1)
+    }))))
+
+  it.effect("marks a stream the service cut: truncated, truncatedBy, shown by capturedText; the other stays whole", () =>
+    Effect.gen(function*() {
+      const report = yield* drive(Runner.run(plan(1)))
+      const o = report.outcomes[0]!
+      assert.strictEqual(o._tag, "Succeeded")
+      assert.isTrue(o.stdout.truncated)
+      assert.strictEqual(o.stdout.truncatedBy, "memory: inline output capped at 4 bytes")
+      assert.strictEqual(o.stdout.droppedBytes, 0)
+      assert.strictEqual(Outcome.capturedText(o.stdout), "abcd\n…[truncated: memory: inline output capped at 4 bytes]")
+      assert.isFalse(o.stderr.truncated)
+      assert.isUndefined(o.stderr.truncatedBy)
+      // the report's schema carries it
+      const decoded = Schema.decodeUnknownSync(RunReport.RunReport)(Schema.encodeSync(RunReport.RunReport)(report))
+      assert.strictEqual(decoded.outcomes[0]!.stdout.truncatedBy, "memory: inline output capped at 4 bytes")
+    }).pipe(Effect.provide(InMemoryTransport.layer({
+      default: {
+        steps: [Step.stdout("abcd"), Step.stderr("e"), Step.exit(0)],
+        truncated: { stdout: "memory: inline output capped at 4 bytes" }
+      }
+    }))))
+
+  it.effect("a failed exit is not marked: truncation is read only after an exit", () =>
+    Effect.gen(function*() {
+      const report = yield* drive(Runner.run(plan(1)))
+      const o = report.outcomes[0]!
+      assert.strictEqual(o._tag, "Unreachable")
+      assert.isFalse(o.stdout.truncated)
+    }).pipe(Effect.provide(InMemoryTransport.layer({
+      default: { steps: [Step.refuse("ConnectRefused")], truncated: { stdout: "never read" } }
     }))))
 
   it.effect("a percentage error budget", () =>

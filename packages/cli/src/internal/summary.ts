@@ -86,7 +86,9 @@ export const detail = (o: Outcome.Outcome): string => {
       break
   }
   if (o.attempts > 1) parts.push(`${o.attempts} attempts`)
-  if (o.stderr.truncated || o.stdout.truncated) parts.push("output truncated in report")
+  const cutBy = o.stdout.truncatedBy ?? o.stderr.truncatedBy
+  if (cutBy !== undefined) parts.push(`output cut by the service (${cutBy})`)
+  else if (o.stderr.truncated || o.stdout.truncated) parts.push("output truncated in report")
   return parts.join("; ").replace(/\s+/g, " ")
 }
 

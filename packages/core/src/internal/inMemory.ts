@@ -82,6 +82,8 @@ export interface Behaviour {
   readonly termDelay?: Duration.DurationInput | undefined
   /** `false`: the kill is asked for but never confirmed (like a cloud service); default `true`. */
   readonly confirmKill?: boolean | undefined
+  /** The streams the simulated service cut (an inline output cap), reported after the exit. */
+  readonly truncated?: Transport.OutputTruncation | undefined
 }
 
 /** @internal */
@@ -528,7 +530,8 @@ const unsafeMake = (options: Options): InMemoryTransport => {
             }
           }),
         exit: Deferred.await(exit),
-        killConfirmed: Effect.sync(() => confirmed)
+        killConfirmed: Effect.sync(() => confirmed),
+        ...(behaviour.truncated === undefined ? {} : { truncated: Effect.succeed(behaviour.truncated) })
       }
       return raw
     })

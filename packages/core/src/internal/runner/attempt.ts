@@ -68,6 +68,12 @@ const bytesBy = {
   stderr: Metric.tagged(Metrics.outputBytes, "stream", "stderr")
 }
 
+/** A stream's capture at the end of an attempt, marked when the service cut it. */
+const captured = (stream: StreamState | undefined, cutBy: string | undefined): Outcome.Captured => {
+  const capture = stream === undefined ? Outcome.emptyCapture : stream.capture.result()
+  return cutBy === undefined ? capture : Outcome.truncatedBy(capture, cutBy)
+}
+
 /** The tracer Effect runs with when none is provided: its spans go nowhere, so the Runner does not make them. */
 let nativeTracer: Tracer.Tracer | undefined
 
@@ -159,11 +165,19 @@ export const makeRunTarget = (ctx: RunContext): Effect.Effect<(target: Target) =
           }
           return deliver(chunk.stream, stream, stream.redactor.push(chunk.bytes), chunk.at)
         }
+        // what the service cut (read once the exit is known); marks the captures when the attempt settles
+        let cut: Transport.OutputTruncation | undefined
         const body = Effect.flatMap(
           Scope.extend(t.transport.start(t.target, invocation(prepared, t.target, attempt)), scope),
           (execution) => {
             state.execution = execution
-            return Effect.zipRight(execution.pump(onChunk), execution.exit)
+            return Effect.zipRight(
+              execution.pump(onChunk),
+              Effect.tap(execution.exit, () =>
+                Effect.map(execution.truncated, (truncation) => {
+                  cut = truncation
+                }))
+            )
           }
         )
         const ended = (either: Either.Either<Transport.ExitStatus, TransportError>): Effect.Effect<Attempt> =>
@@ -204,8 +218,8 @@ export const makeRunTarget = (ctx: RunContext): Effect.Effect<(target: Target) =
         // also when interrupted: the cancelled outcome reads the captures
         const settle = Effect.sync(() => {
           tally.running.count--
-          t.stdout = streams.stdout === undefined ? Outcome.emptyCapture : streams.stdout.capture.result()
-          t.stderr = streams.stderr === undefined ? Outcome.emptyCapture : streams.stderr.capture.result()
+          t.stdout = captured(streams.stdout, cut?.stdout === undefined ? undefined : redactor.text(cut.stdout))
+          t.stderr = captured(streams.stderr, cut?.stderr === undefined ? undefined : redactor.text(cut.stderr))
         })
         const attemptRun = Effect.ensuring(Effect.flatMap(result, flush), settle)
         const run = traced
