@@ -106,6 +106,35 @@ export class TransportError extends Schema.TaggedError<TransportError>("@runcmd/
 }
 
 /**
+ * The constructor a transport's errors share: its name fixed, `detail` and `cause` optional (core's
+ * `Transport.make` adds the target id).
+ *
+ * @example
+ * ```ts
+ * const fail = TransportError.forTransport("mine")
+ * fail("ConnectRefused", "delivery", "connection refused by host:22", { detail: { port: 22 } })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const forTransport = (transport: string) =>
+(
+  reason: TransportErrorReason,
+  phase: ErrorPhase,
+  description: string,
+  extra: { readonly detail?: Record<string, unknown> | undefined; readonly cause?: unknown } = {}
+): TransportError =>
+  new TransportError({
+    reason,
+    transport,
+    phase,
+    description,
+    ...(extra.detail === undefined ? {} : { detail: extra.detail }),
+    ...(extra.cause === undefined ? {} : { cause: extra.cause })
+  })
+
+/**
  * @since 0.1.0
  * @category refinements
  */

@@ -1,5 +1,5 @@
 /** @internal */
-import { type ErrorPhase, TransportError, type TransportErrorReason } from "@runcmd/core/TransportError"
+import { type ErrorPhase, forTransport, type TransportError } from "@runcmd/core/TransportError"
 import type * as Wsman from "./wsman.js"
 import { FAULT } from "./wsman.js"
 
@@ -7,20 +7,7 @@ import { FAULT } from "./wsman.js"
 export const TRANSPORT = "winrm"
 
 /** @internal */
-export const make = (
-  reason: TransportErrorReason,
-  phase: ErrorPhase,
-  description: string,
-  extra: { readonly detail?: Record<string, unknown> | undefined; readonly cause?: unknown } = {}
-): TransportError =>
-  new TransportError({
-    reason,
-    transport: TRANSPORT,
-    phase,
-    description,
-    ...(extra.detail === undefined ? {} : { detail: extra.detail }),
-    ...(extra.cause === undefined ? {} : { cause: extra.cause })
-  })
+export const make = forTransport(TRANSPORT)
 
 const CERTIFICATE_CODES = new Set([
   "DEPTH_ZERO_SELF_SIGNED_CERT",
