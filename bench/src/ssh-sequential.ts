@@ -36,7 +36,9 @@ import { renderedWrapper, trimmedWrapper } from "./wrapper.js"
 
 const TOTAL = Number(process.env.BENCH_SSH_N ?? 500)
 const NEW_CONN_TOTAL = Number(process.env.BENCH_SSH_NEWCONN_N ?? 50)
-const ROUNDS = 10
+const ROUNDS = Number(process.env.BENCH_SSH_ROUNDS ?? 10)
+/** `BENCH_SSH_VARIANTS=runcmd,runcmd-no-lifeline`: measure only these (e.g. the lifeline's cost, many rounds). */
+const ONLY = process.env.BENCH_SSH_VARIANTS?.split(",").map((v) => v.trim()).filter((v) => v !== "")
 
 const invocation: Transport.Invocation = {
   runId: "bench",
@@ -177,6 +179,9 @@ export const sshSequential = async (): Promise<void> => {
     } else {
       console.log(`  runcmd's SSH transport cannot run \`true\` yet: ${runcmdError}; measuring the peers only`)
     }
+    if (ONLY !== undefined) {
+      for (let i = variants.length - 1; i >= 0; i--) if (!ONLY.includes(variants[i]!.name)) variants.splice(i, 1)
+    }
     console.log(
       `ssh-sequential: ${ROUNDS} rounds; per round ${
         variants.map((v) => `${v.name} ${v.perRound}`).join(", ")
@@ -186,6 +191,26 @@ export const sshSequential = async (): Promise<void> => {
     const s = Object.fromEntries(Object.entries(result.samples).map(([k, v]) => [k, stats(v, 2)]))
     for (const [k, v] of Object.entries(s)) {
       console.log(`  ${k.padEnd(14)} median ${v.median} ms, mean ${v.mean}, p95 ${v.p95} (n=${v.n})`)
+    }
+    if (ONLY !== undefined) {
+      // a partial run (the lifeline's cost): its own result file, the full one is kept
+      const lifeline = result.samples["runcmd"] !== undefined && result.samples["runcmd-no-lifeline"] !== undefined
+        ? ratios(result, "runcmd", "runcmd-no-lifeline")
+        : undefined
+      writeResult({
+        name: "ssh-sequential-lifeline",
+        goal: "runcmd ≤ 1.05× runcmd-no-lifeline (medians per execution of `true`)",
+        met: lifeline !== undefined && lifeline.ofMedians <= 1.05,
+        measured: `only ${ONLY.join(", ")}: ${ROUNDS} rounds × ${perRound}, alternating`,
+        medianMs: Object.fromEntries(Object.entries(s).map(([k, v]) => [k, v.median])),
+        stats: s,
+        ratios: lifeline === undefined ? {} : { "runcmd/runcmd-no-lifeline": lifeline },
+        roundMediansMs: Object.fromEntries(
+          Object.entries(result.roundMedians).map(([k, v]) => [k, v.map((x) => round(x, 2))])
+        ),
+        machine: load.end()
+      })
+      return
     }
     const vsSsh2 = runcmdError === undefined ? ratios(result, "runcmd", "ssh2") : undefined
     const vsCm = runcmdError === undefined ? ratios(result, "runcmd", "controlmaster") : undefined

@@ -14,7 +14,12 @@
  * - `+ ID PGID TICKS TOKEN`: an execution: its id (a short number), a process group (`0` when not known yet), its kill
  *   grace in ticks of 100 ms and its token (hex; the first 16 digits are enough);
  * - `g ID PGID`: another process group of execution ID;
- * - `- ID`: execution ID has ended, forget it.
+ * - `- ID`: execution ID has ended, forget it;
+ * - `x ID`, a kill script's lines, `#runcmd-end`: kill execution ID now (the kill runs in the background, so kills
+ *   do not queue behind each other) and answer `x ID <the kill script's output>` on stdout: over SSH, a kill
+ *   needs no new session;
+ * - `r ID`, a kill script's lines, `#runcmd-end`: how to end execution ID at EOF besides the sweep (a run-as job:
+ *   the loop runs as the login user, the script reaches the other user's processes the way a kill does).
  *
  * A controller that closes the lifeline on purpose (a layer or a connection closing) has ended its jobs already: at
  * EOF the lifeline knows none and exits.
@@ -39,16 +44,22 @@ const SCRIPT = [
   // the terminal's signals and a TERM to the controller's group must not end it before its sweep
   `trap '' INT HUP QUIT TERM PIPE`,
   `IFS=' \t\n'`,
-  `L=; G=0`,
+  `L=; G=0; R=`,
+  // S: the lines up to the end mark (a kill script); fails at EOF
+  `rc_body() { S=; while IFS= read -r l; do [ "$l" = '${posix.END}' ] && return 0; S="$S$l\n"; done; return 1; }`,
   `while read -r o i a b c; do`,
   `  case $o in`,
   `    +) L="$L $i:$a:$c"; [ "$b" -gt "$G" ] 2>/dev/null && G=$b ;;`,
   `    g) L="$L $i:$a:" ;;`,
-  `    -) n=; for e in $L; do case $e in "$i":*) ;; *) n="$n $e" ;; esac; done; L=$n ;;`,
-  `    .) B=1 ;;`,
+  `    -) n=; for e in $L; do case $e in "$i":*) ;; *) n="$n $e" ;; esac; done; L=$n`,
+  `       case " $R " in *" $i "*) n=; for e in $R; do [ "$e" = "$i" ] || n="$n $e"; done; R=$n; unset "R_$i" ;; esac ;;`,
+  `    x) if rc_body; then { r=$(eval "$S" 2>/dev/null </dev/null); printf 'x %s %s\n' "$i" "$r"; } & fi ;;`,
+  `    r) rc_body && case $i in *[!0-9]*|'') ;; *) R="$R $i"; eval "R_$i=\\$S" ;; esac ;;`,
   `  esac`,
   `done`,
-  `[ -z "$L" ] && exit 0`,
+  `[ -z "$L" ] && [ -z "$R" ] && exit 0`,
+  // the run-as jobs' own kills, beside the sweep
+  `for i in $R; do eval "S=\\$R_$i"; (eval "$S" >/dev/null 2>&1 </dev/null) & done`,
   // our own group (a session leader's), never signalled
   `S=$$`,
   `rc_nap() { sleep 0.1 2>/dev/null || sleep 1; }`,
@@ -77,6 +88,7 @@ const SCRIPT = [
   `rc_sweep TERM`,
   `k=0; while [ "$k" -lt "$G" ] && rc_alive; do rc_nap; k=$((k + 1)); done`,
   `k=0; while [ "$k" -lt 20 ] && rc_alive; do rc_sweep KILL; rc_nap; k=$((k + 1)); done`,
+  `wait`,
   `exit 0`,
   posix.END
 ].join("\n")
@@ -138,3 +150,33 @@ export const group = (id: number, pgid: number): string => `g ${id} ${pgid}\n`
  * @category encoding
  */
 export const forget = (id: number): string => `- ${id}\n`
+
+const body = (script: string): string => `${script.endsWith("\n") ? script : `${script}\n`}${posix.END}\n`
+
+/**
+ * `x ID` and a kill script: kill execution ID now; the loop answers with a line `x ID <the script's output>`
+ * (see {@link parseKillAnswer}).
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const kill = (id: number, script: string): string => `x ${id}\n${body(script)}`
+
+/**
+ * `r ID` and a kill script: how to end execution ID at EOF besides the sweep (run-as jobs).
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const recipe = (id: number, script: string): string => `r ${id}\n${body(script)}`
+
+/**
+ * A line of the loop's output: the answer to {@link kill} for execution `id`, with the kill script's output.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const parseKillAnswer = (line: string): { readonly id: number; readonly output: string } | undefined => {
+  const m = /^x (\d+) ?(.*)$/.exec(line)
+  return m === null ? undefined : { id: Number(m[1]), output: m[2]! }
+}

@@ -1,5 +1,6 @@
 import { afterEach, assert, describe, it } from "@effect/vitest"
 import * as Transport from "@runcmd/core/Transport"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as SshTransport from "../src/SshTransport.js"
 import { describeReport, run, sh, stdoutOf } from "./harness/helpers.js"
@@ -71,6 +72,25 @@ describe.skipIf(!Sshd.enabled())("channels per connection and MaxSessions", () =
           )
           const failed = report.outcomes.filter((o) => o._tag !== "Succeeded")
           assert.strictEqual(failed.length, 0, describeReport({ ...report, outcomes: failed }))
+        }),
+      { timeout: 60_000 }
+    )
+
+    it.scoped(
+      "MaxSessions 2 filled by an execution and the lifeline: a timeout's kill runs through the lifeline, confirmed",
+      () =>
+        Effect.gen(function*() {
+          const sshd = yield* Sshd.Server
+          // the execution and the lifeline hold both sessions: a kill over a channel of its own would be refused
+          const script = `trap '' TERM; setsid sh -c 'trap "" TERM HUP; sleep 300' & echo started; wait`
+          const report = yield* run([sshd.target({ address: SMALL, id: "stubborn" })], script, {
+            timeout: Duration.seconds(2),
+            killGrace: Duration.millis(300)
+          }).pipe(Effect.provide(SshTransport.layer({ maxConnectionsPerHost: 1, channelOpenAttempts: 3 })))
+          for (const o of report.outcomes) {
+            assert.strictEqual(o._tag, "TimedOut", describeReport(report))
+            if (o._tag === "TimedOut") assert.isTrue(o.killConfirmed, describeReport(report))
+          }
         }),
       { timeout: 60_000 }
     )

@@ -26,6 +26,10 @@ export type Launch =
   & Pick<ScriptRender.WrapperLaunch, "commandLine" | "drive" | "pgidNow" | "killScript" | "interpretExit">
   // for the lifeline (absent: the execution is not told to it): the token, and the group once reported
   & Partial<Pick<ScriptRender.WrapperLaunch, "token" | "pgid">>
+  & {
+    /** The kill as a POSIX `sh` script, for the lifeline to run (absent: the kill needs a channel of its own). */
+    readonly lifelineKill?: ScriptRender.WrapperLaunch["killScript"] | undefined
+  }
 
 /** @internal */
 export interface Options {
@@ -61,7 +65,10 @@ export const choose = (invocation: Invocation, options: Options = wrapperOnly): 
 
 const wrapperLaunch = (invocation: Invocation) => ScriptRender.wrapper(invocation, { transport: Errors.TRANSPORT })
 
-const wrapper = (invocation: Invocation): Launch => wrapperLaunch(invocation)
+const wrapper = (invocation: Invocation): Launch => {
+  const launch = wrapperLaunch(invocation)
+  return { ...launch, lifelineKill: launch.killScript }
+}
 
 /**
  * The direct shell launch as an execution drives it: stdin gets the stage, the secret lines and the job's stdin
@@ -86,6 +93,7 @@ const fromDirectShell = (shell: ScriptRender.DirectShellLaunch): Launch => ({
   pgidNow: Effect.succeedNone,
   token: shell.token,
   killScript: shell.killScript,
+  lifelineKill: shell.killScript,
   interpretExit: shell.interpretExit
 })
 

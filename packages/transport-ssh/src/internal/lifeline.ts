@@ -9,18 +9,29 @@
  * A lifeline that ended while its connection lives (someone killed it) is opened again by the next execution and
  * told every execution still live.
  *
+ * It is also the kill path: a kill script written to it runs on the host at once, in the background, and its answer
+ * comes back on the channel's stdout. A kill needs no new session, so kills do not queue behind each other or behind
+ * the server's MaxSessions when many executions time out at once.
+ *
  * @internal
  */
 import * as CoreLifeline from "@runcmd/core/Lifeline"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type { ClientChannel } from "ssh2"
+import type * as LoginShell from "./loginShell.js"
 import * as Pool from "./pool.js"
+import * as PowerShell from "./powershell.js"
 
 /** @internal */
 export interface Watch {
   /** Another process group of the execution (the one the wrapper reports). */
   readonly group: (pgid: number) => void
+  /**
+   * How to end the execution at EOF besides the sweep: a POSIX kill script (a run-as job, whose processes the login
+   * user's sweep cannot reach).
+   */
+  readonly recipe: (script: string) => void
   /** The execution has ended: forget it. Idempotent. */
   readonly forget: () => void
 }
@@ -29,6 +40,7 @@ interface Entry {
   readonly token: string
   readonly grace: Duration.Duration
   readonly groups: Array<number>
+  recipe: string | undefined
 }
 
 /** One connection's lifeline. */
@@ -42,6 +54,8 @@ interface State {
   /** Messages not written yet (groups, ends), and the timer that writes them. */
   pending: string
   timer: ReturnType<typeof setTimeout> | undefined
+  /** Kills written and not answered yet, by kill id: each gets the kill script's output, or undefined if lost. */
+  readonly kills: Map<number, (output: string | undefined) => void>
 }
 
 /** How long a group or an end may wait to be written with the next message. */
@@ -58,9 +72,29 @@ export interface Lifelines {
   readonly watch: (
     pooled: Pool.Pooled,
     token: string,
-    grace: Duration.Duration
+    grace: Duration.Duration,
+    login: LoginShell.Answer
   ) => Effect.Effect<Watch, Pool.OpenFailure>
+  /**
+   * Runs a POSIX kill script through the lifeline of `pooled` and returns its output (`runcmd-kill:…`), or
+   * `undefined` at once when the connection has no lifeline open (the caller opens a channel for the kill), or
+   * when the lifeline closes before answering.
+   */
+  readonly kill: (pooled: Pool.Pooled, script: string) => Effect.Effect<string | undefined>
 }
+
+/**
+ * Whether a login shell can start the lifeline: any POSIX host (a POSIX login shell, or PowerShell on Linux or
+ * macOS, which starts `/bin/sh` explicitly); not Windows.
+ *
+ * @internal
+ */
+export const supported = (login: LoginShell.Answer): boolean => !login.windows
+
+const commandLineFor = (login: LoginShell.Answer): string =>
+  PowerShell.isPowerShellShell(login)
+    ? PowerShell.posixCommand(CoreLifeline.argv[2]!, [CoreLifeline.NAME])
+    : CoreLifeline.commandLine
 
 /** @internal */
 export const make = (pool: Pool.Pool): Lifelines => {
@@ -70,7 +104,15 @@ export const make = (pool: Pool.Pool): Lifelines => {
   const stateOf = (pooled: Pool.Pooled): State => {
     let state = states.get(pooled)
     if (state === undefined) {
-      state = { channel: undefined, opening: undefined, live: new Map(), lost: 0, pending: "", timer: undefined }
+      state = {
+        channel: undefined,
+        opening: undefined,
+        live: new Map(),
+        lost: 0,
+        pending: "",
+        timer: undefined,
+        kills: new Map()
+      }
       states.set(pooled, state)
     }
     return state
@@ -101,24 +143,42 @@ export const make = (pool: Pool.Pool): Lifelines => {
     }
   }
 
-  const open = (pooled: Pool.Pooled, state: State): Effect.Effect<void, Pool.OpenFailure> =>
+  const open = (pooled: Pool.Pooled, state: State, login: LoginShell.Answer): Effect.Effect<void, Pool.OpenFailure> =>
     Effect.async<void, Pool.OpenFailure>((resume) => {
       const release = pool.reserve(pooled)
       try {
-        pooled.connection.client.exec(CoreLifeline.commandLine, {}, (err, channel) => {
+        pooled.connection.client.exec(commandLineFor(login), {}, (err, channel) => {
           if (err) {
             release()
             resume(Effect.fail(Pool.classifyOpenError(err, pooled)))
             return
           }
           channel.on("error", () => {})
-          channel.resume()
+          // the loop's answers to kills, a line each
+          let out = ""
+          channel.on("data", (data: Buffer) => {
+            out += data.toString("utf8")
+            for (let nl = out.indexOf("\n"); nl !== -1; nl = out.indexOf("\n")) {
+              const answer = CoreLifeline.parseKillAnswer(out.slice(0, nl))
+              out = out.slice(nl + 1)
+              if (answer === undefined) continue
+              const resolve = state.kills.get(answer.id)
+              state.kills.delete(answer.id)
+              resolve?.(answer.output)
+            }
+            // a line is short: anything longer is not ours
+            if (out.length > 65536) out = ""
+          })
           channel.stderr.resume()
           channel.on("close", () => {
             release()
             if (state.channel !== channel) return
             state.channel = undefined
             if (pooled.connection.isOpen()) state.lost++
+            // kills in flight are not answered: the caller falls back to a channel of its own
+            const lost = [...state.kills.values()]
+            state.kills.clear()
+            for (const resolve of lost) resolve(undefined)
           })
           state.channel = channel
           state.pending = ""
@@ -138,6 +198,7 @@ export const make = (pool: Pool.Pool): Lifelines => {
           for (const [id, entry] of state.live) {
             channel.write(CoreLifeline.watch(id, entry.groups[0], entry.grace, entry.token))
             for (const g of entry.groups.slice(1)) channel.write(CoreLifeline.group(id, g))
+            if (entry.recipe !== undefined) channel.write(CoreLifeline.recipe(id, entry.recipe))
           }
           resume(Effect.void)
         })
@@ -147,12 +208,16 @@ export const make = (pool: Pool.Pool): Lifelines => {
       }
     })
 
-  const ensure = (pooled: Pool.Pooled, state: State): Effect.Effect<void, Pool.OpenFailure> => {
+  const ensure = (
+    pooled: Pool.Pooled,
+    state: State,
+    login: LoginShell.Answer
+  ): Effect.Effect<void, Pool.OpenFailure> => {
     if (state.channel !== undefined || state.lost >= MAX_REOPENS) return Effect.void
     if (state.opening === undefined) {
       // shared by every execution waiting on this connection; run to its end even when the first one is interrupted
       state.opening = Effect.runSync(Effect.cached(
-        Effect.uninterruptible(open(pooled, state)).pipe(
+        Effect.uninterruptible(open(pooled, state, login)).pipe(
           Effect.ensuring(Effect.sync(() => (state.opening = undefined)))
         )
       ))
@@ -161,12 +226,12 @@ export const make = (pool: Pool.Pool): Lifelines => {
   }
 
   return {
-    watch: (pooled, token, grace) =>
+    watch: (pooled, token, grace, login) =>
       Effect.suspend(() => {
         const state = stateOf(pooled)
-        return Effect.map(ensure(pooled, state), (): Watch => {
+        return Effect.map(ensure(pooled, state, login), (): Watch => {
           const id = nextId++
-          const entry: Entry = { token, grace, groups: [] }
+          const entry: Entry = { token, grace, groups: [], recipe: undefined }
           state.live.set(id, entry)
           send(state, CoreLifeline.watch(id, undefined, grace, token), true)
           let done = false
@@ -176,6 +241,11 @@ export const make = (pool: Pool.Pool): Lifelines => {
               entry.groups.push(pgid)
               send(state, CoreLifeline.group(id, pgid), false)
             },
+            recipe: (script) => {
+              if (done) return
+              entry.recipe = script
+              send(state, CoreLifeline.recipe(id, script), true)
+            },
             forget: () => {
               if (done) return
               done = true
@@ -184,6 +254,18 @@ export const make = (pool: Pool.Pool): Lifelines => {
             }
           }
         })
+      }),
+    kill: (pooled, script) =>
+      Effect.async<string | undefined>((resume) => {
+        const state = states.get(pooled)
+        if (state === undefined || state.channel === undefined || !state.channel.writable) {
+          return resume(Effect.succeed(undefined))
+        }
+        const id = nextId++
+        state.kills.set(id, (output) => resume(Effect.succeed(output)))
+        send(state, CoreLifeline.kill(id, script), true)
+        // a caller that gives up (its kill timeout) leaves the kill running on the host; its answer is dropped
+        return Effect.sync(() => void state.kills.delete(id))
       })
   }
 }

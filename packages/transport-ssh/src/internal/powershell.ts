@@ -22,7 +22,9 @@ interface Launch
   extends
     Pick<ScriptRender.WrapperLaunch, "commandLine" | "drive" | "pgidNow" | "killScript" | "interpretExit">,
     Partial<Pick<ScriptRender.WrapperLaunch, "token" | "pgid">>
-{}
+{
+  readonly lifelineKill?: ScriptRender.WrapperLaunch["killScript"] | undefined
+}
 
 /** A PowerShell single-quoted string (every quote character PowerShell knows doubled). */
 const psQuote = (s: string): string => `'${s.replace(/['\u2018\u2019\u201A\u201B]/g, (q) => q + q)}'`
@@ -109,6 +111,7 @@ export const launch = (invocation: Invocation, login: LoginShell.Answer): Launch
     pgid: ps.pgid,
     token: ps.token,
     killScript,
+    lifelineKill: login.windows ? undefined : posixKill,
     interpretExit: ps.interpretExit
   }
 }
@@ -126,6 +129,7 @@ export const throughSh = (wrapper: ScriptRender.WrapperLaunch): Launch => ({
   pgid: wrapper.pgid,
   token: wrapper.token,
   killScript: (pgid, grace) => posixCommand(wrapper.killScript(pgid, grace)),
+  lifelineKill: wrapper.killScript,
   interpretExit: wrapper.interpretExit
 })
 

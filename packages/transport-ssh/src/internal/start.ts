@@ -24,7 +24,7 @@ import * as Errors from "./errors.js"
 import { normalizeSignal, openExec, runCollect } from "./exec.js"
 import * as Files from "./files.js"
 import * as Launch from "./launch.js"
-import type * as Lifeline from "./lifeline.js"
+import * as Lifeline from "./lifeline.js"
 import type * as LoginShell from "./loginShell.js"
 import type * as Pool from "./pool.js"
 
@@ -58,11 +58,12 @@ export const start = (
   Effect.gen(function*() {
     // the files' finalizer comes first, so it runs after the execution's (which end its processes)
     const shipped = yield* Files.ship(settings.pool, target, invocation)
+    const login = yield* settings.loginShell(target)
     const launch = yield* Launch.choose(shipped, {
       direct: settings.direct,
-      loginShell: settings.loginShell(target)
+      loginShell: Effect.succeed(login)
     })
-    return yield* exec(settings, target, launch, invocation)
+    return yield* exec(settings, target, launch, invocation, login)
   })
 
 /**
@@ -75,7 +76,8 @@ const exec = (
   settings: Settings,
   target: SshTarget.SshTarget,
   launch: Launch.Launch,
-  invocation: Invocation
+  invocation: Invocation,
+  login: LoginShell.Answer
 ): Effect.Effect<RawExecution, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
     const { pool } = settings
@@ -193,14 +195,24 @@ const exec = (
       ch.on("close", onClosed)
     }
 
-    // the kill: TERM the group and every process carrying the token, KILL after the grace, report what is left
+    // the kill: TERM the group and every process carrying the token, KILL after the grace, report what is left;
+    // through the connection's lifeline when it has one (no session to open), else over a channel of its own
+    const lifelines = settings.lifelines
     const runKill = (why: "scope" | "pipe", pooled: Pool.Pooled) =>
       Effect.gen(function*() {
-        const pgid = yield* launch.pgidNow
-        const script = launch.killScript(Option.getOrUndefined(pgid), killGrace)
+        const pgid = Option.getOrUndefined(yield* launch.pgidNow)
         const budget = Duration.sum(killGrace, settings.killTimeout)
-        // interruptible: in a finalizer, a timeout cannot otherwise stop what it times
-        const result = yield* Effect.interruptible(runCollect(pool, target, script, {
+        if (lifelines !== undefined && launch.lifelineKill !== undefined) {
+          // interruptible: in a finalizer, a timeout cannot otherwise stop what it times
+          const answer = yield* Effect.interruptible(lifelines.kill(pooled, launch.lifelineKill(pgid, killGrace))).pipe(
+            Effect.timeout(budget),
+            Effect.option
+          )
+          // no answer within the budget: not confirmed (truthfully); no lifeline: a channel of its own
+          if (Option.isNone(answer)) return false
+          if (answer.value !== undefined) return Launch.isKillConfirmed(answer.value)
+        }
+        const result = yield* Effect.interruptible(runCollect(pool, target, launch.killScript(pgid, killGrace), {
           prefer: pooled.connection.isOpen() ? pooled : undefined
         })).pipe(Effect.timeout(budget), Effect.option)
         return Option.isSome(result) && Launch.isKillConfirmed(result.value.stdout)
@@ -282,15 +294,14 @@ const exec = (
 
     // the lifeline of the connection learns the token before the execution's channel is opened, and forgets it
     // after the release below has ended the execution (a job that must outlive runcmd is not told)
-    const lifelines = settings.lifelines
     const token = launch.token
     let watched: Lifeline.Watch | undefined
-    // the loop needs /bin/sh on the host, started by a login shell that passes its quoting through (not PowerShell)
+    // the loop needs /bin/sh on the host (a POSIX host; a PowerShell login shell starts it explicitly)
     const openOn = lifelines === undefined || token === undefined || target.os === "windows" ||
-        target.shell === "pwsh" || target.shell === "powershell" || invocation.onControllerLoss === "continue"
+        !Lifeline.supported(login) || invocation.onControllerLoss === "continue"
       ? (p: Pool.Pooled) => openExec(p, launch.commandLine, bind)
       : (p: Pool.Pooled) =>
-        Effect.flatMap(lifelines.watch(p, token, killGrace), (w) => {
+        Effect.flatMap(lifelines.watch(p, token, killGrace, login), (w) => {
           watched = w
           return openExec(p, launch.commandLine, bind).pipe(Effect.onError(() => Effect.sync(w.forget)))
         })
@@ -298,7 +309,17 @@ const exec = (
     const opened = yield* Effect.acquireRelease(pool.withChannel(target, openOn), release)
     if (watched !== undefined && launch.pgid !== undefined) {
       const w = watched
-      yield* launch.pgid.pipe(Effect.tap((g) => Effect.sync(() => w.group(g))), Effect.forkScoped)
+      // a run-as job runs as another user, out of the login user's sweep: the lifeline keeps its kill for EOF
+      const recipe = invocation.runAs !== undefined ? launch.lifelineKill : undefined
+      yield* launch.pgid.pipe(
+        Effect.tap((g) =>
+          Effect.sync(() => {
+            w.group(g)
+            if (recipe !== undefined) w.recipe(recipe(g, killGrace))
+          })
+        ),
+        Effect.forkScoped
+      )
     }
     held.lease = opened.lease
     if (channelClosed) opened.lease.release()
