@@ -12,7 +12,7 @@ import * as Sshd from "../support/sshd.js"
 describe.skipIf(!Sshd.enabled())("leaks: ssh", () => {
   afterEach(() => Sshd.assertNoLeftovers())
 
-  it.layer(Sshd.layer(), Sshd.layerOptions)((it) => {
+  it.layer(Sshd.layer({ maxSessions: 10 }), Sshd.layerOptions)((it) => {
     for (const path of ["timeout", "cancel"] as const) {
       it.effect(
         path === "timeout"
@@ -26,12 +26,14 @@ describe.skipIf(!Sshd.enabled())("leaks: ssh", () => {
               count: 100,
               targets: (env) =>
                 Array.from({ length: 100 }, (_, i) => ({ ...sshd.target({ id: `ssh-${i}` }), env: env(i) })),
-              // in batches of 25 (the default pool: 4 connections of 8 channels, room for the kills' channels);
-              // timeouts long enough for every execution to escape whatever the load, cancels once all escaped
-              batch: 25,
-              timeout: "10 seconds",
+              // the timeouts all at once: 13 connections × 8 channels against MaxSessions 10, every session taken
+              // (8 executions and the lifeline, and what sshd has not freed yet), so the 100 kills go through the
+              // connections' lifelines; the timeout is long enough for every execution to escape whatever the load.
+              // The cancels in batches of 25, once all escaped.
+              batch: path === "timeout" ? 100 : 25,
+              timeout: "15 seconds",
               settleMs: 10_000
-            }).pipe(Effect.provide(SshTransport.layer()))
+            }).pipe(Effect.provide(SshTransport.layer({ maxConnectionsPerHost: 13 })))
           }),
         { timeout: 180_000 }
       )
