@@ -1,21 +1,4 @@
 import { defineConfig } from "tsup"
+import { library } from "../../scripts/tsup-library.js"
 
-export default defineConfig({
-  entry: ["src/*.ts"],
-  format: ["esm", "cjs"],
-  tsconfig: "tsconfig.build.json",
-  // declarations come from tsc (`codegen-index.mjs --declarations`, after tsup): the d.ts bundler loses the type
-  // side of classes merged with namespaces (`Transport.Registry`) behind `export * as Transport`
-  dts: false,
-  // only this package's own modules are bundled: every bare import (dependencies, peers, the optional vitest peers
-  // of `@runcmd/core/testing`, node builtins) stays an import, so a consumer shares one copy of each
-  skipNodeModulesBundle: true,
-  removeNodeProtocol: false,
-  // shared modules in chunks for CommonJS too: one copy of each class (`TransportError`, `Transport.Registry`...)
-  // whichever entry (`@runcmd/core`, `@runcmd/core/Transport`) a consumer requires
-  splitting: true,
-  sourcemap: true,
-  clean: true,
-  target: "node20",
-  treeshake: true
-})
+export default defineConfig(library)
