@@ -232,9 +232,10 @@ describe.skipIf(!Sshd.enabled())("faults: a fault proxy in front of sshd", () =>
           const report = yield* runCase(refused)
           checkReport(refused, report)
           for (const o of report.outcomes) {
-            // reset before the SSH handshake: a failure of delivery (ConnectionLost today; reported: Unreachable fits)
-            assert.oneOf(o._tag, ["Unreachable", "TransportFailed"], Pattern.describeOutcomes([o]))
-            if (o._tag === "Unreachable" || o._tag === "TransportFailed") {
+            // reset before the SSH handshake: the host is not reachable over SSH, nothing ran
+            assert.strictEqual(o._tag, "Unreachable", Pattern.describeOutcomes([o]))
+            if (o._tag === "Unreachable") {
+              assert.strictEqual(o.error.reason, "ConnectRefused")
               assert.strictEqual(o.error.phase, "delivery")
             }
             assert.strictEqual(Pattern.executions(refused.dir, o.targetId), 0)

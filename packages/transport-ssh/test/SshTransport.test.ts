@@ -285,13 +285,13 @@ describe.skipIf(!enabled)("SshTransport against a real sshd", () => {
         assert.isBelow(Date.now() - started, 5000)
       }))
 
-    it.scoped("a server closing before the handshake is a delivery ConnectionLost (retryable)", () =>
+    it.scoped("a server closing before the handshake is a delivery ConnectRefused (Unreachable, retryable)", () =>
       Effect.gen(function*() {
         const sshd = yield* Sshd.Server
         const rude = yield* fakeServer((s) => s.destroy())
         const transport = yield* SshTransport.make()
         const error = yield* Effect.flip(transport.run(sshd.target({ overrides: { port: rude.port } }), sh("true")))
-        assert.strictEqual(error.reason, "ConnectionLost")
+        assert.strictEqual(error.reason, "ConnectRefused")
         assert.strictEqual(error.phase, "delivery")
       }))
 

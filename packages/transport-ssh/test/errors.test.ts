@@ -33,7 +33,11 @@ describe("ssh2 error mapping", () => {
       "DnsFailed"
     )
     assert.strictEqual(Errors.fromConnect(err("lookup failed", { level: "client-dns" }), ctx()).reason, "DnsFailed")
-    const reset = Errors.fromConnect(err("read ECONNRESET", { level: "client-socket", code: "ECONNRESET" }), ctx())
+    // a reset once the server identified itself: the connection was lost (before: ConnectRefused, below)
+    const reset = Errors.fromConnect(
+      err("read ECONNRESET", { level: "client-socket", code: "ECONNRESET" }),
+      ctx({ identified: true })
+    )
     assert.strictEqual(reset.reason, "ConnectionLost")
     assert.strictEqual(reset.phase, "delivery")
   })
@@ -92,11 +96,26 @@ describe("ssh2 error mapping", () => {
     assert.deepStrictEqual(cipher.detail?.serverAlgorithms, ["aes256-gcm@openssh.com"])
   })
 
-  it("'Connection lost before handshake' is a retryable delivery ConnectionLost", () => {
-    const e = Errors.fromConnect(err("Connection lost before handshake", { level: "protocol", fatal: true }), ctx())
-    assert.strictEqual(e.reason, "ConnectionLost")
-    assert.strictEqual(e.phase, "delivery")
-    assert.isTrue(isTransient(e.reason))
+  it("a connection dropped before the server's SSH identification is a retryable delivery ConnectRefused", () => {
+    for (
+      const e of [
+        Errors.fromConnect(err("Connection lost before handshake", { level: "protocol", fatal: true }), ctx()),
+        Errors.fromConnect(err("read ECONNRESET", { level: "client-socket", code: "ECONNRESET" }), ctx())
+      ]
+    ) {
+      assert.strictEqual(e.reason, "ConnectRefused")
+      assert.strictEqual(classify(e.reason), "Unreachable")
+      assert.strictEqual(e.phase, "delivery")
+      assert.isTrue(e.detail?.retryable)
+      assert.isTrue(isTransient(e.reason))
+    }
+    // after it, the handshake was under way: the connection was lost
+    const lost = Errors.fromConnect(
+      err("Connection lost before handshake", { level: "protocol", fatal: true }),
+      ctx({ identified: true })
+    )
+    assert.strictEqual(lost.reason, "ConnectionLost")
+    assert.strictEqual(lost.phase, "delivery")
   })
 
   it("names the jump host that failed", () => {

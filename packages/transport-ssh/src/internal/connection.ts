@@ -180,6 +180,7 @@ const connectWith = (
       holder.client = client
       const debug: Array<string> = []
       let ready = false
+      let identified = false
       let settled = false
       let closed = false
       let closedBecause: TransportError | undefined
@@ -193,7 +194,8 @@ const connectWith = (
         authMethodsTried: progress.tried,
         authMethodsOffered: progress.offered(),
         debug,
-        ready
+        ready,
+        identified
       })
       const markClosed = () => {
         if (closed) return
@@ -289,6 +291,7 @@ const connectWith = (
           ...(hop.algorithms === undefined ? {} : { algorithms: hop.algorithms as never }),
           debug: (line: string) => {
             if (ready) return
+            if (!identified && line.startsWith("Remote ident")) identified = true
             debug.push(line)
             if (debug.length > DEBUG_LINES) debug.shift()
           },

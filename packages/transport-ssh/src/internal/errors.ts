@@ -57,6 +57,8 @@ export interface ConnectContext {
   readonly authMethodsOffered?: ReadonlyArray<string> | undefined
   readonly debug: ReadonlyArray<string>
   readonly ready: boolean
+  /** Whether the server sent its identification (`SSH-2.0-…`): before it, nothing SSH has answered. */
+  readonly identified?: boolean | undefined
 }
 
 const where = (ctx: ConnectContext): string =>
@@ -133,6 +135,7 @@ export const fromConnect = (err: Ssh2Error, ctx: ConnectContext): TransportError
     if (code === "ECONNREFUSED" || code === "EHOSTUNREACH" || code === "ENETUNREACH" || code === "EADDRNOTAVAIL") {
       return make("ConnectRefused", "delivery", `cannot connect to ${ctx.hop}${at}: ${err.message}`, extra({ code }))
     }
+    if (ctx.identified !== true) return refusedBeforeSsh(ctx, at, err.message, extra({ code, retryable: true }))
     return make("ConnectionLost", "delivery", `connection to ${ctx.hop} failed${at}: ${err.message}`, extra({ code }))
   }
   if (level === "client-timeout") {
@@ -183,6 +186,7 @@ export const fromConnect = (err: Ssh2Error, ctx: ConnectContext): TransportError
     )
   }
   if (err.message === "Connection lost before handshake") {
+    if (ctx.identified !== true) return refusedBeforeSsh(ctx, at, err.message, extra({ retryable: true }))
     return make(
       "ConnectionLost",
       "delivery",
@@ -192,6 +196,25 @@ export const fromConnect = (err: Ssh2Error, ctx: ConnectContext): TransportError
   }
   return make("ConnectionLost", "delivery", `connection to ${ctx.hop} failed${at}: ${err.message}`, extra({ level }))
 }
+
+/**
+ * The connection was accepted and dropped before the server said a word of SSH (OpenSSH past `MaxStartups`, a proxy
+ * or firewall resetting it, not an SSH server): the host is not reachable over SSH now, `ConnectRefused` (an
+ * `Unreachable` outcome, worth a retry: nothing ran).
+ */
+const refusedBeforeSsh = (
+  ctx: ConnectContext,
+  at: string,
+  message: string,
+  extra: { readonly targetId?: string | undefined; readonly detail: Record<string, unknown>; readonly cause: unknown }
+): TransportError =>
+  make(
+    "ConnectRefused",
+    "delivery",
+    `${ctx.hop} closed the connection before the SSH handshake${at} (${message}; server busy: MaxStartups, a proxy ` +
+      `refusing it, or not an SSH server)`,
+    extra
+  )
 
 /** ssh2's channel open refusal: `(SSH) Channel open failure: ...` with a numeric `reason`. @internal */
 export const isChannelOpenFailure = (err: unknown): err is Ssh2Error =>

@@ -519,8 +519,8 @@ const retryDropped = <A>(connect: Effect.Effect<A, TransportError>): Effect.Effe
       const exit = yield* Effect.exit(connect)
       if (Exit.isSuccess(exit)) return exit.value
       const error = exit.cause._tag === "Fail" ? exit.cause.error : undefined
-      const dropped = error !== undefined && error.reason === "ConnectionLost" && error.phase === "delivery" &&
-        error.detail?.retryable === true
+      const dropped = error !== undefined && (error.reason === "ConnectRefused" || error.reason === "ConnectionLost") &&
+        error.phase === "delivery" && error.detail?.retryable === true
       if (!dropped || attempt > 3) return yield* exit
       // only the wait is interruptible: a connection that succeeded is always handed back
       yield* Effect.interruptible(Effect.sleep(Duration.millis(100 * 2 ** (attempt - 1) * (0.5 + Math.random()))))
