@@ -299,32 +299,45 @@ export const report = command({
   notes: []
 })
 
-const emulatorNote = "Serves on 127.0.0.1 until interrupted (Ctrl-C or SIGTERM); the JSON line on stdout says where."
+/** An `emulate <service>` command: its flags in one group after `--port`, no arguments, the same note. */
+const emulator = <F extends Record<string, Field>>(spec: {
+  readonly service: string
+  readonly summary: string
+  readonly about: ReadonlyArray<string>
+  readonly fields: F
+  readonly examples: ReadonlyArray<string>
+}) =>
+  command({
+    path: ["emulate", spec.service],
+    summary: spec.summary,
+    about: spec.about,
+    usage: [`emulate ${spec.service} [flags]`],
+    groups: [{ id: "flags", title: "Flags" }],
+    fields: { port: value("flags", "port", "N", "the port (default: any free one)"), ...spec.fields },
+    strayHint: "It takes no arguments.",
+    examples: spec.examples,
+    notes: ["Serves on 127.0.0.1 until interrupted (Ctrl-C or SIGTERM); the JSON line on stdout says where."]
+  })
 
 /**
  * `runcmd emulate ssm`.
  *
  * @internal
  */
-export const emulateSsm = command({
-  path: ["emulate", "ssm"],
+export const emulateSsm = emulator({
+  service: "ssm",
   summary: "serve an AWS SSM Run Command emulator for tests (AWS JSON 1.1 on loopback)",
   about: [
     "Starts the SSM emulator of @runcmd/transport-ssm/testing: managed instances that really run their commands as",
     "local processes, and prints {\"endpoint\", \"region\", \"instanceIds\"} as one JSON line."
   ],
-  usage: ["emulate ssm [flags]"],
-  groups: [{ id: "flags", title: "Flags" }],
   fields: {
-    port: value("flags", "port", "N", "the port (default: any free one)"),
     instances: value("flags", "instances", "N", "Linux managed instances (default 1)"),
     windows: value("flags", "windows", "N", "Windows managed instances, run with pwsh (default 0)"),
     region: value("flags", "region", "REGION", "the region it answers for (default us-east-1)"),
     s3Endpoint: value("flags", "s3-endpoint", "URL", "an S3-compatible endpoint for full command output")
   },
-  strayHint: "It takes no arguments.",
-  examples: ["emulate ssm --instances 3", "emulate ssm --port 4566 --windows 1"],
-  notes: [emulatorNote]
+  examples: ["emulate ssm --instances 3", "emulate ssm --port 4566 --windows 1"]
 })
 
 /**
@@ -332,24 +345,19 @@ export const emulateSsm = command({
  *
  * @internal
  */
-export const emulateAzure = command({
-  path: ["emulate", "azure"],
+export const emulateAzure = emulator({
+  service: "azure",
   summary: "serve an Azure Resource Manager Run Command emulator for tests (HTTPS on loopback)",
   about: [
     "Starts the ARM emulator of @runcmd/transport-azure/testing (VMs and scale sets whose run commands really run as",
     "local processes) with a certificate made at start, and prints the endpoint, subscription, resource group,",
     "VM and instance names and the CA certificate's path as one JSON line."
   ],
-  usage: ["emulate azure [flags]"],
-  groups: [{ id: "flags", title: "Flags" }],
   fields: {
-    port: value("flags", "port", "N", "the port (default: any free one)"),
     vms: value("flags", "vms", "N", "virtual machines (default 1)"),
     scaleSet: values("flags", "scale-set", "NAME:N", "a scale set of N instances; repeatable")
   },
-  strayHint: "It takes no arguments.",
-  examples: ["emulate azure --vms 3", "emulate azure --vms 0 --scale-set web:5"],
-  notes: [emulatorNote]
+  examples: ["emulate azure --vms 3", "emulate azure --vms 0 --scale-set web:5"]
 })
 
 /**
@@ -357,24 +365,19 @@ export const emulateAzure = command({
  *
  * @internal
  */
-export const emulateWinrm = command({
-  path: ["emulate", "winrm"],
+export const emulateWinrm = emulator({
+  service: "winrm",
   summary: "serve a WinRM (WS-Management) emulator for tests, running PowerShell with pwsh",
   about: [
     "Starts the WinRM emulator of @runcmd/transport-winrm/testing: HTTP with NTLM and message encryption, or HTTPS",
     "with Basic and a certificate made at start; prints the endpoint, auth and CA certificate as one JSON line."
   ],
-  usage: ["emulate winrm [flags]"],
-  groups: [{ id: "flags", title: "Flags" }],
   fields: {
-    port: value("flags", "port", "N", "the port (default: any free one)"),
     https: toggle("flags", "https", "HTTPS with Basic authentication (default: HTTP with NTLM)"),
     user: value("flags", "user", "USER", "the user to accept (with --password-env; default: generated)"),
     passwordEnv: value("flags", "password-env", "VAR", "the environment variable holding the user's password")
   },
-  strayHint: "It takes no arguments.",
-  examples: ["emulate winrm", "emulate winrm --https --user admin --password-env WINRM_PASSWORD"],
-  notes: [emulatorNote]
+  examples: ["emulate winrm", "emulate winrm --https --user admin --password-env WINRM_PASSWORD"]
 })
 
 const azureTargetFlags = {
