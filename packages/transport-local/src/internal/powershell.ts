@@ -6,20 +6,16 @@
  *
  * @internal
  */
-import * as OutputBuffer from "@runcmd/core/OutputBuffer"
 import * as ScriptRender from "@runcmd/core/ScriptRender"
 import type { Target } from "@runcmd/core/Target"
 import type { Invocation, RawExecution } from "@runcmd/core/Transport"
 import type { TransportError } from "@runcmd/core/TransportError"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
 import * as cp from "node:child_process"
-import type { Readable, Writable } from "node:stream"
 import * as Errors from "./errors.js"
 import type { Selector } from "./processes.js"
-import { BUFFER, type Settings, spawned, supervise } from "./start.js"
-import { end, write } from "./stdin.js"
+import { type Settings, spawned, superviseDriven } from "./start.js"
 
 /** The program run for PowerShell scripts when none is configured: `pwsh` on PATH. @internal */
 export const DEFAULT_PROGRAM = "pwsh"
@@ -67,41 +63,6 @@ export const start = (
     if (failure !== undefined) return yield* notFound(failure)
     const pid = child.pid!
     watched.group(pid)
-    const stdin = child.stdin! as Writable
-    const stderr = child.stderr! as Readable
-    stdin.on("error", () => {})
     const selector = (): Selector => ({ groups: [pid], token: { variable: launch.tokenVariable, value: launch.token } })
-
-    // stdout into the output; stderr through the twin's protocol filter first (as the wrapper's)
-    const output = OutputBuffer.make<TransportError>(BUFFER)
-    OutputBuffer.attachReadable(output, "stdout", child.stdout!, Errors.io("stdout"))
-    output.addProducer({
-      pause: () => void stderr.pause(),
-      resume: () => {
-        if (!stderr.destroyed) stderr.resume()
-      }
-    })
-    const rawStderr = OutputBuffer.make<TransportError>(BUFFER)
-    rawStderr.end("stdout")
-    OutputBuffer.attachReadable(rawStderr, "stderr", stderr, Errors.io("stderr"))
-    const cleanStderr = yield* launch.drive({
-      writeStdin: (bytes) => write(stdin, bytes, Errors.io("stdin")),
-      endStdin: end(stdin),
-      stderr: Stream.map(OutputBuffer.toStream(rawStderr), (chunk) => chunk.bytes)
-    })
-    const stderrParsed = Effect.unsafeMakeLatch(false)
-    yield* cleanStderr.pipe(
-      Stream.runForEach((bytes) => Effect.sync(() => output.push("stderr", bytes))),
-      Effect.catchAll((e) => Effect.sync(() => output.fail(e))),
-      Effect.ensuring(Effect.zipRight(Effect.sync(() => output.end("stderr")), stderrParsed.open)),
-      Effect.forkScoped
-    )
-    const supervised = yield* supervise(settings, target, invocation, child, selector, [output, rawStderr], stderr)
-    const exit = Effect.gen(function*() {
-      const status = yield* supervised.exited
-      // a failed `Set-Location` is reported on stderr: the filter must have seen all of it
-      yield* stderrParsed.await
-      return yield* launch.interpretExit(status)
-    })
-    return { pump: output.pump, exit, killConfirmed: supervised.killConfirmed } satisfies RawExecution
+    return yield* superviseDriven(settings, target, invocation, child, selector, launch)
   })

@@ -209,10 +209,6 @@ const startWrapped = (
     }
     const pid = child.pid!
     watched.group(pid)
-    const stdin = child.stdin! as Writable
-    const stderr = child.stderr! as Readable
-    stdin.on("error", () => {})
-
     // the user's PGID as soon as the wrapper reports it
     let userGroup: number | undefined
     yield* launch.pgid.pipe(
@@ -228,9 +224,27 @@ const startWrapped = (
       groups: userGroup === undefined ? [pid] : [pid, userGroup],
       token: { variable: launch.tokenVariable, value: launch.token }
     })
+    return yield* superviseDriven(settings, target, invocation, child, selector, launch)
+  })
 
-    // stdout into the output; stderr through the wrapper's protocol driver first. Both pipes pause when the
-    // output is above its high-water mark (the driver never waits: what it cleans goes into the output at once)
+/**
+ * A child driven over its stdin whose stderr carries the launch's protocol lines (core's POSIX wrapper, the
+ * PowerShell twin): stdout into the output, stderr through the launch's driver first (what it cleans goes into the
+ * output at once), both pipes paused while the output is above its high-water mark; supervised, and its exit
+ * interpreted once the driver has read all of stderr (the status line, a failed `cd`, are there).
+ */
+export const superviseDriven = (
+  settings: Settings,
+  target: Target,
+  invocation: Invocation,
+  child: cp.ChildProcess,
+  selector: () => Selector,
+  launch: Pick<ScriptRender.WrapperLaunch, "drive" | "interpretExit">
+): Effect.Effect<RawExecution, TransportError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const stdin = child.stdin! as Writable
+    const stderr = child.stderr! as Readable
+    stdin.on("error", () => {})
     const output = OutputBuffer.make<TransportError>(BUFFER)
     OutputBuffer.attachReadable(output, "stdout", child.stdout!, Errors.io("stdout"))
     output.addProducer({
@@ -255,10 +269,8 @@ const startWrapped = (
       Effect.forkScoped
     )
     const supervised = yield* supervise(settings, target, invocation, child, selector, [output, rawStderr], stderr)
-
     const exit = Effect.gen(function*() {
       const status = yield* supervised.exited
-      // the status line is on stderr: the parser must have seen all of it
       yield* stderrParsed.await
       return yield* launch.interpretExit(status)
     })
