@@ -352,8 +352,19 @@ export interface ConformanceOptions {
    * reported confirmed; with `"best-effort"`, that a kill reported confirmed left nothing.
    */
   readonly cancel?: Transport.Capabilities["cancel"] | undefined
-  /** Declared: a service cap on output per stream (bytes). Default: `capabilities.maxInlineOutputBytes`. */
+  /**
+   * Declared: a service cap on output per stream (bytes). Default: `capabilities.maxInlineOutputBytes`. Output over
+   * the cap must arrive as a whole part of the stream (its start, or its end: {@link ConformanceOptions.cappedOutputKeeps})
+   * and the outcome must say the service cut it (`truncated`, `truncatedBy`).
+   */
   readonly maxOutputBytes?: number | undefined
+  /** Declared: which part of a stream over the cap the service keeps: `"first"` bytes (default) or `"last"` bytes. */
+  readonly cappedOutputKeeps?: "first" | "last" | undefined
+  /**
+   * Declared: the service hands output back as text (e.g. a JSON string), so bytes that are not UTF-8 arrive as
+   * U+FFFD; the byte-for-byte cases then expect the UTF-8 decoding of what the script wrote. Default `false`.
+   */
+  readonly textOutput?: boolean | undefined
   /** Declared: a death by a signal is reported as `Signaled` (default `true`); `false`: as `Failed{128+n}`. */
   readonly signals?: boolean | undefined
   /**
@@ -383,10 +394,12 @@ export interface ConformanceOptions {
  * loads `@effect/vitest` only when called, so that this module (the in-memory transport) also works outside
  * vitest. Real transports run POSIX sh scripts on the targets `options.targets` gives; with `simulated: true` the
  * layer is the in-memory transport and each case configures it with the behaviour equivalent to its script.
- * Where a transport declares it cannot do something (`liveOutput`, `cancel`, `maxOutputBytes`, `signals`,
- * capabilities `stdin`/`secrets`), the case asserts the declared behaviour instead. The process-tree cases (real
- * transports) check the target's process table through helper jobs run by the transport itself: the targets need
- * `setsid`, `grep` and `/proc` (else `ps`).
+ * Where a transport declares it cannot do something (`liveOutput`, output only at the end, `cancel`,
+ * `maxOutputBytes`, `textOutput`, `signals`, capabilities `stdin`/`secrets`/`files`), the case asserts the declared
+ * behaviour instead, and its title says so. The process-tree cases (real transports) check the target's process
+ * table through helper jobs run by the transport itself: the targets need `setsid`, `grep` and `/proc` (else `ps`).
+ * With `cancel: "none"` an ended execution keeps its target busy, so those checks run on a second target
+ * (`options.targets(2)[1]`), which must see the first one's process table (an emulator on one host).
  *
  * @example
  * ```ts

@@ -7,11 +7,12 @@
  *   from the instance view and the launch, deleted after completion (unless `retain`), and deleted then confirmed
  *   gone when the execution is ended early (a timeout, a cancel): `killConfirmed` only then. With a storage
  *   container (`storage.containerUrl`, a container SAS URL with `racw`) the output goes to append blobs tailed while
- *   the script runs (nothing capped); without one, the instance view keeps the last 4 KB per stream and a notice on
- *   stderr says the output was truncated.
+ *   the script runs (nothing capped); without one, the instance view keeps the last 4 KB per stream and the outcome
+ *   says so (`truncated`, with `truncatedBy` naming the cap and the fix).
  * - **Action run commands** (`mode: "action"`): `POST runCommand`, one at a time per VM (a per-VM lock; a 409 from
  *   someone else's is retried with backoff until `busyTimeout`, then `TargetBusy`), no secrets (no secure channel),
- *   output only at the end and capped at 4 KB, and no cancel (`killConfirmed: false`).
+ *   output only at the end, the last 4 KB per stream (flagged `truncatedBy` when cut), and no cancel
+ *   (`killConfirmed: false`).
  * - Every ARM request of a subscription goes through one rate limiter (at most `maxInFlightPerSubscription` at once;
  *   after a 429 every request waits for its `Retry-After`); a throttled poll never fails a command.
  * - A stopped or deallocated VM is `Unreachable` (`NotManaged`) before anything is sent (`preflight`).
@@ -70,6 +71,14 @@ export interface Options {
   readonly maxInFlightPerSubscription?: number | undefined
   /** The service's output cap per stream (what makes output count as truncated). Default 4096. */
   readonly outputCapBytes?: number | undefined
+  /**
+   * Managed run commands only: the account the service runs scripts as (`runAsUser`), instead of root / SYSTEM.
+   * The default way to run as someone else is runcmd's own (the policy's `runAs`, a wrapper in the script), which
+   * works where the service's does not (domain users, Linux distributions whose agent drops it).
+   */
+  readonly runAsUser?: string | undefined
+  /** The password of `runAsUser` (needed on Windows VMs): a secret, sent only as the PUT body's `runAsPassword`. */
+  readonly runAsPassword?: Redacted.Redacted<string> | undefined
 }
 
 /**
@@ -195,6 +204,27 @@ export const make = (options: Options = {}): Effect.Effect<Transport.Transport, 
         )
       }
     }
+    if (options.runAsPassword !== undefined && options.runAsUser === undefined) {
+      return yield* Effect.fail(
+        new AzureConfigError({
+          reason: "InvalidOption",
+          field: "runAsPassword",
+          description: "a runAsPassword needs the runAsUser it belongs to"
+        })
+      )
+    }
+    if (options.runAsUser !== undefined && (mode === "action" || options.runAsUser.trim() === "")) {
+      return yield* Effect.fail(
+        new AzureConfigError({
+          reason: "InvalidOption",
+          field: "runAsUser",
+          description: mode === "action"
+            ? "action run commands run as root (Linux) or SYSTEM (Windows); use mode: managed for runAsUser, or the " +
+              "policy's runAs"
+            : "runAsUser is empty; give an account of the VMs, or leave it out"
+        })
+      )
+    }
     const arm = yield* makeArm(options)
     const settings: Execution.Settings = {
       mode,
@@ -211,6 +241,7 @@ export const make = (options: Options = {}): Effect.Effect<Transport.Transport, 
       deleteTimeout: Duration.decode(options.deleteTimeout ?? Duration.minutes(2)),
       busyTimeout: Duration.decode(options.busyTimeout ?? Duration.minutes(10)),
       outputCapBytes: options.outputCapBytes ?? 4096,
+      runAs: options.runAsUser === undefined ? undefined : { user: options.runAsUser, password: options.runAsPassword },
       locks: new Map(),
       locations: new Map()
     }
@@ -258,7 +289,8 @@ export const layer = (
 /**
  * Options from environment variables: `RUNCMD_AZURE_MODE` (`managed`|`action`), `RUNCMD_AZURE_STORAGE_CONTAINER_URL`
  * (a container SAS URL, read as a secret), `RUNCMD_AZURE_ENDPOINT`, `RUNCMD_AZURE_POLL_INTERVAL`,
- * `RUNCMD_AZURE_RETAIN` (all optional). The credential is `DefaultAzureCredential`.
+ * `RUNCMD_AZURE_RETAIN`, `RUNCMD_AZURE_RUN_AS_USER`, `RUNCMD_AZURE_RUN_AS_PASSWORD` (a secret) (all optional). The
+ * credential is `DefaultAzureCredential`.
  *
  * @since 0.1.0
  * @category Config
@@ -268,14 +300,18 @@ export const configFromEnv: Config.Config<Options> = Config.all({
   storage: Config.option(Config.redacted("RUNCMD_AZURE_STORAGE_CONTAINER_URL")),
   endpoint: Config.option(Config.string("RUNCMD_AZURE_ENDPOINT")),
   pollInterval: Config.option(Config.duration("RUNCMD_AZURE_POLL_INTERVAL")),
-  retain: Config.option(Config.boolean("RUNCMD_AZURE_RETAIN"))
+  retain: Config.option(Config.boolean("RUNCMD_AZURE_RETAIN")),
+  runAsUser: Config.option(Config.string("RUNCMD_AZURE_RUN_AS_USER")),
+  runAsPassword: Config.option(Config.redacted("RUNCMD_AZURE_RUN_AS_PASSWORD"))
 }).pipe(
   Config.map((o): Options => ({
     mode: Option.getOrUndefined(o.mode),
     storage: Option.match(o.storage, { onNone: () => undefined, onSome: (containerUrl) => ({ containerUrl }) }),
     endpoint: Option.getOrUndefined(o.endpoint),
     pollInterval: Option.getOrUndefined(o.pollInterval),
-    retain: Option.getOrUndefined(o.retain)
+    retain: Option.getOrUndefined(o.retain),
+    runAsUser: Option.getOrUndefined(o.runAsUser),
+    runAsPassword: Option.getOrUndefined(o.runAsPassword)
   }))
 )
 

@@ -40,11 +40,12 @@ export * as AzureTarget from "./AzureTarget.js"
  *   from the instance view and the launch, deleted after completion (unless `retain`), and deleted then confirmed
  *   gone when the execution is ended early (a timeout, a cancel): `killConfirmed` only then. With a storage
  *   container (`storage.containerUrl`, a container SAS URL with `racw`) the output goes to append blobs tailed while
- *   the script runs (nothing capped); without one, the instance view keeps the last 4 KB per stream and a notice on
- *   stderr says the output was truncated.
+ *   the script runs (nothing capped); without one, the instance view keeps the last 4 KB per stream and the outcome
+ *   says so (`truncated`, with `truncatedBy` naming the cap and the fix).
  * - **Action run commands** (`mode: "action"`): `POST runCommand`, one at a time per VM (a per-VM lock; a 409 from
  *   someone else's is retried with backoff until `busyTimeout`, then `TargetBusy`), no secrets (no secure channel),
- *   output only at the end and capped at 4 KB, and no cancel (`killConfirmed: false`).
+ *   output only at the end, the last 4 KB per stream (flagged `truncatedBy` when cut), and no cancel
+ *   (`killConfirmed: false`).
  * - Every ARM request of a subscription goes through one rate limiter (at most `maxInFlightPerSubscription` at once;
  *   after a 429 every request waits for its `Retry-After`); a throttled poll never fails a command.
  * - A stopped or deallocated VM is `Unreachable` (`NotManaged`) before anything is sent (`preflight`).

@@ -7,12 +7,14 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Outcome from "@runcmd/core/Outcome"
 import * as Runner from "@runcmd/core/Runner"
 import * as RunPlan from "@runcmd/core/RunPlan"
+import * as RunReport from "@runcmd/core/RunReport"
 import * as ScriptSource from "@runcmd/core/ScriptSource"
 import type { Target } from "@runcmd/core/Target"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Redacted from "effect/Redacted"
+import { createHash } from "node:crypto"
 import * as AzureTarget from "../src/AzureTarget.js"
 import * as AzureTransport from "../src/AzureTransport.js"
 import * as RunCommands from "../src/RunCommands.js"
@@ -83,30 +85,160 @@ describe("AzureTransport (managed run commands)", () => {
   )
 
   it.live(
-    "secrets absent from every recorded request body except protectedParameters (no env copy)",
+    "secrets and the runAsPassword absent from every recorded request body except protectedParameters / runAsPassword, and from the report; the script runs as runAsUser",
     () =>
-      withEmulator({ vms: 1 }, (emulator) =>
-        Effect.gen(function*() {
-          const secret = "Another-S3cret-4711"
-          const report = yield* run(
-            {},
-            emulator,
-            [vmTarget(0)],
-            ScriptSource.job(ScriptSource.script("printf '%s' \"$TOKEN\" | wc -c\n"), {
-              secrets: { TOKEN: Redacted.make(secret) }
-            })
-          )
-          assert.strictEqual(report.outcomes[0]!._tag, "Succeeded")
-          assert.strictEqual(text(report.outcomes[0]!.stdout).trim(), String(secret.length))
-          for (const r of emulator.requests()) {
-            const body = r.body === "" ? {} : JSON.parse(r.body)
-            const inProtected = JSON.stringify(body.properties?.protectedParameters ?? [])
-            if (body.properties !== undefined) delete body.properties.protectedParameters
-            assert.notInclude(JSON.stringify(body) + r.path + JSON.stringify(r.query), secret, `${r.method} ${r.path}`)
-            if (r.method === "PUT") assert.include(inProtected, secret)
-          }
-        })),
+      withEmulator(
+        { vms: [{ name: "vm-0", users: { nobody: "Pw-Canary-0815" } }] },
+        (emulator) =>
+          Effect.gen(function*() {
+            const secret = "Another-S3cret-4711"
+            const password = "Pw-Canary-0815"
+            const report = yield* run(
+              { runAsUser: "nobody", runAsPassword: Redacted.make(password) },
+              emulator,
+              [vmTarget(0)],
+              ScriptSource.job(ScriptSource.script("printf '%s' \"$TOKEN\" | wc -c\nid -un\n"), {
+                secrets: { TOKEN: Redacted.make(secret) }
+              })
+            )
+            const o = report.outcomes[0]!
+            assert.strictEqual(o._tag, "Succeeded", JSON.stringify(o))
+            assert.deepStrictEqual(text(o.stdout).trim().split(/\s+/), [String(secret.length), "nobody"])
+            const json = RunReport.encodeJson(report)
+            assert.notInclude(json, secret)
+            assert.notInclude(json, password)
+            let puts = 0
+            for (const r of emulator.requests()) {
+              const body = r.body === "" ? {} : JSON.parse(r.body)
+              const inProtected = JSON.stringify(body.properties?.protectedParameters ?? [])
+              const runAsPassword = body.properties?.runAsPassword
+              if (body.properties !== undefined) {
+                delete body.properties.protectedParameters
+                delete body.properties.runAsPassword
+              }
+              const rest = JSON.stringify(body) + r.path + JSON.stringify(r.query)
+              assert.notInclude(rest, secret, `${r.method} ${r.path}`)
+              assert.notInclude(rest, password, `${r.method} ${r.path}`)
+              assert.notInclude(inProtected, password, "the password is not a protected parameter")
+              if (r.method === "PUT") {
+                puts++
+                assert.include(inProtected, secret)
+                assert.strictEqual(runAsPassword, password, "the password only as runAsPassword")
+                assert.strictEqual(body.properties.runAsUser, "nobody")
+              } else {
+                assert.isUndefined(runAsPassword)
+              }
+            }
+            assert.strictEqual(puts, 1)
+          })
+      ),
     60_000
+  )
+
+  it.live(
+    "runAsUser the VM lacks, or a wrong runAsPassword: the run command fails with the service's message, nothing runs, the password nowhere",
+    () =>
+      withEmulator(
+        { vms: [{ name: "vm-0", users: { nobody: "right-password" } }] },
+        (emulator) =>
+          Effect.gen(function*() {
+            const wrong = "Wrong-Pw-4242"
+            for (
+              const options of [
+                { runAsUser: "nobody", runAsPassword: Redacted.make(wrong) },
+                { runAsUser: "no-such-user", runAsPassword: Redacted.make(wrong) }
+              ]
+            ) {
+              const report = yield* run(options, emulator, [vmTarget(0)], ScriptSource.job(ScriptSource.script("id\n")))
+              const o = report.outcomes[0]!
+              assert.include(["TransportFailed", "Rejected"], o._tag, JSON.stringify(o))
+              const error = (o as Outcome.TransportFailed).error
+              assert.strictEqual(error.reason, "SpawnFailed")
+              assert.include(
+                error.message,
+                "Script cannot be executed with specified runAsUser/runAsPassword parameters"
+              )
+              assert.include(error.message, options.runAsUser === "nobody" ? "incorrect" : "does not exist")
+              assert.notInclude(RunReport.encodeJson(report), wrong)
+            }
+            assert.deepStrictEqual(emulator.executions(), {}, "no script ran")
+            const refused = yield* Effect.either(AzureTransport.make({
+              credential: Emulator.credential,
+              runAsPassword: Redacted.make(wrong)
+            }))
+            assert.isTrue(Either.isLeft(refused) && refused.left.field === "runAsPassword")
+            const action = yield* Effect.either(AzureTransport.make({
+              credential: Emulator.credential,
+              mode: "action",
+              runAsUser: "nobody"
+            }))
+            assert.isTrue(Either.isLeft(action) && action.left.field === "runAsUser")
+          })
+      ),
+    60_000
+  )
+
+  it.live(
+    "files and scripts over the inline limit go through a blob (scriptUri) and arrive whole; without storage they are refused before anything is sent; ARM refuses bodies over 4 MB",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const emulator = yield* Emulator.make({ vms: 1 })
+        const azurite = yield* Emulator.Azurite.make
+        const containerUrl = yield* Effect.promise(() => azurite.containerSasUrl("big-scripts"))
+        const storage = { storage: { containerUrl: Redacted.make(containerUrl) } }
+        const big = new Uint8Array(300 * 1024).map((_, i) => (i * 7919 + (i >> 10)) & 0xff)
+        const digest = createHash("sha256").update(big).digest("hex")
+        const withFile = ScriptSource.job(
+          ScriptSource.script(
+            "wc -c < \"$RUNCMD_FILES/big.bin\" | tr -d ' '\nsha256sum < \"$RUNCMD_FILES/big.bin\" | cut -c1-64\n"
+          ),
+          { files: [{ name: "big.bin", content: big }] }
+        )
+        const viaBlob = yield* run(storage, emulator, [vmTarget(0)], withFile)
+        const o = viaBlob.outcomes[0]!
+        assert.strictEqual(o._tag, "Succeeded", JSON.stringify(o))
+        assert.deepStrictEqual(
+          text(o.stdout).trim().split("\n"),
+          [String(big.length), digest],
+          "the file, byte for byte"
+        )
+        // a script over the inline limit (here lowered: core's launch passes a script to sh as one argument, and Linux
+        // takes at most 128 KiB in one)
+        const longScript = ScriptSource.job(
+          ScriptSource.script(`# ${"x".repeat(100 * 1024)}\necho the long script ran\n`)
+        )
+        const long = yield* run({ ...storage, inlineScriptBytes: 64 * 1024 }, emulator, [vmTarget(0)], longScript)
+        assert.strictEqual(long.outcomes[0]!._tag, "Succeeded", JSON.stringify(long.outcomes[0]))
+        assert.strictEqual(text(long.outcomes[0]!.stdout), "the long script ran\n")
+        const puts = emulator.requests().filter((r) => r.method === "PUT").map((r) => JSON.parse(r.body).properties)
+        assert.strictEqual(puts.length, 2)
+        for (const p of puts) {
+          assert.isUndefined(p.source.script, "not inline")
+          assert.match(
+            p.source.scriptUri,
+            /^http:\/\/127\.0\.0\.1:\d+\/.*\/runcmd-[0-9a-f]+\/script\?.*sig=/,
+            "a blob URL with a SAS"
+          )
+        }
+
+        emulator.clearRequests()
+        const inline = yield* run({}, emulator, [vmTarget(0)], withFile)
+        assert.strictEqual(inline.outcomes[0]!._tag, "Rejected", JSON.stringify(inline.outcomes[0]))
+        assert.include((inline.outcomes[0] as Outcome.Rejected).error.message, "storage")
+        assert.isFalse(emulator.requests().some((r) => r.method === "PUT"), "nothing was sent")
+
+        // told to send 5 MB inline, ARM answers 413 before anything runs
+        const huge = yield* run(
+          { ...storage, inlineScriptBytes: 16 * 1024 * 1024 },
+          emulator,
+          [vmTarget(0)],
+          ScriptSource.job(ScriptSource.script(`# ${"y".repeat(5 * 1024 * 1024)}\necho never\n`))
+        )
+        assert.notStrictEqual(huge.outcomes[0]!._tag, "Succeeded")
+        assert.include(JSON.stringify(huge.outcomes[0]), "RequestContentTooLarge")
+        assert.strictEqual(emulator.executions()["vm-0"], 2, "only the two scripts sent through a blob ran")
+      })),
+    120_000
   )
 
   it.live(
@@ -135,8 +267,12 @@ describe("AzureTransport (managed run commands)", () => {
         const c = capped.outcomes[0]!
         assert.strictEqual(c._tag, "Succeeded")
         assert.isAtMost(c.stdout.totalBytes, 4096, "the instance view keeps 4 KB")
-        assert.isTrue(expected.endsWith(text(c.stdout)), "the last bytes")
-        assert.include(text(c.stderr), "stdout truncated")
+        assert.isTrue(expected.endsWith(c.stdout.head + c.stdout.tail), "the last bytes, whole")
+        assert.isTrue(c.stdout.truncated, "flagged truncated")
+        assert.include(c.stdout.truncatedBy ?? "", "last 4096 bytes of stdout", "what cut it")
+        assert.include(c.stdout.truncatedBy ?? "", "storage.containerUrl", "how to get all of it")
+        assert.notInclude(text(c.stderr), "truncated", "no notice written into the output")
+        assert.isFalse(c.stderr.truncated)
       })),
     120_000
   )
@@ -328,8 +464,11 @@ describe("AzureTransport (action run commands)", () => {
             ScriptSource.job(ScriptSource.script("seq 1 20000\n"))
           )
           assert.strictEqual(big.outcomes[0]!._tag, "Succeeded")
-          assert.include(text(big.outcomes[0]!.stderr), "stdout truncated")
-          assert.isTrue(text(big.outcomes[0]!.stdout).endsWith("19999\n20000\n"))
+          assert.isTrue(big.outcomes[0]!.stdout.truncated, "flagged truncated")
+          assert.include(big.outcomes[0]!.stdout.truncatedBy ?? "", "action run commands keep only the last 4096 bytes")
+          assert.strictEqual(text(big.outcomes[0]!.stderr), "", "no notice written into the output")
+          const kept = big.outcomes[0]!.stdout.head + big.outcomes[0]!.stdout.tail
+          assert.isTrue(kept.endsWith("19999\n20000\n"), "the last bytes")
           const timedOut = yield* run(
             { mode: "action" },
             emulator,

@@ -13,6 +13,7 @@ import * as Fiber from "effect/Fiber"
 import type * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type { ExecutionPolicy } from "../ExecutionPolicy.js"
 import type { InvalidPlan } from "../InvalidPlan.js"
@@ -40,8 +41,12 @@ import { drive } from "./inMemoryClock.js"
 
 interface Declared {
   readonly liveOutput: boolean
+  /** Output can be seen before the execution ends (`live` or `polled`); `final`: only after it. */
+  readonly outputWhileRunning: boolean
   readonly cancel: Transport.Capabilities["cancel"]
   readonly maxOutputBytes: number | undefined
+  readonly cappedOutputKeeps: "first" | "last"
+  readonly textOutput: boolean
   readonly signals: boolean
   readonly stdin: boolean
   readonly secrets: boolean
@@ -72,6 +77,8 @@ export interface Collector {
   readonly text: (targetId: string, stream: StreamName) => string
   /** Completes once the given target's stream contains `text`. */
   readonly waitForText: (targetId: string, stream: StreamName, text: string) => Effect.Effect<void>
+  /** Completes once an execution started on the given target. */
+  readonly waitForStarted: (targetId: string) => Effect.Effect<void>
 }
 
 /** @internal */
@@ -131,15 +138,16 @@ const makeCollector = (): Collector => {
           })
       })
   }
-  const waitForText = (id: string, stream: StreamName, t: string) =>
+  const waitFor = (test: () => boolean) =>
     Effect.gen(function*() {
-      const test = () => text(id, stream).includes(t)
       if (test()) return
       const done = yield* Deferred.make<void>()
       waiters.push({ test, done })
       yield* Deferred.await(done)
     })
-  return { sink, events, bytes, text, waitForText }
+  const waitForText = (id: string, stream: StreamName, t: string) => waitFor(() => text(id, stream).includes(t))
+  const waitForStarted = (id: string) => waitFor(() => events.some((e) => e._tag === "Started" && e.targetId === id))
+  return { sink, events, bytes, text, waitForText, waitForStarted }
 }
 
 const sh = (text: string) => ScriptSource.script(text, "sh")
@@ -206,8 +214,11 @@ export const makeCtx = (options: ConformanceOptions) =>
     const caps = transport.capabilities
     const declared: Declared = {
       liveOutput: options.liveOutput ?? caps.output === "live",
+      outputWhileRunning: options.liveOutput === true || caps.output !== "final",
       cancel: options.cancel ?? caps.cancel,
       maxOutputBytes: options.maxOutputBytes ?? caps.maxInlineOutputBytes,
+      cappedOutputKeeps: options.cappedOutputKeeps ?? "first",
+      textOutput: options.textOutput === true,
       signals: options.signals ?? true,
       stdin: caps.stdin,
       secrets: caps.secrets
@@ -318,18 +329,53 @@ const expectSignal = (ctx: Ctx, o: Outcome.Outcome, signal: string) => {
   }
 }
 
-/** Output that must arrive whole, or, under a declared service cap, as a prefix of at least the cap. */
-const expectBytes = (ctx: Ctx, got: Uint8Array, expected: Uint8Array, what: string) => {
+/** What a script's bytes look like once they came back: as written, or (declared `textOutput`) decoded as UTF-8. */
+const asDelivered = (ctx: Ctx, expected: Uint8Array): Uint8Array =>
+  ctx.declared.textOutput ? C.bytes(decoder.decode(expected)) : expected
+
+/** The output is over the declared service cap: the transport must flag it truncated. */
+/** @internal */
+export const overCap = (ctx: Ctx, expected: Uint8Array): boolean =>
+  ctx.declared.maxOutputBytes !== undefined && expected.length > ctx.declared.maxOutputBytes
+
+/**
+ * Output that must arrive whole (as the script wrote it, or its UTF-8 decoding when declared `textOutput`), or,
+ * under a declared service cap, as a whole part of it: its first bytes (at least the cap), or its last bytes (at
+ * least half the cap: a transport's own protocol lines may share the service's cap, and are taken out).
+ */
+const expectBytes = (ctx: Ctx, got: Uint8Array, written: Uint8Array, what: string) => {
+  const expected = asDelivered(ctx, written)
   const cap = ctx.declared.maxOutputBytes
   if (cap === undefined || expected.length <= cap) {
     assert.isTrue(C.sameBytes(got, expected), `${what}: ${C.firstDifference(got, expected)}`)
-  } else {
+  } else if (ctx.declared.cappedOutputKeeps === "first") {
     assert.isAtLeast(got.length, cap, `${what}: at least the declared ${cap} bytes arrive`)
     assert.isTrue(
       C.sameBytes(got, expected.subarray(0, got.length)),
       `${what}: what arrives is the start of the output`
     )
+  } else {
+    assert.isAtLeast(got.length, Math.floor(cap / 2), `${what}: the last bytes arrive (declared cap ${cap})`)
+    assert.isAtMost(got.length, cap, `${what}: no more than the declared cap ${cap}`)
+    assert.isTrue(
+      C.sameBytes(got, expected.subarray(expected.length - got.length)),
+      `${what}: what arrives is the end of the output, whole`
+    )
   }
+}
+
+/** Simulated runs: a service cap that cuts the stream says so, as a real transport's does. */
+const simulatedCut = (ctx: Ctx, stream: StreamName, written: Uint8Array) =>
+  overCap(ctx, written)
+    ? { truncated: { [stream]: `simulated: the service keeps ${ctx.declared.maxOutputBytes} bytes of ${stream}` } }
+    : {}
+
+/** Under a declared cap, output over it is flagged as cut by the service, naming the cap and how to get it all. */
+const expectServiceTruncation = (ctx: Ctx, captured: Outcome.Captured, written: Uint8Array, what: string) => {
+  if (!overCap(ctx, written)) return
+  assert.isTrue(captured.truncated, `${what}: over the declared cap of ${ctx.declared.maxOutputBytes} bytes: truncated`)
+  assert.isString(captured.truncatedBy, `${what}: truncatedBy says what cut the output and how to get all of it`)
+  assert.isAbove(captured.truncatedBy!.length, 0)
 }
 
 /** Honest kill reporting: `kills` → confirmed; `none` → never confirmed; `best-effort` → either. */
@@ -351,6 +397,44 @@ export const expectGone = (ctx: Ctx, target: Target, pids: ReadonlyArray<string>
       `the processes of the killed execution are gone: ${text(check.outcome.stdout)}${text(check.outcome.stderr)}`
     )
   })
+
+/**
+ * How long the scripts a case kills would run on their own: a minute, or, when the transport cannot end them
+ * (`cancel: "none"`), a few seconds past the timeout, so the execution that goes on frees its target soon.
+ */
+const holdSeconds = (ctx: Ctx): number =>
+  ctx.declared.cancel === "none" ? Math.ceil(Duration.toMillis(ctx.timeout) / 1000) + 3 : 60
+
+/** The process-table check found processes carrying the mark (it exits 0 only when none is left). */
+const foundMarked = (r: RunResult) => r.outcome._tag !== "Succeeded" && text(r.outcome.stdout).includes("pid ")
+
+/** Where a case checks the process table: its target, or, under `cancel: "none"`, a second one (see `testing.ts`). */
+const checkTarget = (ctx: Ctx, target: Target): Target => ctx.declared.cancel === "none" ? ctx.targets(2)[1]! : target
+
+/**
+ * Output only at the end: the execution on `target` is known to run once the process table shows processes
+ * carrying the case's mark (polled from {@link checkTarget}).
+ */
+const seenRunning = (ctx: Ctx, run: Collector, target: Target, hex: string) =>
+  run.waitForStarted(target.id).pipe(
+    Effect.zipRight(
+      ctx.helper(checkTarget(ctx, target), C.markedProcessesScript, [hex, "0", "check"]).pipe(
+        Effect.filterOrFail(foundMarked),
+        Effect.retry({ schedule: Schedule.spaced(Duration.millis(250)), times: 120 })
+      )
+    )
+  )
+
+/**
+ * Under `cancel: "none"` the execution a case ended goes on: its processes (found by the case's mark) are killed,
+ * then the case waits until its target takes a job again (the service refuses one while another runs).
+ */
+const endLeftovers = (ctx: Ctx, target: Target, hex: string) =>
+  ctx.simulated || ctx.declared.cancel !== "none"
+    ? Effect.void
+    : killMarked(ctx, checkTarget(ctx, target), hex).pipe(
+      Effect.zipRight(Effect.ignore(Effect.exit(ctx.helper(target, "exit 0\n", []))))
+    )
 
 const cleanup = (ctx: Ctx, target: Target, pids: () => ReadonlyArray<string>) =>
   Effect.suspend(() =>
@@ -421,25 +505,35 @@ export const killMarked = (ctx: Ctx, target: Target, hex: string) =>
  * own ignores TERM and HUP. Afterwards the target's process table, searched for the case's mark (in the
  * environment every descendant inherits and in the grandchild's argv), must hold none of the execution's processes
  * (`cancel: "kills"`), and the kill must be reported as it is: confirmed under `"kills"`, and never confirmed with
- * a process left.
+ * a process left. Under `cancel: "none"` (the service cannot end an execution) the kill is reported unconfirmed and
+ * the processes are indeed still there; the checks then run on a second target, the first one being busy with the
+ * execution that goes on. With output only at the end, the process table, not the output, shows the grandchild
+ * running.
  */
 const killTreeCase = (path: "timeout" | "cancel"): Case => ({
   title: path === "timeout"
-    ? "timeout kills a setsid grandchild ignoring TERM and HUP: none of the execution's processes is left in the process table, killConfirmed told truthfully"
-    : "cancel kills a setsid grandchild ignoring TERM and HUP: none of the execution's processes is left in the process table, confirmed told truthfully",
+    ? "timeout kills a setsid grandchild ignoring TERM and HUP: none of the execution's processes is left in the process table, killConfirmed told truthfully (declared cancel: none → they are left, unconfirmed)"
+    : "cancel kills a setsid grandchild ignoring TERM and HUP: none of the execution's processes is left in the process table, confirmed told truthfully (declared cancel: none → they are left, unconfirmed)",
   run: (ctx) => {
     const target = ctx.targets(1)[0]!
+    const none = ctx.declared.cancel === "none"
+    const checkOn = checkTarget(ctx, target)
     const { hex, mark } = C.newMark()
     return Effect.gen(function*() {
       if (ctx.simulated) return
       const context = yield* Effect.context<Transport.Registry>()
+      const check = (seconds: number) => ctx.helper(checkOn, C.markedProcessesScript, [hex, String(seconds), "check"])
+      const found = foundMarked
       // cancel path: before the cancel, the same check must see the running grandchild (a check that sees
       // nothing proves nothing: e.g. a process table it cannot read)
       let seenBefore: RunResult | undefined
+      const running = (run: Collector) =>
+        ctx.declared.outputWhileRunning
+          ? run.waitForText(target.id, "stdout", "grandchild ").pipe(Effect.zipRight(check(0)))
+          : seenRunning(ctx, run, target, hex)
       const seeThenCancel = (run: Collector) =>
-        run.waitForText(target.id, "stdout", "grandchild ").pipe(
-          Effect.zipRight(ctx.helper(target, C.markedProcessesScript, [hex, "0", "check"])),
-          Effect.tap((check) => Effect.sync(() => (seenBefore = check))),
+        running(run).pipe(
+          Effect.tap((r) => Effect.sync(() => (seenBefore = r))),
           Effect.provide(context),
           Effect.exit,
           Effect.asVoid
@@ -456,14 +550,16 @@ const killTreeCase = (path: "timeout" | "cancel"): Case => ({
       const stdout = r.text(target.id, "stdout")
       const stderr = r.text(target.id, "stderr")
       assert.notInclude(stderr, "no setsid", "the case needs setsid on the target")
-      const grandchild = C.pidsAfter(stdout, "grandchild")
-      assert.strictEqual(grandchild.length, 1, `the grandchild started: ${stdout}${stderr}`)
       assert.notInclude(stdout, "never")
+      const grandchild = C.pidsAfter(stdout, "grandchild")
+      if (ctx.declared.outputWhileRunning) {
+        assert.strictEqual(grandchild.length, 1, `the grandchild started: ${stdout}${stderr}`)
+      }
       if (path === "cancel") {
         const seen = seenBefore === undefined ? "" : text(seenBefore.outcome.stdout)
         assert.include(
           seen,
-          `pid ${grandchild[0]} `,
+          ctx.declared.outputWhileRunning ? `pid ${grandchild[0]} ` : "pid ",
           `while the execution ran, the process-table check on the target found its grandchild by the mark: ${seen}`
         )
       }
@@ -471,21 +567,29 @@ const killTreeCase = (path: "timeout" | "cancel"): Case => ({
         ? expectTag(r.outcome, "TimedOut").killConfirmed
         : expectTag(r.outcome, "Cancelled").confirmed
       if (path === "cancel") assert.isTrue(r.report.interrupted, "the report says the run was interrupted")
-      if (ctx.declared.cancel !== "none") {
+      const said = `${path === "timeout" ? "killConfirmed" : "confirmed"}: ${confirmed}`
+      if (!none) {
         // the scope is closed: the transport's kill, its grace included, is over; allow for the reaping
         const seconds = Math.max(1, Math.ceil((Duration.toMillis(ctx.killGrace) + ctx.margin) / 1000))
-        const check = yield* ctx.helper(target, C.markedProcessesScript, [hex, String(seconds), "check"])
-        const said = `${path === "timeout" ? "killConfirmed" : "confirmed"}: ${confirmed}`
-        if (check.outcome._tag !== "Succeeded" && (ctx.declared.cancel === "kills" || confirmed)) {
+        const after = yield* check(seconds)
+        if (after.outcome._tag !== "Succeeded" && (ctx.declared.cancel === "kills" || confirmed)) {
           assert.fail(
             `${said} (declared cancel: ${ctx.declared.cancel}), yet processes of the execution are still running ` +
               `${seconds} s after its scope closed (found by the mark ${mark} in the target's process table; ` +
-              `the check ended ${check.outcome._tag}):\n${text(check.outcome.stdout)}${text(check.outcome.stderr)}`
+              `the check ended ${after.outcome._tag}):\n${text(after.outcome.stdout)}${text(after.outcome.stderr)}`
           )
         }
+      } else {
+        // declared cancel: none: closing the scope ended nothing, and the transport does not claim otherwise
+        const after = yield* check(0)
+        assert.isTrue(
+          found(after),
+          `${said} (declared cancel: none), so the execution's processes are still running after its scope closed; ` +
+            `the process-table check found none: ${text(after.outcome.stdout)}${text(after.outcome.stderr)}`
+        )
       }
       expectConfirmation(ctx, confirmed)
-    }).pipe(Effect.ensuring(killMarked(ctx, target, hex)))
+    }).pipe(Effect.ensuring(killMarked(ctx, checkOn, hex)))
   }
 })
 
@@ -634,20 +738,28 @@ export const conformance = <E>(
         const flood = C.numberedLines(lines)
         const r = yield* ctx.exec({
           job: ScriptSource.job(sh(`${C.numberedLinesScript(lines, true)}\necho done\n`)),
-          behaviour: [Step.stderr(flood, { chunkSize: 16 * 1024 }), Step.stdout("done\n"), Step.exit(0)]
+          behaviour: {
+            steps: [Step.stderr(flood, { chunkSize: 16 * 1024 }), Step.stdout("done\n"), Step.exit(0)],
+            ...simulatedCut(ctx, "stderr", flood)
+          }
         })
         expectTag(r.outcome, "Succeeded")
         assert.strictEqual(r.text(r.outcome.targetId, "stdout"), "done\n")
         expectBytes(ctx, r.bytes(r.outcome.targetId, "stderr"), flood, "stderr")
+        expectServiceTruncation(ctx, r.outcome.stderr, flood, "stderr")
+        assert.isFalse(r.outcome.stdout.truncated, "stdout is complete")
       }))
 
-    test("10 MiB of stdout arrive intact; the report keeps a bounded head and tail with truncation flags", (ctx) =>
+    test("10 MiB of stdout arrive intact (declared cap: the part the service keeps, flagged truncatedBy); the report keeps a bounded head and tail with truncation flags", (ctx) =>
       Effect.gen(function*() {
         const lines = (10 * C.MiB) / 64
         const big = C.numberedLines(lines)
         const spec: RunSpec = {
           job: ScriptSource.job(sh(C.numberedLinesScript(lines, false))),
-          behaviour: [Step.stdout(big, { chunkSize: 64 * 1024 }), Step.exit(0)]
+          behaviour: {
+            steps: [Step.stdout(big, { chunkSize: 64 * 1024 }), Step.exit(0)],
+            ...simulatedCut(ctx, "stdout", big)
+          }
         }
         const collected = yield* ctx.direct(spec)
         assert.deepStrictEqual(collected.exit, Transport.exited(0))
@@ -662,35 +774,47 @@ export const conformance = <E>(
         const cap = r.outcome.stdout
         assert.strictEqual(cap.totalBytes, got.length, "totalBytes counts every byte")
         assert.isTrue(cap.truncated, "the capture is truncated")
-        assert.strictEqual(
-          cap.droppedBytes,
-          got.length - captureBytes,
-          "droppedBytes: what is in neither head nor tail"
-        )
-        assert.strictEqual(cap.head, decoder.decode(got.subarray(0, captureBytes / 2)), "the head is the first bytes")
-        assert.strictEqual(
-          cap.tail,
-          decoder.decode(got.subarray(got.length - captureBytes / 2)),
-          "the tail is the last bytes"
-        )
+        expectServiceTruncation(ctx, cap, big, "stdout")
+        if (got.length > captureBytes) {
+          assert.strictEqual(
+            cap.droppedBytes,
+            got.length - captureBytes,
+            "droppedBytes: what is in neither head nor tail"
+          )
+          assert.strictEqual(cap.head, decoder.decode(got.subarray(0, captureBytes / 2)), "the head is the first bytes")
+          assert.strictEqual(
+            cap.tail,
+            decoder.decode(got.subarray(got.length - captureBytes / 2)),
+            "the tail is the last bytes"
+          )
+        } else {
+          // a service cap kept less than runcmd's capture: all of it is in the report
+          assert.strictEqual(cap.droppedBytes, 0, "runcmd dropped nothing")
+          assert.strictEqual(cap.head + cap.tail, decoder.decode(got), "what arrived is all in the report")
+        }
         assert.isFalse(r.outcome.stderr.truncated)
       }))
 
-    test("binary output (all 256 byte values) arrives intact on both streams", (ctx) =>
-      Effect.gen(function*() {
-        const spec: RunSpec = {
-          job: ScriptSource.job(sh(C.allBytesScript)),
-          behaviour: [Step.stdout(C.allBytes), Step.stderr(C.allBytesReversed), Step.exit(0)]
-        }
-        const collected = yield* ctx.direct(spec)
-        assert.deepStrictEqual(collected.exit, Transport.exited(0))
-        expectBytes(ctx, collected.stdout, C.allBytes, "stdout through transport.run")
-        expectBytes(ctx, collected.stderr, C.allBytesReversed, "stderr through transport.run")
-        const r = yield* ctx.exec(spec)
-        expectTag(r.outcome, "Succeeded")
-        expectBytes(ctx, r.bytes(r.outcome.targetId, "stdout"), C.allBytes, "stdout through the Runner")
-        expectBytes(ctx, r.bytes(r.outcome.targetId, "stderr"), C.allBytesReversed, "stderr through the Runner")
-      }))
+    test(
+      options.textOutput === true
+        ? "binary output (all 256 byte values) arrives on both streams as the service's UTF-8 text (declared textOutput)"
+        : "binary output (all 256 byte values) arrives intact on both streams",
+      (ctx) =>
+        Effect.gen(function*() {
+          const spec: RunSpec = {
+            job: ScriptSource.job(sh(C.allBytesScript)),
+            behaviour: [Step.stdout(C.allBytes), Step.stderr(C.allBytesReversed), Step.exit(0)]
+          }
+          const collected = yield* ctx.direct(spec)
+          assert.deepStrictEqual(collected.exit, Transport.exited(0))
+          expectBytes(ctx, collected.stdout, C.allBytes, "stdout through transport.run")
+          expectBytes(ctx, collected.stderr, C.allBytesReversed, "stderr through transport.run")
+          const r = yield* ctx.exec(spec)
+          expectTag(r.outcome, "Succeeded")
+          expectBytes(ctx, r.bytes(r.outcome.targetId, "stdout"), C.allBytes, "stdout through the Runner")
+          expectBytes(ctx, r.bytes(r.outcome.targetId, "stderr"), C.allBytesReversed, "stderr through the Runner")
+        })
+    )
 
     // -- round trips -----------------------------------------------------------------------------------------
     const argvOf = (inv: Transport.Invocation) =>
@@ -803,14 +927,10 @@ export const conformance = <E>(
           return
         }
         const collected = yield* ctx.direct(spec)
-        assert.isTrue(
-          C.sameBytes(collected.stdout, input),
-          `stdin via transport.run: ${C.firstDifference(collected.stdout, input)}`
-        )
+        expectBytes(ctx, collected.stdout, input, "stdin via transport.run")
         const r = yield* ctx.exec(spec)
         expectTag(r.outcome, "Succeeded")
-        const got = r.bytes(r.outcome.targetId, "stdout")
-        assert.isTrue(C.sameBytes(got, input), `stdin via the Runner: ${C.firstDifference(got, input)}`)
+        expectBytes(ctx, r.bytes(r.outcome.targetId, "stdout"), input, "stdin via the Runner")
         const asText = yield* ctx.exec({
           ...spec,
           job: ScriptSource.job(sh("cat\n"), { stdin: "text stdin ✓\nsecond line" })
@@ -863,13 +983,17 @@ cat "$d/data.bin"
           return
         }
         const out = r.bytes(r.outcome.targetId, "stdout")
-        const head = new TextDecoder().decode(out.subarray(0, out.length - C.allBytes.length))
+        const data = asDelivered(ctx, C.allBytes)
+        const head = new TextDecoder().decode(out.subarray(0, out.length - data.length))
         const lines = head.split("\n")
         const dir = lines[0]!.replace(/^dir=/, "")
         assert.match(dir, /^\//, `RUNCMD_FILES is an absolute directory: ${lines[0]}`)
         assert.deepStrictEqual(lines.slice(1, 5), ["drwx------", "-rw-------", "-rwx------", "tool ran"])
         assert.strictEqual(lines.slice(5).join("\n"), ini)
-        assert.isTrue(C.sameBytes(out.subarray(out.length - C.allBytes.length), C.allBytes), "data.bin byte for byte")
+        assert.isTrue(
+          C.sameBytes(out.subarray(out.length - data.length), data),
+          `data.bin byte for byte${ctx.declared.textOutput ? " (declared textOutput: as UTF-8 text)" : ""}`
+        )
         const after = yield* ctx.helper(r.targets[0]!, `if [ -e "$1" ]; then echo present; else echo gone; fi\n`, [dir])
         assert.strictEqual(
           after.text(after.outcome.targetId, "stdout"),
@@ -939,20 +1063,24 @@ exit 3
       }))
 
     // -- timeouts and cancellation ---------------------------------------------------------------------------
-    test("timeout: TERM reaches the whole group at once → TimedOut, well before the kill grace", (ctx) =>
+    test("timeout: TERM reaches the whole group at once → TimedOut, well before the kill grace (declared cancel: none → TimedOut, unconfirmed)", (ctx) =>
       Effect.gen(function*() {
         const target = ctx.targets(1)[0]!
         let pids: ReadonlyArray<string> = []
         const t = Duration.toMillis(ctx.timeout)
         const grace = Duration.seconds(30)
+        const { hex, mark } = C.newMark()
         const r = yield* ctx.exec({
-          job: ScriptSource.job(sh(`sleep 60 &\necho "pids $$ $!"\nwait\necho never\n`)),
+          job: ScriptSource.job(sh(`sleep ${holdSeconds(ctx)} &\necho "pids $$ $!"\nwait\necho never\n`), {
+            env: { [C.MARK_VARIABLE]: mark }
+          }),
           behaviour: [Step.stdout("pids 1 2\n"), Step.hang],
           targets: [target],
           policy: { timeout: ctx.timeout, killGrace: grace }
         }).pipe(
           Effect.tap((r) => Effect.sync(() => (pids = C.pidsAfter(r.text(target.id, "stdout"), "pids")))),
-          andThenCleanup(cleanup(ctx, target, () => pids))
+          andThenCleanup(cleanup(ctx, target, () => pids)),
+          andThenCleanup(endLeftovers(ctx, target, hex))
         )
         const o = expectTag(r.outcome, "TimedOut")
         assert.strictEqual(o.phase, "execution")
@@ -960,7 +1088,9 @@ exit 3
         expectConfirmation(ctx, o.killConfirmed)
         assert.isAtLeast(o.durationMs, t, "not before the timeout")
         assert.isAtMost(o.durationMs, t + ctx.margin, "TERM to the group ends it without waiting for the grace")
-        assert.include(text(o.stdout), "pids ", "output before the timeout is kept")
+        if (ctx.declared.outputWhileRunning) {
+          assert.include(text(o.stdout), "pids ", "output before the timeout is kept")
+        }
         assert.notInclude(text(o.stdout), "never")
         if (o.killConfirmed) yield* expectGone(ctx, target, pids)
         if (ctx.memory !== undefined) {
@@ -970,19 +1100,22 @@ exit 3
         }
       }))
 
-    test("timeout kills the whole process tree (TERM ignored, a grandchild) → TimedOut{killConfirmed} within the grace", (ctx) =>
+    test("timeout kills the whole process tree (TERM ignored, a grandchild) → TimedOut{killConfirmed} within the grace (declared cancel: none → unconfirmed)", (ctx) =>
       Effect.gen(function*() {
         const target = ctx.targets(1)[0]!
         let pids: ReadonlyArray<string> = []
         const t = Duration.toMillis(ctx.timeout)
         const g = Duration.toMillis(ctx.killGrace)
+        const hold = holdSeconds(ctx)
         const script = `trap '' TERM
-sh -c 'echo "middle $$"; sleep 60 & echo "grandchild $!"; wait' &
+sh -c 'echo "middle $$"; sleep ${hold} & echo "grandchild $!"; wait' &
 echo "child $$"
-while :; do sleep 1; done
+i=0
+while [ "$i" -lt ${hold} ]; do sleep 1; i=$((i + 1)); done
 `
+        const { hex, mark } = C.newMark()
         const r = yield* ctx.exec({
-          job: ScriptSource.job(sh(script)),
+          job: ScriptSource.job(sh(script), { env: { [C.MARK_VARIABLE]: mark } }),
           behaviour: { steps: [Step.stdout("child 1\nmiddle 2\ngrandchild 3\n"), Step.hang], ignoreTerm: true },
           targets: [target],
           policy: { timeout: ctx.timeout, killGrace: ctx.killGrace }
@@ -993,7 +1126,8 @@ while :; do sleep 1; done
               pids = [...C.pidsAfter(out, "child"), ...C.pidsAfter(out, "middle"), ...C.pidsAfter(out, "grandchild")]
             })
           ),
-          andThenCleanup(cleanup(ctx, target, () => pids))
+          andThenCleanup(cleanup(ctx, target, () => pids)),
+          andThenCleanup(endLeftovers(ctx, target, hex))
         )
         const o = expectTag(r.outcome, "TimedOut")
         assert.strictEqual(o.phase, "execution")
@@ -1001,7 +1135,9 @@ while :; do sleep 1; done
         expectConfirmation(ctx, o.killConfirmed)
         assert.isAtLeast(o.durationMs, t, "not before the timeout")
         assert.isAtMost(o.durationMs, t + g + ctx.margin, "KILL follows TERM after the grace")
-        if (!ctx.simulated) assert.strictEqual(pids.length, 3, `the script printed its pids: ${text(o.stdout)}`)
+        if (!ctx.simulated && ctx.declared.outputWhileRunning) {
+          assert.strictEqual(pids.length, 3, `the script printed its pids: ${text(o.stdout)}`)
+        }
         if (o.killConfirmed) yield* expectGone(ctx, target, pids)
         if (ctx.memory !== undefined) {
           const cancels = yield* ctx.memory.cancels
@@ -1011,25 +1147,33 @@ while :; do sleep 1; done
         }
       }))
 
-    test("cancel (cancelWhen) kills in-flight executions → Cancelled{confirmed}; the rest are Skipped", (ctx) =>
+    test("cancel (cancelWhen) kills in-flight executions → Cancelled{confirmed}; the rest are Skipped (declared cancel: none → unconfirmed; output only at the end → cancelled once started)", (ctx) =>
       Effect.gen(function*() {
         const targets = ctx.targets(3)
         const first = targets[0]!
         let pids: ReadonlyArray<string> = []
+        const { hex, mark } = C.newMark()
+        const context = yield* Effect.context<Transport.Registry>()
         const r = yield* ctx.exec({
-          job: ScriptSource.job(sh(`sleep 60 &\necho "pids $$ $!"\necho ready\nwait\necho never\n`)),
+          job: ScriptSource.job(sh(`sleep ${holdSeconds(ctx)} &\necho "pids $$ $!"\necho ready\nwait\necho never\n`), {
+            env: { [C.MARK_VARIABLE]: mark }
+          }),
           behaviour: [Step.stdout("pids 1 2\nready\n"), Step.hang],
           targets,
           policy: { concurrency: 1, killGrace: ctx.killGrace },
-          cancelWhen: (run) => run.waitForText(first.id, "stdout", "ready")
+          cancelWhen: (run) =>
+            ctx.declared.outputWhileRunning || ctx.simulated
+              ? run.waitForText(first.id, "stdout", "ready")
+              : seenRunning(ctx, run, first, hex).pipe(Effect.provide(context), Effect.ignore)
         }).pipe(
           Effect.tap((r) => Effect.sync(() => (pids = C.pidsAfter(r.text(first.id, "stdout"), "pids")))),
-          andThenCleanup(cleanup(ctx, first, () => pids))
+          andThenCleanup(cleanup(ctx, first, () => pids)),
+          andThenCleanup(endLeftovers(ctx, first, hex))
         )
         assert.isTrue(r.report.interrupted, "the report says the run was interrupted")
         const o = expectTag(r.report.outcomes[0]!, "Cancelled")
         expectConfirmation(ctx, o.confirmed)
-        assert.include(text(o.stdout), "ready", "output before the cancel is kept")
+        if (ctx.declared.outputWhileRunning) assert.include(text(o.stdout), "ready", "output before the cancel is kept")
         assert.isBelow(o.durationMs, 60_000, "cancelled, not run to completion")
         for (const s of r.report.outcomes.slice(1)) assert.strictEqual(expectTag(s, "Skipped").why, "Cancelled")
         if (o.confirmed) yield* expectGone(ctx, first, pids)

@@ -19,6 +19,7 @@ import type { TransportError } from "@runcmd/core/TransportError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import { createHash } from "node:crypto"
@@ -42,6 +43,8 @@ export interface Settings {
   readonly deleteTimeout: Duration.Duration
   readonly busyTimeout: Duration.Duration
   readonly outputCapBytes: number
+  /** The service's own run-as (managed only); the password revealed only into the PUT body. */
+  readonly runAs: { readonly user: string; readonly password: Redacted.Redacted<string> | undefined } | undefined
   /** Per-VM locks of action mode. */
   readonly locks: Map<string, Effect.Semaphore>
   /** Locations learnt per VM. */
@@ -204,6 +207,8 @@ const startManaged = (
       timeoutInSeconds: settings.serviceTimeoutSeconds,
       treatFailureAsDeploymentFailure: false,
       ...(protectedParameters.length > 0 ? { protectedParameters: [...protectedParameters] } : {}),
+      ...(settings.runAs === undefined ? {} : { runAsUser: settings.runAs.user }),
+      ...(settings.runAs?.password === undefined ? {} : { runAsPassword: Redacted.value(settings.runAs.password) }),
       ...(outputBlobUri === undefined ? {} : { outputBlobUri, errorBlobUri })
     }
     state.created = true
@@ -228,6 +233,7 @@ const startManaged = (
       stderr: errFilter
     }
     const offsets = { stdout: 0, stderr: 0 }
+    const truncation: { stdout?: string; stderr?: string } = {}
     let exitStatus: Either.Either<Transport.ExitStatus, TransportError> | undefined
 
     const pump = (emit: (chunk: RawChunk) => Effect.Effect<void>) =>
@@ -297,13 +303,9 @@ const startManaged = (
             }
             for (const [stream, bytes] of [["stdout", out], ["stderr", err]] as const) {
               if (bytes.length >= settings.outputCapBytes - 4) {
-                yield* emit({
-                  stream: "stderr",
-                  bytes: encoder.encode(
-                    `runcmd: azure: ${stream} truncated: the service keeps only its last ${settings.outputCapBytes} bytes ` +
-                      "(give the transport a storage container for the whole output)\n"
-                  )
-                })
+                truncation[stream] =
+                  `azure: the run command's instance view keeps only the last ${settings.outputCapBytes} ` +
+                  `bytes of ${stream}; give the transport a storage container (storage.containerUrl) for all of it`
               }
             }
           }
@@ -346,7 +348,8 @@ const startManaged = (
           ? Effect.fail(Arm.error("ProtocolError", "execution", `run command ${name}: no exit status`))
           : exitStatus
       ),
-      killConfirmed: Effect.sync(() => state.gone)
+      killConfirmed: Effect.sync(() => state.gone),
+      truncated: Effect.sync(() => ({ ...truncation }))
     } satisfies Transport.RawExecution
   })
 
@@ -414,6 +417,7 @@ const startAction = (
       Effect.mapError((e) => e.error)
     )
     let exitStatus: Either.Either<Transport.ExitStatus, TransportError> | undefined
+    const truncation: { stdout?: string; stderr?: string } = {}
     const pump = (emit: (chunk: RawChunk) => Effect.Effect<void>) =>
       Effect.gen(function*() {
         const result = yield* Effect.tryPromise({
@@ -447,12 +451,8 @@ const startAction = (
         }
         for (const [stream, text] of [["stdout", stdout], ["stderr", stderr]] as const) {
           if (Buffer.byteLength(text) >= settings.outputCapBytes - 4) {
-            yield* emit({
-              stream: "stderr",
-              bytes: encoder.encode(
-                `runcmd: azure: ${stream} truncated: action run commands keep only its last ${settings.outputCapBytes} bytes\n`
-              )
-            })
+            truncation[stream] = `azure: action run commands keep only the last ${settings.outputCapBytes} bytes of ` +
+              `${stream}; use managed run commands with a storage container (storage.containerUrl) for all of it`
           }
         }
         exitStatus = Either.isRight(r.status)
@@ -467,6 +467,7 @@ const startAction = (
           : exitStatus
       ),
       // the service cannot cancel an action run command
-      killConfirmed: Effect.succeed(false)
+      killConfirmed: Effect.succeed(false),
+      truncated: Effect.sync(() => ({ ...truncation }))
     } satisfies Transport.RawExecution
   })

@@ -96,7 +96,12 @@ export const render = (
   })
   if (Either.isLeft(launch)) {
     const failure = launch.left
-    return Either.left(error("Unsupported", "delivery", failure.message, { detail: { reason: failure.reason } }))
+    const message = failure.reason === "FilesTooLarge"
+      ? `the job's files and stdin are ${failure.bytes} bytes, over the ${failure.limit} bytes sent inline in a run ` +
+        "command's script; give the transport a storage container (storage.containerUrl, managed run commands) to " +
+        "send them through a blob"
+      : failure.message
+    return Either.left(error("Unsupported", "delivery", message, { detail: { reason: failure.reason } }))
   }
   const l = launch.right
   return Either.right({

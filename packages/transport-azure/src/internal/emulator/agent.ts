@@ -29,6 +29,44 @@ export interface RunSpec {
   readonly outputCapBytes: number
   readonly pwsh?: string | undefined
   readonly killGraceMs: number
+  /** The account the script runs as (`runAsUser`); absent: the emulator's own (root on a VM). */
+  readonly user?: Account | undefined
+}
+
+/** A local account of the host the emulator runs on (the VMs' accounts). */
+export interface Account {
+  readonly name: string
+  readonly uid: number
+  readonly gid: number
+  readonly home: string
+}
+
+/** The host's account `name` from /etc/passwd, if any. */
+export const account = async (name: string): Promise<Account | undefined> => {
+  const passwd = await fs.readFile("/etc/passwd", "utf8").catch(() => "")
+  for (const line of passwd.split("\n")) {
+    const [user, , uid, gid, , home] = line.split(":")
+    if (user === name && uid !== undefined && gid !== undefined) {
+      return { name, uid: Number(uid), gid: Number(gid), home: home || "/" }
+    }
+  }
+  return undefined
+}
+
+/** An execution that never started: the agent refused it (e.g. `runAsUser` it cannot run as). */
+export const refused = (message: string): Execution => {
+  const now = new Date()
+  return {
+    state: () => "Failed",
+    exitCode: () => undefined,
+    output: () => "",
+    error: () => "",
+    startTime: now,
+    endTime: () => now,
+    message: () => message,
+    done: Promise.resolve(),
+    kill: () => Promise.resolve()
+  }
 }
 
 /** @internal */
@@ -148,6 +186,11 @@ export const run = (spec: RunSpec): Execution => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), "runcmd-arm-vm-"))
     const file = path.join(dir, spec.os === "windows" ? "script.ps1" : "script.sh")
     await fs.writeFile(file, spec.script, { mode: 0o700 })
+    const user = spec.user
+    if (user !== undefined) {
+      await fs.chown(dir, user.uid, user.gid)
+      await fs.chown(file, user.uid, user.gid)
+    }
     const [command, args] = spec.os === "windows"
       ? [spec.pwsh ?? "pwsh", ["-NoLogo", "-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass", "-File", file]]
       : ["/bin/sh", [file]]
@@ -155,9 +198,11 @@ export const run = (spec: RunSpec): Execution => {
       cwd: dir,
       detached: true,
       stdio: ["ignore", "pipe", "pipe"],
+      ...(user === undefined ? {} : { uid: user.uid, gid: user.gid }),
       env: {
         PATH: process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin",
-        HOME: process.env.HOME ?? dir,
+        HOME: user?.home ?? process.env.HOME ?? dir,
+        ...(user === undefined ? {} : { USER: user.name, LOGNAME: user.name }),
         LANG: "C.UTF-8",
         TMPDIR: os.tmpdir(),
         ...spec.env,

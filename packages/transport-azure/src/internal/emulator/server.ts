@@ -22,6 +22,11 @@ export interface VmSpec {
   readonly os?: "linux" | "windows" | undefined
   readonly tags?: Readonly<Record<string, string>> | undefined
   readonly powerState?: PowerState | undefined
+  /**
+   * The VM's accounts for `runAsUser` (name → password; an empty password is not checked). Absent: the accounts of
+   * the host the emulator runs on (/etc/passwd), passwords not checked. Scripts run as an account of the host.
+   */
+  readonly users?: Readonly<Record<string, string>> | undefined
 }
 
 /** @internal */
@@ -91,6 +96,7 @@ interface Vm {
   readonly tags: Record<string, string>
   powerState: PowerState
   readonly id: string
+  readonly users?: Readonly<Record<string, string>> | undefined
   /** Flexible scale-set membership. */
   readonly scaleSetId?: string | undefined
   readonly instanceId?: string | undefined
@@ -217,6 +223,9 @@ const routes = {
   ssAll: route(`${PREFIX}/providers/Microsoft\\.Compute/virtualMachineScaleSets`)
 }
 
+/** ARM refuses request bodies over 4 MB (a script sent inline included): larger scripts go through `scriptUri`. */
+const MAX_REQUEST_BYTES = 4 * 1024 * 1024
+
 const SCHEMA = "http://schema.management.azure.com/schemas/2016-11-17/runcommands.json"
 
 /** The run command documents the emulator knows (the two that run custom scripts). */
@@ -313,7 +322,8 @@ export const start = async (options: Options = {}): Promise<Emulator> => {
       os: spec.os ?? "linux",
       tags: { ...spec.tags },
       powerState: spec.powerState ?? "running",
-      id: vmId(rg, spec.name)
+      id: vmId(rg, spec.name),
+      users: spec.users
     })
   }
   const vmSpecs = typeof options.vms === "number"
@@ -459,6 +469,27 @@ export const start = async (options: Options = {}): Promise<Emulator> => {
     }
   })
 
+  /**
+   * The account a `runAsUser` runs as, or the service's refusal (the run command then ends Failed with it as its
+   * execution message, and nothing runs).
+   */
+  const runAsAccount = async (vm: Vm, name: string, password: string | undefined): Promise<Agent.Account | string> => {
+    const refuse = (why: string) =>
+      `Script cannot be executed with specified runAsUser/runAsPassword parameters: ${why}`
+    const listed = vm.users?.[name]
+    if (vm.users !== undefined && listed === undefined) return refuse(`the user '${name}' does not exist on the VM`)
+    if (listed !== undefined && listed !== "" && password !== listed) {
+      return refuse(`the user name or password of '${name}' is incorrect`)
+    }
+    const account = await Agent.account(name)
+    if (account === undefined) return refuse(`the user '${name}' does not exist on the VM`)
+    const self = process.getuid?.()
+    if (self !== undefined && self !== 0 && self !== account.uid) {
+      return refuse(`the emulator runs as uid ${self}, not root: it can run scripts only as itself`)
+    }
+    return account
+  }
+
   const notRunning = (res: http.ServerResponse, vm: Vm) =>
     armError(
       res,
@@ -531,8 +562,15 @@ export const start = async (options: Options = {}): Promise<Emulator> => {
       if (script === undefined) {
         throw new Error(`commandId ${String(source.commandId)} is not supported by the emulator`)
       }
-      executions[vm.key] = (executions[vm.key] ?? 0) + 1
-      const execution = Agent.run({
+      const runAs = typeof props.runAsUser === "string" && props.runAsUser !== ""
+        ? await runAsAccount(
+          vm,
+          props.runAsUser,
+          typeof props.runAsPassword === "string" ? props.runAsPassword : undefined
+        )
+        : undefined
+      if (typeof runAs !== "string") executions[vm.key] = (executions[vm.key] ?? 0) + 1
+      const execution = typeof runAs === "string" ? Agent.refused(runAs) : Agent.run({
         os: vm.os,
         script,
         env: { ...envFromParameters(props.parameters), ...envFromParameters(props.protectedParameters) },
@@ -541,10 +579,11 @@ export const start = async (options: Options = {}): Promise<Emulator> => {
         errorBlobUri: typeof props.errorBlobUri === "string" ? props.errorBlobUri : undefined,
         outputCapBytes: cap,
         pwsh: options.pwsh,
-        killGraceMs
+        killGraceMs,
+        user: runAs
       })
       all.push(execution)
-      ran.push({ vm: vm.key, execution })
+      if (typeof runAs !== "string") ran.push({ vm: vm.key, execution })
       rc.execution = execution
       if (asyncExecution) {
         rc.provisioningState = "Succeeded"
@@ -750,6 +789,9 @@ export const start = async (options: Options = {}): Promise<Emulator> => {
           "x-ms-ratelimit-remaining-subscription-reads": "0"
         }
       )
+    }
+    if (Buffer.byteLength(body) > MAX_REQUEST_BYTES) {
+      return armError(res, 413, "RequestContentTooLarge", "The request content size exceeds the maximum size of 4 MB.")
     }
     const auth = req.headers.authorization
     if (auth === undefined || !/^Bearer \S+/.test(auth)) {
