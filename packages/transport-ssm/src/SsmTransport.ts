@@ -98,6 +98,11 @@ export interface Options {
          * ends with `$AWS_SSM_INSTANCE_ID`, which the SSM agent sets for every command it runs.
          */
         readonly fetchCommand?: ((parameterName: string, region: string) => string) | undefined
+        /**
+         * The same on Windows instances: a PowerShell pipeline printing the value (default: the AWS CLI, `aws ssm
+         * get-parameter`). `parameterName` is a PowerShell expression giving the execution's parameter name.
+         */
+        readonly fetchPowerShell?: ((parameterName: string, region: string) => string) | undefined
       }
     }
     | undefined
@@ -184,6 +189,12 @@ const defaultFetch = (name: string, region: string) =>
     ScriptRender.quote(region)
   } --name ${name} --with-decryption --query Parameter.Value --output text`
 
+// the name is a PowerShell expression; the CLI's output lines are the value's lines
+const defaultFetchPowerShell = (name: string, region: string) =>
+  `& aws ssm get-parameter --region '${
+    region.replace(/'/g, "''")
+  }' --name ${name} --with-decryption --query Parameter.Value --output text`
+
 /** Checks the options and fills in the defaults. */
 const engineConfig = (options: Options): Effect.Effect<EngineConfig, SsmOptionsError> =>
   Effect.gen(function*() {
@@ -229,7 +240,8 @@ const engineConfig = (options: Options): Effect.Effect<EngineConfig, SsmOptionsE
       secrets: store === undefined ? undefined : {
         prefix: store.prefix ?? "/runcmd/secrets",
         kmsKeyId: store.kmsKeyId,
-        fetchCommand: store.fetchCommand ?? defaultFetch
+        fetchCommand: store.fetchCommand ?? defaultFetch,
+        fetchPowerShell: store.fetchPowerShell ?? defaultFetchPowerShell
       },
       backoff: {
         base: Duration.decode(options.backoff?.base ?? Duration.millis(100)),

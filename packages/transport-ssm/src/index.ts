@@ -31,7 +31,8 @@ export * as SsmTarget from "./SsmTarget.js"
  *   to report the end (`killConfirmed` only then); a runcmd timeout before the instance picked the command up is
  *   `TimedOut{phase: "delivery"}`, after it `TimedOut{phase: "execution"}`. SSM's own `TimeoutSeconds` (delivery)
  *   and `executionTimeout` come from the options; `DeliveryTimedOut` is `Unreachable` (`ConnectTimeout`).
- * - Secrets: refused (`Rejected`) unless Parameter Store delivery is enabled; files inline up to 32 KiB, beyond it
+ * - Secrets: refused (`Rejected`) unless Parameter Store delivery is enabled (a SecureString per execution, deleted
+ *   when it ends); files inline up to 32 KiB, beyond it
  *   through S3 (pre-signed GET) when a files bucket is set; output capped at 24,000 characters per stream by the
  *   service unless an output bucket is set (then read whole from S3).
  *

@@ -7,10 +7,12 @@
  * machine (`Pending` → `InProgress` → `Success`/`Failed`/`TimedOut`/`Cancelled`; an offline instance gives
  * `Delayed` then `DeliveryTimedOut`), capping inline output at 24,000 characters (2,500 in
  * `ListCommandInvocations` details), writing the full output to an S3-compatible store when asked, injecting
- * faults on demand and recording every request it served.
+ * faults on demand (throttling, 5xx, an `InvocationDoesNotExist` window, an instance offline before or during a
+ * run) and recording every request it served.
  *
  * The instances find an `aws` command first on their `PATH` that answers `aws ssm get-parameter` from the
- * emulator's Parameter Store, and see `AWS_SSM_INSTANCE_ID` / `AWS_SSM_REGION_NAME` as the agent sets them.
+ * emulator's Parameter Store, and see the variables the SSM agent sets for every command it runs:
+ * `AWS_SSM_INSTANCE_ID`, `AWS_SSM_REGION_NAME`, `AWS_SSM_PLATFORM_NAME` and `AWS_SSM_PLATFORM_VERSION`.
  *
  * @example
  * ```ts
@@ -153,6 +155,16 @@ export interface Emulator {
     readonly invocationDoesNotExist: (window: Duration.DurationInput) => void
     /** The instance stops answering (`ConnectionLost`): commands for it wait `Delayed`, then `DeliveryTimedOut`. */
     readonly offline: (instanceId: string, status?: Exclude<PingStatus, "Online">) => void
+    /**
+     * The instance goes offline mid-run: its agent loses the connection (`ConnectionLost`) as soon as it starts its
+     * next command. The command runs on, but the service hears nothing more: the invocation stays `InProgress`
+     * (its output as last heard), a `CancelCommand` leaves it `Cancelling` until the agent is back, and a command
+     * still unreported when it expires (`TimeoutSeconds` + `executionTimeout` after it was sent) ends `TimedOut`
+     * with `DeliveryTimedOut`, as the service does. `online(instanceId)` reconnects it: the agent reports what
+     * ended meanwhile and gets the cancels sent meanwhile.
+     */
+    readonly disconnectMidRun: (instanceId: string) => void
+    /** The instance is connected again (see `offline` and `disconnectMidRun`). */
     readonly online: (instanceId: string) => void
     /** No more faults (instances stay as they are). */
     readonly clear: () => void
@@ -234,6 +246,7 @@ export const start = async (options: Options = {}): Promise<Emulator> => {
       serverErrors: (rate, operations) => started.setServerErrors({ rate, operations }),
       invocationDoesNotExist: (window) => service.setVisibilityWindow(Duration.toMillis(window)),
       offline: (id, status = "ConnectionLost") => started.setPingStatus(id, status),
+      disconnectMidRun: (id) => service.disconnectOnStart(id),
       online: (id) => started.setPingStatus(id, "Online"),
       clear: () => {
         started.setThrottle(undefined)

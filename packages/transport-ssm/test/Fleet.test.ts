@@ -142,8 +142,8 @@ describe("SSM fleet", () => {
     "an offline instance: refused before sending (pre-flight), or DeliveryTimedOut after TimeoutSeconds",
     () =>
       Effect.gen(function*() {
-        const emulator = yield* Emulator.make({ instances: 2 })
-        const [online, offline] = emulator.targets()
+        const emulator = yield* Emulator.make({ instances: 3 })
+        const [online, offline, lost] = emulator.targets()
         emulator.faults.offline(offline!.instanceId)
         const checked = yield* run(emulator, {
           targets: [online!, offline!],
@@ -161,12 +161,22 @@ describe("SSM fleet", () => {
           "nothing sent to the offline one"
         )
 
-        // without the pre-flight: Delayed, then the service's delivery timeout (30 s, its minimum)
+        // without the pre-flight: Delayed, then the service's delivery timeout (30 s, its minimum); beside it an
+        // instance whose agent goes away mid-run: InProgress until the command expires (30 s + executionTimeout),
+        // then DeliveryTimedOut, which is no delivery failure but an end nobody saw
+        emulator.faults.disconnectMidRun(lost!.instanceId)
         const timedOut = yield* run(emulator, {
-          targets: [offline!],
+          targets: [offline!, lost!],
           job: ScriptSource.job(ScriptSource.script("echo never")),
           policy: { concurrency: 10 }
-        }, { preflight: false, deliveryTimeout: "30 seconds" })
+        }, { preflight: false, deliveryTimeout: "30 seconds", executionTimeout: "1 second" })
+        const gone = timedOut.outcomes[1] as Outcome.TransportFailed
+        assert.strictEqual(gone._tag, "TransportFailed", JSON.stringify(gone))
+        assert.strictEqual(gone.error.reason, "ConnectionLost")
+        assert.strictEqual(gone.error.phase, "execution")
+        assert.include(gone.error.message, "unknown")
+        assert.strictEqual(emulator.invocations().find((i) => i.instanceId === lost!.instanceId)?.executions, 1)
+        emulator.faults.online(lost!.instanceId)
         const u = timedOut.outcomes[0] as Outcome.Unreachable
         assert.strictEqual(u._tag, "Unreachable")
         assert.strictEqual(u.error.reason, "ConnectTimeout")
@@ -192,6 +202,47 @@ describe("SSM fleet", () => {
         assert.isTrue(emulator.invocations().some((i) => i.status === "Cancelled" && i.executions === 0))
       }),
     { timeout: 180_000 }
+  )
+
+  it.scopedLive(
+    "an instance going offline mid-run: TimedOut at its deadline, unconfirmed, run once; cancelled when it is back",
+    () =>
+      Effect.gen(function*() {
+        const emulator = yield* Emulator.make({ instances: 2 })
+        const markers = fs.mkdtempSync(path.join(os.tmpdir(), "runcmd-ssm-markers-"))
+        yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(markers, { recursive: true, force: true })))
+        const [steady, lost] = emulator.targets()
+        emulator.faults.disconnectMidRun(lost!.instanceId)
+        const report = yield* run(emulator, {
+          targets: [steady!, lost!],
+          job: ScriptSource.job(
+            ScriptSource.script(
+              `echo run >> "$1/$AWS_SSM_INSTANCE_ID"; echo started; if [ "$AWS_SSM_INSTANCE_ID" = "$2" ]; then sleep 60; fi`
+            ),
+            { args: [markers, lost!.instanceId] }
+          ),
+          policy: { concurrency: 10, timeout: Duration.seconds(6) }
+        }, { cancelConfirmTimeout: "2 seconds" })
+        assert.strictEqual(report.outcomes[0]!._tag, "Succeeded", JSON.stringify(report.outcomes[0]))
+        // the service said InProgress until the deadline: one truthful outcome then, the kill not confirmed
+        const t = report.outcomes[1] as Outcome.TimedOut
+        assert.strictEqual(t._tag, "TimedOut", JSON.stringify(t))
+        assert.strictEqual(t.phase, "execution")
+        assert.isFalse(t.killConfirmed)
+        assert.isBelow(t.durationMs, 6_000 + 2_000 + 10_000, "ended at its deadline plus the confirmation wait")
+        const invocation = () => emulator.invocations().find((i) => i.instanceId === lost!.instanceId)!
+        assert.strictEqual(invocation().status, "Cancelling", "the cancel waits for the agent")
+        assert.strictEqual(emulator.instances().find((i) => i.id === lost!.instanceId)?.pingStatus, "ConnectionLost")
+        // back online: the agent reports, the command is over; nothing ran twice
+        emulator.faults.online(lost!.instanceId)
+        for (let i = 0; i < 400 && invocation().status !== "Cancelled"; i++) yield* Effect.sleep("50 millis")
+        assert.strictEqual(invocation().status, "Cancelled", "the cancel sent meanwhile reached the agent")
+        for (const id of emulator.instanceIds) {
+          assert.strictEqual(fs.readFileSync(path.join(markers, id), "utf8"), "run\n", `${id} ran exactly once`)
+        }
+        assert.isTrue(emulator.invocations().every((i) => i.executions === 1))
+      }),
+    { timeout: 120_000 }
   )
 
   it.scopedLive(

@@ -77,6 +77,7 @@ export interface EngineConfig {
       readonly prefix: string
       readonly kmsKeyId: string | undefined
       readonly fetchCommand: (parameterName: string, region: string) => string
+      readonly fetchPowerShell: (parameterName: string, region: string) => string
     }
     | undefined
   readonly backoff: CallOptions["backoff"]
@@ -233,11 +234,19 @@ export const validate = (config: EngineConfig, target: SsmTarget, inv: Transport
     return Option.none()
   }
   if (target.os === "windows") {
-    if (secretNames.length > 0 || (inv.files ?? []).length > 0 || inv.stdin !== undefined || inv.runAs !== undefined) {
+    const what = [
+      (inv.files ?? []).length > 0 ? "files" : undefined,
+      inv.stdin !== undefined ? "stdin" : undefined,
+      inv.runAs !== undefined ? "run-as" : undefined
+    ].filter((w) => w !== undefined)
+    if (what.length > 0) {
       return Option.some(fail(
         "Unsupported",
         "delivery",
-        "Windows SSM targets take no secrets, files, stdin or run-as yet; run the job on a Linux target or without them"
+        `the job has ${what.join(", ")}, which Windows SSM targets do not take (AWS-RunPowerShellScript runs a ` +
+          "script file with no stdin; runcmd ships files and run-as on Linux targets only): run the job on a Linux " +
+          "target, or without them",
+        { os: "windows", unsupported: what }
       ))
     }
     return Option.none()
@@ -278,6 +287,31 @@ const secretsSnippet = (fetch: string) =>
     `unset __rc_sv __rc_kv __rc_k __rc_v`,
     `[ "$__rc_ok" = 1 ]`
   ].join("\n")
+
+/** A PowerShell single-quoted string. */
+const psQuote = (text: string) => `'${text.replace(/['\u2018\u2019\u201a\u201b]/g, "$&$&")}'`
+
+/**
+ * The PowerShell secrets prelude: the parameter's `NAME=<base64>` lines become environment variables of the
+ * script's process (and of everything it starts) before core's PowerShell launch runs; a failed read says so on
+ * stderr and ends the script before the user's code.
+ */
+const powershellSecrets = (fetch: string, failed: string) =>
+  [
+    `$__rc_sv = @()`,
+    `$global:LASTEXITCODE = 0`,
+    `if ($env:AWS_SSM_INSTANCE_ID) { $__rc_sv = @(${fetch}) }`,
+    `if (-not $env:AWS_SSM_INSTANCE_ID -or $LASTEXITCODE -ne 0 -or $__rc_sv.Count -eq 0) {`,
+    `  [Console]::Error.WriteLine('${failed}')`,
+    `  exit 125`,
+    `}`,
+    `foreach ($__rc_kv in $__rc_sv) {`,
+    `  $__rc_i = "$__rc_kv".IndexOf('=')`,
+    `  if ($__rc_i -lt 1) { continue }`,
+    `  [Environment]::SetEnvironmentVariable("$__rc_kv".Substring(0, $__rc_i), [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String("$__rc_kv".Substring($__rc_i + 1))))`,
+    `}`,
+    `Remove-Variable __rc_sv, __rc_kv, __rc_i -ErrorAction SilentlyContinue`
+  ].join("\r\n")
 
 /** Removes the sentinel line (and anything after it) from a PowerShell launch's stdout. */
 const cutSentinel = (stdout: Uint8Array, sentinel: string): Uint8Array => {
@@ -533,6 +567,46 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
         const objects: Array<string> = []
         const release = () => cleanups(connection, [...parameters.values()], objects)
         let sending = entries
+        /**
+         * A SecureString per execution; one command text for the batch, so each instance picks its own parameter
+         * by the id the SSM agent gives every Run Command process (AWS_SSM_INSTANCE_ID). Returns the names' common
+         * prefix; an execution whose parameter could not be stored ends here, the others go on.
+         */
+        const storeSecrets = () =>
+          Effect.gen(function*() {
+            const store = config.secrets!
+            const base = `${store.prefix.replace(/\/?$/, "/")}${runTag}/${batchId}/`
+            const value = Object.entries(inv.secrets)
+              .map(([k, v]) => `${k}=${Buffer.from(Redacted.value(v), "utf8").toString("base64")}`)
+              .join("\n")
+            const stored = yield* Effect.forEach(sending, (entry) =>
+              Effect.gen(function*() {
+                const name = `${base}${entry.target.instanceId}`
+                const put = yield* call(
+                  "PutParameter",
+                  (abortSignal) =>
+                    connection.ssm.send(
+                      new PutParameterCommand({
+                        Name: name,
+                        Value: value,
+                        Type: "SecureString",
+                        Overwrite: false,
+                        ...(store.kmsKeyId === undefined ? {} : { KeyId: store.kmsKeyId })
+                      }),
+                      { abortSignal }
+                    ),
+                  options(connection, false, "delivery")
+                ).pipe(Effect.either)
+                if (Either.isLeft(put)) {
+                  yield* Deferred.fail(entry.submitted, put.left)
+                  return false
+                }
+                parameters.set(entry.target.instanceId, yield* secretsParameter(connection, name))
+                return true
+              }), { concurrency: 8 })
+            sending = sending.filter((_, i) => stored[i])
+            return base
+          })
         const body = Effect.gen(function*() {
           const documentName = documentFor(target, inv)
           let commands: Array<string>
@@ -555,8 +629,28 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
             })
           } else if (target.os === "windows") {
             const launch = ScriptRender.powershell(inv)
-            commands = [launch.script]
+            const failed = `runcmd-${launch.nonce}:fail secrets`
+            let prelude: string | undefined
+            if (Object.keys(inv.secrets).length > 0 && config.secrets !== undefined) {
+              const base = yield* storeSecrets()
+              if (sending.length === 0) return
+              const name = `(${psQuote(base)} + $env:AWS_SSM_INSTANCE_ID)`
+              prelude = powershellSecrets(config.secrets.fetchPowerShell(name, connection.region), failed)
+            }
+            commands = prelude === undefined ? [launch.script] : [prelude, launch.script]
             interpret = (code, stdout, stderr) => {
+              const err = Buffer.from(stderr).toString("utf8")
+              const at = err.indexOf(failed)
+              if (at >= 0) {
+                return {
+                  status: Either.left(
+                    "fail secrets: the instance could not read its parameter (the instance profile needs " +
+                      "ssm:GetParameter and kms:Decrypt; the AWS CLI must be on its PATH)"
+                  ),
+                  stdout,
+                  stderr: stderr.subarray(0, Buffer.byteLength(err.slice(0, at)))
+                }
+              }
               const text = Buffer.from(stdout).toString("utf8")
               const parsed = launch.parseSentinel(text)
               const exit = Option.isSome(parsed) ? parsed.value : code
@@ -571,39 +665,7 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
           } else {
             let snippet: string | undefined
             if (Object.keys(inv.secrets).length > 0 && config.secrets !== undefined) {
-              // a SecureString per execution; one command text for the batch, so the instance picks its own
-              // parameter by the id the SSM agent gives every Run Command process (AWS_SSM_INSTANCE_ID)
-              const base = `${config.secrets.prefix.replace(/\/?$/, "/")}${runTag}/${batchId}/`
-              const value = Object.entries(inv.secrets)
-                .map(([k, v]) => `${k}=${Buffer.from(Redacted.value(v), "utf8").toString("base64")}`)
-                .join("\n")
-              const stored = yield* Effect.forEach(entries, (entry) =>
-                Effect.gen(function*() {
-                  const name = `${base}${entry.target.instanceId}`
-                  const put = yield* call(
-                    "PutParameter",
-                    (abortSignal) =>
-                      connection.ssm.send(
-                        new PutParameterCommand({
-                          Name: name,
-                          Value: value,
-                          Type: "SecureString",
-                          Overwrite: false,
-                          ...(config.secrets!.kmsKeyId === undefined ? {} : { KeyId: config.secrets!.kmsKeyId })
-                        }),
-                        { abortSignal }
-                      ),
-                    options(connection, false, "delivery")
-                  ).pipe(Effect.either)
-                  if (Either.isLeft(put)) {
-                    // this execution cannot get its secrets: it ends here, the others go on
-                    yield* Deferred.fail(entry.submitted, put.left)
-                    return false
-                  }
-                  parameters.set(entry.target.instanceId, yield* secretsParameter(connection, name))
-                  return true
-                }), { concurrency: 8 })
-              sending = entries.filter((_, i) => stored[i])
+              const base = yield* storeSecrets()
               if (sending.length === 0) return
               const word = `${ScriptRender.quote(base)}"\${AWS_SSM_INSTANCE_ID:?not set by the SSM agent}"`
               snippet = secretsSnippet(config.secrets.fetchCommand(word, connection.region))
@@ -821,6 +883,17 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
       final: { readonly status: string; readonly details: string },
       read: Effect.Effect.Success<ReturnType<typeof readOutput>>
     ): Either.Either<Transport.ExitStatus, TransportError> => {
+      if (final.details === "DeliveryTimedOut") {
+        // started, then the command expired with no end reported: the agent went away mid-run
+        return Either.left(fail(
+          "ConnectionLost",
+          "execution",
+          "the instance's SSM agent stopped reporting while the command ran, and the command expired " +
+            "(DeliveryTimedOut, TimeoutSeconds + executionTimeout after it was sent): whether the script ran to its " +
+            "end is unknown",
+          { statusDetails: final.details }
+        ))
+      }
       if (final.status === "TimedOut") {
         return Either.left(fail(
           "Unknown",
@@ -899,8 +972,11 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
     const cancel = (sent: Sent, member: Member) =>
       Effect.gen(function*() {
         if (TERMINAL.has(member.status)) return true
-        yield* requestCancel(sent, member)
-        const final = yield* Deferred.await(member.finished).pipe(Effect.timeoutOption(config.cancelConfirmTimeout))
+        // bounded although it runs in a finalizer (uninterruptible: a timeout there would wait for what it cuts)
+        const final = yield* Effect.zipRight(requestCancel(sent, member), Deferred.await(member.finished)).pipe(
+          Effect.interruptible,
+          Effect.timeoutOption(config.cancelConfirmTimeout)
+        )
         return Option.isSome(final)
       }).pipe(
         Effect.catchAll((e) =>
@@ -936,8 +1012,12 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
               return
             }
             killed.confirmed = yield* cancel(sub.value.sent, sub.value.member)
-            // also after a kill, a timeout or an interruption: the execution's secrets go with it
-            yield* sub.value.member.dropSecrets
+            // also after a kill, a timeout or an interruption: the execution's secrets go with it (else the batch's
+            // cleanup deletes them when its poll ends)
+            yield* sub.value.member.dropSecrets.pipe(
+              Effect.interruptible,
+              Effect.timeoutOption(config.cancelConfirmTimeout)
+            )
           })
         )
         yield* enqueue(connection, entry)

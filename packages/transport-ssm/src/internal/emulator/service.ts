@@ -64,6 +64,8 @@ export interface Instance {
   readonly dir: string
   pingStatus: PingStatus
   lastPing: number
+  /** The agent loses its connection as soon as it starts its next command (the disconnect-mid-run fault). */
+  disconnectOnStart: boolean
 }
 
 type Status = "Pending" | "InProgress" | "Delayed" | "Success" | "Failed" | "Cancelled" | "TimedOut" | "Cancelling"
@@ -91,6 +93,12 @@ export interface Invocation {
   timers: Array<NodeJS.Timeout>
   /** How many times the instance started the command (a marker of double execution). */
   executions: number
+  /** The agent's report of the end, held while it is disconnected (delivered when it reconnects). */
+  report: { readonly status: Status; readonly details: string; readonly code: number } | undefined
+  /** The output the service last heard of, while the agent is disconnected. */
+  heard: { readonly stdout: string; readonly stderr: string } | undefined
+  /** A cancel the disconnected agent has not received yet. */
+  cancelPending: boolean
 }
 
 /** @internal */
@@ -136,6 +144,12 @@ const capChars = (text: string, cap: number): string => {
   if (code >= 0xd800 && code <= 0xdbff) end--
   return text.slice(0, end)
 }
+
+const platformName = (i: { readonly platform: "Linux" | "Windows" }) =>
+  i.platform === "Windows" ? "Microsoft Windows Server 2022 Datacenter" : "Amazon Linux"
+
+const platformVersion = (i: { readonly platform: "Linux" | "Windows" }) =>
+  i.platform === "Windows" ? "10.0.20348" : "2023"
 
 const isoOrEmpty = (ms: number | undefined) => (ms === undefined ? "" : new Date(ms).toISOString())
 
@@ -247,7 +261,8 @@ export const makeService = (options: ServiceOptions) => {
       name: spec.name ?? `ip-127-0-0-1-${id}`,
       dir,
       pingStatus: spec.pingStatus ?? "Online",
-      lastPing: nowSeconds()
+      lastPing: nowSeconds(),
+      disconnectOnStart: false
     }
     instances.set(id, instance)
     return instance
@@ -272,8 +287,16 @@ export const makeService = (options: ServiceOptions) => {
     else command.status = "Pending"
   }
 
-  const finish = (inv: Invocation, status: Status, details: string, code: number) => {
+  /**
+   * An invocation ends. What the agent reports (`fromAgent`) reaches the service only while the agent is connected:
+   * a disconnected agent's report waits for it to reconnect (the service keeps saying InProgress).
+   */
+  const finish = (inv: Invocation, status: Status, details: string, code: number, fromAgent = false) => {
     if (isTerminal(inv)) return
+    if (fromAgent && instances.get(inv.instanceId)?.pingStatus !== "Online") {
+      inv.report = { status, details, code }
+      return
+    }
     for (const t of inv.timers) clearTimeout(t)
     inv.timers = []
     inv.status = status
@@ -323,8 +346,11 @@ export const makeService = (options: ServiceOptions) => {
     const env: Record<string, string | undefined> = {
       ...process.env,
       PATH: `${binDir}${path.delimiter}${process.env.PATH ?? ""}`,
+      // what the SSM agent sets for the processes it runs (agent/executers prepareEnvironment)
       AWS_SSM_INSTANCE_ID: instance.id,
       AWS_SSM_REGION_NAME: options.region,
+      AWS_SSM_PLATFORM_NAME: platformName(instance),
+      AWS_SSM_PLATFORM_VERSION: platformVersion(instance),
       RUNCMD_SSM_EMULATOR_ENDPOINT: options.endpoint()
     }
     let child: cp.ChildProcess
@@ -332,10 +358,14 @@ export const makeService = (options: ServiceOptions) => {
       child = cp.spawn(file, args, { cwd, env, detached: true, stdio: ["ignore", "pipe", "pipe"] })
     } catch (e) {
       inv.stderr.push(Buffer.from(`failed to run commands: ${String(e)}\n`))
-      finish(inv, "Failed", "Failed", 1)
+      finish(inv, "Failed", "Failed", 1, true)
       return
     }
     inv.child = child
+    if (instance.disconnectOnStart) {
+      instance.disconnectOnStart = false
+      setPingStatus(instance.id, "ConnectionLost")
+    }
     child.stdout!.on("data", (d: Buffer) => inv.stdout.push(d))
     child.stderr!.on("data", (d: Buffer) => inv.stderr.push(d))
     child.on("error", (e) => {
@@ -384,10 +414,10 @@ export const makeService = (options: ServiceOptions) => {
         inv.stderr.push(Buffer.from(`\nfailed to upload output to S3: ${String(e)}\n`))
         inv.stderrText = Buffer.concat(inv.stderr).toString("utf8")
       }).finally(() => {
-        if (inv.cancelRequested) finish(inv, "Cancelled", "Cancelled", responseCode)
-        else if (timedOut) finish(inv, "TimedOut", "ExecutionTimedOut", responseCode)
-        else if (signal === null && code === 0) finish(inv, "Success", "Success", 0)
-        else finish(inv, "Failed", "Failed", responseCode)
+        if (inv.cancelRequested) finish(inv, "Cancelled", "Cancelled", responseCode, true)
+        else if (timedOut) finish(inv, "TimedOut", "ExecutionTimedOut", responseCode, true)
+        else if (signal === null && code === 0) finish(inv, "Success", "Success", 0, true)
+        else finish(inv, "Failed", "Failed", responseCode, true)
       })
     }
   }
@@ -400,6 +430,10 @@ export const makeService = (options: ServiceOptions) => {
       // gone already
     }
   }
+
+  /** When a command expires: its delivery timeout plus its execution timeout after it was sent. */
+  const expiresAfterMs = (command: Command) =>
+    command.requestedAt + (command.timeoutSeconds + Number(command.parameters.executionTimeout?.[0] ?? "3600")) * 1000
 
   /** Delivers the command when the instance is online; offline: Delayed until online or the delivery timeout. */
   const tryDeliver = (command: Command, inv: Invocation) => {
@@ -513,7 +547,10 @@ export const makeService = (options: ServiceOptions) => {
         stdoutUrl: "",
         stderrUrl: "",
         timers: [],
-        executions: 0
+        executions: 0,
+        report: undefined,
+        heard: undefined,
+        cancelPending: false
       }
       invocations.set(key(command.commandId, id), inv)
       list.push(inv)
@@ -523,6 +560,11 @@ export const makeService = (options: ServiceOptions) => {
         if (inv.status === "Pending" || inv.status === "Delayed") finish(inv, "TimedOut", "DeliveryTimedOut", -1)
       }, timeoutSeconds * 1000)
       inv.timers.push(deliveryTimer)
+      // the command expires (ExpiresAfter: TimeoutSeconds + executionTimeout after it was sent): an invocation the
+      // service has heard no end of (its agent disconnected mid-run) ends DeliveryTimedOut
+      inv.timers.push(setTimeout(() => {
+        if (!isTerminal(inv)) finish(inv, "TimedOut", "DeliveryTimedOut", -1)
+      }, expiresAfterMs(command) - command.requestedAt))
     }
     byCommand.set(command.commandId, list)
     return { Command: commandShape(command) }
@@ -543,7 +585,7 @@ export const makeService = (options: ServiceOptions) => {
       DocumentName: command.documentName,
       DocumentVersion: "$DEFAULT",
       Comment: command.comment,
-      ExpiresAfter: (command.requestedAt + command.timeoutSeconds * 1000) / 1000,
+      ExpiresAfter: expiresAfterMs(command) / 1000,
       Parameters: command.parameters,
       InstanceIds: command.instanceIds,
       Targets: [],
@@ -585,8 +627,8 @@ export const makeService = (options: ServiceOptions) => {
       throw new ServiceError("InvalidPluginName", "The plugin name isn't valid.")
     }
     const live = inv.status === "InProgress" || inv.status === "Cancelling"
-    const out = live ? Buffer.concat(inv.stdout).toString("utf8") : inv.stdoutText
-    const err = live ? Buffer.concat(inv.stderr).toString("utf8") : inv.stderrText
+    const out = live ? inv.heard?.stdout ?? Buffer.concat(inv.stdout).toString("utf8") : inv.stdoutText
+    const err = live ? inv.heard?.stderr ?? Buffer.concat(inv.stderr).toString("utf8") : inv.stderrText
     return {
       CommandId: command.commandId,
       InstanceId: inv.instanceId,
@@ -687,7 +729,7 @@ export const makeService = (options: ServiceOptions) => {
     for (const id of ids) {
       const inv = invocations.get(key(commandId, id))
       if (inv === undefined) throw new ServiceError("InvalidInstanceId", `Instance ${id} is not part of the command`)
-      if (isTerminal(inv) || inv.cancelRequested) continue
+      if (isTerminal(inv) || inv.cancelRequested || inv.cancelPending) continue
       inv.cancelRequested = true
       if (inv.status === "Pending" || inv.status === "Delayed") {
         finish(inv, "Cancelled", "Cancelled", -1)
@@ -696,13 +738,25 @@ export const makeService = (options: ServiceOptions) => {
       inv.status = "Cancelling"
       inv.statusDetails = "Cancelling"
       updateCommandStatus(command)
-      const child = inv.child
-      if (child !== undefined) {
-        killGroup(child, "SIGTERM")
-        inv.timers.push(setTimeout(() => killGroup(child, "SIGKILL"), options.cancelKillAfterMs))
+      if (instances.get(id)?.pingStatus !== "Online") {
+        // a disconnected agent gets the cancel when it reconnects
+        inv.cancelRequested = false
+        inv.cancelPending = true
+        continue
       }
+      deliverCancel(inv)
     }
     return {}
+  }
+
+  /** The agent stops the command: TERM to its process group, KILL after the grace. */
+  const deliverCancel = (inv: Invocation) => {
+    inv.cancelRequested = true
+    const child = inv.child
+    if (child !== undefined) {
+      killGroup(child, "SIGTERM")
+      inv.timers.push(setTimeout(() => killGroup(child, "SIGKILL"), options.cancelKillAfterMs))
+    }
   }
 
   const describeInstanceInformation = (body: Record<string, unknown>) => {
@@ -740,8 +794,8 @@ export const makeService = (options: ServiceOptions) => {
         AgentVersion: "3.3.1142.0",
         IsLatestVersion: true,
         PlatformType: i.platform,
-        PlatformName: i.platform === "Windows" ? "Microsoft Windows Server 2022 Datacenter" : "Amazon Linux",
-        PlatformVersion: i.platform === "Windows" ? "10.0.20348" : "2023",
+        PlatformName: platformName(i),
+        PlatformVersion: platformVersion(i),
         ResourceType: "EC2Instance",
         IPAddress: "127.0.0.1",
         ComputerName: i.name,
@@ -808,11 +862,40 @@ export const makeService = (options: ServiceOptions) => {
     DeleteParameter: deleteParameter
   }
 
-  const setPingStatus = (id: string, status: PingStatus) => {
+  /**
+   * The agent's connection: disconnected, the service hears nothing more from it (its commands stay InProgress,
+   * their output as last heard); reconnected, it reports what ended meanwhile and gets the cancels sent meanwhile.
+   */
+  function setPingStatus(id: string, status: PingStatus) {
     const instance = instances.get(id)
     if (instance === undefined) throw new Error(`no instance ${id}`)
+    const was = instance.pingStatus
     instance.pingStatus = status
-    if (status === "Online") instance.lastPing = nowSeconds()
+    const running = [...invocations.values()].filter((i) => i.instanceId === id && !isTerminal(i))
+    if (was === "Online" && status !== "Online") {
+      for (const inv of running) {
+        if (inv.status !== "InProgress" && inv.status !== "Cancelling") continue
+        inv.heard = {
+          stdout: Buffer.concat(inv.stdout).toString("utf8"),
+          stderr: Buffer.concat(inv.stderr).toString("utf8")
+        }
+      }
+    }
+    if (status === "Online") {
+      instance.lastPing = nowSeconds()
+      for (const inv of running) {
+        inv.heard = undefined
+        if (inv.cancelPending) {
+          inv.cancelPending = false
+          if (inv.report === undefined) deliverCancel(inv)
+        }
+        const report = inv.report
+        if (report !== undefined) {
+          inv.report = undefined
+          finish(inv, report.status, report.details, report.code)
+        }
+      }
+    }
   }
 
   const close = async () => {
@@ -844,6 +927,11 @@ export const makeService = (options: ServiceOptions) => {
     parameters,
     deletedParameters,
     setPingStatus,
+    disconnectOnStart: (id: string) => {
+      const instance = instances.get(id)
+      if (instance === undefined) throw new Error(`no instance ${id}`)
+      instance.disconnectOnStart = true
+    },
     setVisibilityWindow: (ms: number) => {
       visibilityWindowMs = ms
     },
