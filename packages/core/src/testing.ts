@@ -6,11 +6,13 @@
  */
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as ExecutionPolicy from "./ExecutionPolicy.js"
 import * as captureSink from "./internal/captureSink.js"
 import * as internal from "./internal/inMemory.js"
 import * as clock from "./internal/inMemoryClock.js"
+import * as secretCanary from "./internal/secretCanary.js"
 import type * as OutputSinks from "./OutputSinks.js"
 import * as ScriptSources from "./ScriptSources.js"
 import type { Target } from "./Target.js"
@@ -444,3 +446,52 @@ export const conformancePowerShell = async <E>(
   const suite = await import("./internal/conformancePowershell.js")
   suite.conformancePowerShell(name, transportLayer, options)
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// secrets canary
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * What {@link recordTelemetry} saw: every log line and span as text.
+ *
+ * @since 0.1.0
+ * @category secrets canary
+ */
+export type Telemetry = secretCanary.Telemetry
+
+/**
+ * Runs an effect with a logger (every level) and a tracer that record each log line (message, annotations, cause)
+ * and each span (name, attributes, events, the cause it failed with) as text, for {@link assertNoLeak}; the
+ * effect's exit is returned, not raised.
+ *
+ * @example
+ * ```ts
+ * const [exit, telemetry] = yield* recordTelemetry(Runner.run(plan))
+ * assertNoLeak([secret], { logs: telemetry.logs, spans: telemetry.spans, exit, requests: emulator.requests() })
+ * ```
+ *
+ * @since 0.1.0
+ * @category secrets canary
+ */
+export const recordTelemetry: <A, E, R>(
+  effect: Effect.Effect<A, E, R>
+) => Effect.Effect<readonly [Exit.Exit<A, E>, Telemetry], never, R> = secretCanary.recordTelemetry
+
+/**
+ * The forms a secret is looked for in: as is, JSON-escaped, URI-encoded, base64 (UTF-8 and UTF-16LE, as
+ * PowerShell's `-EncodedCommand` carries it) and hex; forms shorter than 6 characters are left out.
+ *
+ * @since 0.1.0
+ * @category secrets canary
+ */
+export const leakForms: (secret: string) => ReadonlyArray<string> = secretCanary.leakForms
+
+/**
+ * Throws an `AssertionError` naming the channel (a key of `channels`: "report", "logs", "requests"...) in which any
+ * form of any of the secrets appears; values are searched as text (strings as they are, the rest as JSON).
+ *
+ * @since 0.1.0
+ * @category secrets canary
+ */
+export const assertNoLeak: (secrets: ReadonlyArray<string>, channels: Record<string, unknown>) => void =
+  secretCanary.assertNoLeak

@@ -1,14 +1,12 @@
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
-import * as Logger from "effect/Logger"
-import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
-import * as Tracer from "effect/Tracer"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -19,6 +17,7 @@ import * as RunPlan from "../src/RunPlan.js"
 import * as RunReport from "../src/RunReport.js"
 import * as ScriptSource from "../src/ScriptSource.js"
 import * as Target from "../src/Target.js"
+import { assertNoLeak, recordTelemetry } from "../src/testing.js"
 import * as Transport from "../src/Transport.js"
 import { TransportError } from "../src/TransportError.js"
 
@@ -62,30 +61,6 @@ describe("secrets canary", () => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), "runcmd-canary-"))
       yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
       const consoleOut: Array<string> = []
-      const logs: Array<string> = []
-      const spans: Array<string> = []
-      const base = yield* Effect.tracer
-      const tracer = Tracer.make({
-        span: (name, parent, context, links, startTime, kind, options) => {
-          const span = base.span(name, parent, context, links, startTime, kind, options)
-          const attribute = span.attribute.bind(span)
-          span.attribute = (key, value) => {
-            spans.push(`${name} ${key}=${String(value)}`)
-            attribute(key, value)
-          }
-          const event = span.event.bind(span)
-          span.event = (n, t, a) => {
-            spans.push(`${name} event ${n} ${JSON.stringify(a ?? {})}`)
-            event(n, t, a)
-          }
-          spans.push(name)
-          return span
-        },
-        context: base.context
-      })
-      const logger = Logger.make(({ message, annotations }) =>
-        logs.push(`${String(message)} ${JSON.stringify([...annotations])}`)
-      )
       const plan = RunPlan.make({
         targets: [Target.local("ok"), Target.local("broken")],
         job: ScriptSource.job(ScriptSource.command("true"), { secrets: { TOKEN: Redacted.make(SECRET) } }),
@@ -103,11 +78,9 @@ describe("secrets canary", () => {
       })
       const streamed: Array<string> = []
       yield* Runner.stream(plan).pipe(Stream.runForEach((e) => Effect.sync(() => streamed.push(JSON.stringify(e)))))
-      const report = yield* Runner.run(plan).pipe(
-        Effect.withTracer(tracer),
-        Effect.provide(Logger.replace(Logger.defaultLogger, logger)),
-        Logger.withMinimumLogLevel(LogLevel.All)
-      )
+      const [exit, { logs, spans }] = yield* recordTelemetry(Runner.run(plan))
+      assert.isTrue(Exit.isSuccess(exit))
+      const report = Exit.isSuccess(exit) ? exit.value : yield* Effect.die("the run failed")
       const reportJson = RunReport.encodeJson(report)
       const files = (d: string): Array<string> =>
         fs.readdirSync(d, { withFileTypes: true }).flatMap((e) =>
@@ -122,12 +95,37 @@ describe("secrets canary", () => {
       assert.include(everything, "token=[REDACTED]")
       assert.include(everything, "lost while sending [REDACTED]")
       assert.isTrue(logs.some((l) => l.includes("retrying broken")))
-      assert.isTrue(spans.includes("Runner.run"))
-      assert.isTrue(spans.includes("Runner.execute"))
+      assert.isTrue(spans.some((s) => s.startsWith("Runner.run ")))
+      assert.isTrue(spans.some((s) => s.startsWith("Runner.execute ")))
       assert.include(reportJson, "partial CANAR")
-      for (const value of [SECRET, PASSWORD, encoded]) {
-        assert.notInclude(everything, value)
-      }
+      assertNoLeak([SECRET, PASSWORD], {
+        report: reportJson,
+        files: files(dir),
+        console: consoleOut,
+        logs,
+        spans,
+        streamed
+      })
       assert.isTrue(Option.isNone(Option.fromNullable(everything.match(new RegExp(SECRET)))))
     }).pipe(Effect.provide(Layer.merge(leaky, NodeContext.layer))))
+
+  it.effect("the canary's check fails on each form a secret leaks in, naming the channel", () =>
+    Effect.gen(function*() {
+      const [exit, telemetry] = yield* recordTelemetry(
+        Effect.logDebug("sending").pipe(
+          Effect.annotateLogs("header", `Bearer ${Buffer.from(SECRET).toString("base64")}`),
+          Effect.zipRight(Effect.fail(new Error(`refused ${encodeURIComponent(PASSWORD)}`))),
+          Effect.withSpan("call", { attributes: { body: JSON.stringify({ token: SECRET }) } })
+        )
+      )
+      assert.isTrue(Exit.isFailure(exit))
+      assert.throws(() => assertNoLeak([SECRET], { logs: telemetry.logs }), /leaked into logs \(as an encoded form\)/)
+      assert.throws(() => assertNoLeak([SECRET], { spans: telemetry.spans }), /leaked into spans/)
+      assert.throws(() => assertNoLeak([PASSWORD], { spans: telemetry.spans }), /leaked into spans/)
+      assert.throws(() => assertNoLeak([PASSWORD], { exit }), /leaked into exit/)
+      assert.throws(() =>
+        assertNoLeak(["pässwörd-ü"], { body: Buffer.from("pässwörd-ü", "utf16le").toString("base64") })
+      )
+      assert.doesNotThrow(() => assertNoLeak([SECRET], { other: "nothing here", n: [1, 2] }))
+    }))
 })
