@@ -6,7 +6,9 @@ import * as RunPlan from "@runcmd/core/RunPlan"
 import * as ScriptSource from "@runcmd/core/ScriptSource"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
 import * as crypto from "node:crypto"
+import { pwshPath } from "../../../test-support/pwsh.js"
 import * as SsmTransport from "../src/SsmTransport.js"
 import * as Emulator from "../src/testing.js"
 import * as Harness from "./support/harness.js"
@@ -105,6 +107,58 @@ describe("SsmTransport", () => {
       assert.strictEqual(o.exitCode, 2)
       assert.strictEqual(o.stdout.head, "native\n")
     }), { timeout: 60_000 })
+
+  it.scopedLive.skipIf(pwshPath() === undefined && process.env.CI !== "true")(
+    "Windows instances: the PowerShell launch with secrets from Parameter Store; files, stdin, run-as Rejected",
+    () =>
+      Effect.gen(function*() {
+        const emulator = yield* Emulator.make({ instances: [{ platform: "Windows" }, { platform: "Windows" }] })
+        const secret = "w1n-s3cret with 'quotes' and ünïcode"
+        const digest = crypto.createHash("sha256").update(secret).digest("hex")
+        const script =
+          `$h = [Security.Cryptography.SHA256]::Create().ComputeHash([Text.Encoding]::UTF8.GetBytes($env:TOKEN))
+Write-Output ("$env:GREETING " + [BitConverter]::ToString($h).Replace('-', '').ToLower())
+exit 3`
+        const job = ScriptSource.job(ScriptSource.script(script), {
+          env: { GREETING: "hi" },
+          secrets: { TOKEN: Redacted.make(secret) }
+        })
+        const report = yield* Runner.run(
+          RunPlan.make({ targets: emulator.targets(), job, policy: { concurrency: 10 } })
+        )
+          .pipe(Effect.provide(SsmTransport.layer(Harness.options(emulator, undefined, {
+            secrets: { parameterStore: {} }
+          }))))
+        for (const o of report.outcomes) {
+          assert.strictEqual(o._tag, "Failed", JSON.stringify(o))
+          if (o._tag === "Failed") assert.strictEqual(o.exitCode, 3)
+          assert.strictEqual(o.stdout.head, `hi ${digest}\n`)
+        }
+        const send = emulator.requests().find((r) => r.operation === "SendCommand")!
+        assert.strictEqual(JSON.parse(send.body).DocumentName, "AWS-RunPowerShellScript")
+        for (const r of emulator.requests()) {
+          if (r.operation !== "PutParameter") assert.notInclude(r.body, "s3cret", r.operation)
+        }
+        assert.strictEqual(emulator.countByOperation().PutParameter, 2)
+        assert.deepStrictEqual(emulator.parameters().stored, [])
+
+        // what a PowerShell script file cannot take is refused before anything is sent, naming it
+        emulator.clearRequests()
+        const refused = yield* Runner.run(RunPlan.make({
+          targets: emulator.targets(),
+          job: ScriptSource.job(ScriptSource.script("Write-Output x"), {
+            stdin: new TextEncoder().encode("input"),
+            files: [{ name: "a.txt", content: new TextEncoder().encode("a") }]
+          })
+        })).pipe(Effect.provide(SsmTransport.layer(Harness.options(emulator))))
+        for (const o of refused.outcomes) {
+          assert.strictEqual(o._tag, "Rejected", JSON.stringify(o))
+          if (o._tag === "Rejected") assert.include(o.error.message, "files, stdin")
+        }
+        assert.strictEqual(emulator.requests().length, 0, "nothing was sent")
+      }),
+    { timeout: 120_000 }
+  )
 
   it.effect("bad options are refused before anything runs, naming the option", () =>
     Effect.gen(function*() {
