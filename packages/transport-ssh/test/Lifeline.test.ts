@@ -1,15 +1,21 @@
 /**
  * The SSH lifeline and keepalive against a real sshd, through a TCP relay on loopback that can stop forwarding
- * without closing (a half-open connection: the peer vanished) and then drop (the network is gone for sshd too).
+ * without closing (a half-open connection: the peer vanished) and then drop (the network is gone for sshd too);
+ * the lifeline of a run-as job (sudo to root) and of a user whose login shell is PowerShell.
  */
 import { afterEach, assert, describe, it } from "@effect/vitest"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as fs from "node:fs"
 import * as net from "node:net"
+import { skipWithoutPwsh } from "../../../test-support/pwsh.js"
 import type * as SshTarget from "../src/SshTarget.js"
 import * as SshTransport from "../src/SshTransport.js"
 import { describeReport, run } from "./harness/helpers.js"
+import { pwshLoginShell } from "./harness/pwsh.js"
 import * as Sshd from "./harness/Sshd.js"
 
 /** A relay from a loopback port to sshd; `freeze` stops forwarding (nothing closes), `drop` closes everything. */
@@ -102,6 +108,61 @@ describe.skipIf(!Sshd.enabled())("the lifeline and keepalive", () => {
           yield* Effect.promise(() => sshd.killLeftovers())
         }),
       { timeout: 60_000 }
+    )
+  })
+})
+
+class Nopasswd extends Context.Tag("Lifeline/Nopasswd")<Nopasswd, Sshd.TestUser>() {}
+class PwshUser extends Context.Tag("Lifeline/PwshUser")<PwshUser, Sshd.TestUser>() {}
+
+const usersHere = Sshd.enabled() && Sshd.isRoot() && fs.existsSync("/usr/bin/sudo") &&
+  !skipWithoutPwsh("transport-ssh lifeline of a pwsh login user")
+
+describe.skipIf(!usersHere)("the lifeline of run-as jobs and PowerShell login users", () => {
+  afterEach(() => Sshd.assertNoLeftovers({ waitMs: 5000 }))
+
+  const layer = Layer.mergeAll(
+    Sshd.layer(),
+    // without a pty, sudo's command is not hung up when the connection goes: only the lifeline ends it
+    Sshd.userLayer(Nopasswd, { sudo: "nopasswd", sudoWithoutPty: true }),
+    Sshd.userLayer(PwshUser, { shell: pwshLoginShell() ?? "/bin/false" })
+  )
+
+  it.layer(layer, Sshd.layerOptions)((it) => {
+    it.scoped(
+      "when the connection is gone, the lifeline ends a job run as root through sudo and a job of a pwsh login user",
+      () =>
+        Effect.gen(function*() {
+          const sshd = yield* Sshd.Server
+          const nopasswd = yield* Nopasswd
+          const pwshUser = yield* PwshUser
+          const r = yield* relay(sshd.port)
+          const marker = `rcllu${Date.now()}`
+          const job = `trap '' TERM HUP; exec bash -c "exec -a ${marker}-$ROLE sleep 300"`
+          const fiber = yield* Effect.all([
+            // the loop runs as the login user: root's processes are out of its sweep, the job's own kill reaches them
+            run([viaRelay(sshd, r.port, "run-as", { user: nopasswd.name, env: { ROLE: "run-as" } })], job, {
+              killGrace: Duration.millis(500),
+              runAs: { user: "root", method: "sudo" }
+            }),
+            // sshd runs `pwsh -c <command>`: the lifeline's loop is started through /bin/sh explicitly
+            run([viaRelay(sshd, r.port, "pwsh-login", { user: pwshUser.name, env: { ROLE: "pwsh" } })], job, {
+              killGrace: Duration.millis(500)
+            })
+          ], { concurrency: 2 }).pipe(Effect.provide(SshTransport.layer()), Effect.fork)
+          // pwsh takes seconds to start on a loaded machine
+          yield* until("both jobs run", () => marked(sshd, marker).length === 2, 60_000)
+          assert.deepStrictEqual(
+            marked(sshd, `${marker}-run-as`).map((p) => p.uid),
+            [0],
+            "the run-as job runs as root"
+          )
+          // the connections are gone (runcmd died, the network dropped): sshd closes the lifelines' stdin
+          r.drop()
+          yield* Fiber.join(fiber)
+          yield* until("both jobs are gone", () => marked(sshd, marker).length === 0, 30_000)
+        }),
+      { timeout: 120_000 }
     )
   })
 })

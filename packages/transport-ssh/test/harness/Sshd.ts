@@ -132,6 +132,11 @@ export interface UserOptions {
   readonly password?: string | undefined
   /** A sudoers rule: `password` (ALL, password asked every time), `nopasswd`, or none. */
   readonly sudo?: "password" | "nopasswd" | "none" | undefined
+  /**
+   * sudo runs the user's commands without a pseudo-terminal (`Defaults:<user> !use_pty`, as many distributions do;
+   * Debian sets `use_pty`, whose pty hangs the command up when sudo goes).
+   */
+  readonly sudoWithoutPty?: boolean | undefined
   readonly shell?: string | undefined
 }
 
@@ -169,8 +174,9 @@ export const createUser = async (options: UserOptions = {}): Promise<TestUser> =
     const rule = options.sudo === "password"
       ? `${name} ALL=(ALL:ALL) ALL\nDefaults:${name} !lecture, timestamp_timeout=0, passwd_tries=1\n`
       : `${name} ALL=(ALL:ALL) NOPASSWD: ALL\n`
+    const pty = options.sudoWithoutPty === true ? `Defaults:${name} !use_pty\n` : ""
     const tmp = `${sudoers}.tmp`
-    fs.writeFileSync(tmp, rule, { mode: 0o440 })
+    fs.writeFileSync(tmp, rule + pty, { mode: 0o440 })
     await must("visudo", ["-cf", tmp])
     fs.renameSync(tmp, sudoers)
   }
