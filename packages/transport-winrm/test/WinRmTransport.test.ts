@@ -7,7 +7,9 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Outcome from "@runcmd/core/Outcome"
 import * as Runner from "@runcmd/core/Runner"
 import * as RunPlan from "@runcmd/core/RunPlan"
+import * as RunReport from "@runcmd/core/RunReport"
 import * as ScriptSource from "@runcmd/core/ScriptSource"
+import { assertNoLeak, recordTelemetry } from "@runcmd/core/testing"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
@@ -126,7 +128,7 @@ if (skipWithoutPwsh("transport-winrm")) {
           Effect.scoped(Effect.gen(function*() {
             const emulator = yield* Emulator.make({ https: mode.https })
             const secret = "hunter2-ünïcode-$(secret)"
-            const ok = yield* run(
+            const [exit, telemetry] = yield* recordTelemetry(run(
               [emulator.target({ id: "win-2" })],
               // a hash of the value shows that it arrived whole (the value itself would be redacted in the report)
               ps(
@@ -135,8 +137,11 @@ if (skipWithoutPwsh("transport-winrm")) {
                   secrets: { TOKEN: Redacted.make(secret) }
                 }
               )
-            )
+            ))
+            const ok = yield* exit
             const o = expectTag(ok.outcomes[0]!, "Succeeded")
+            // nowhere on runcmd's side: the report, the logs (every level), the spans
+            assertNoLeak([secret], { report: RunReport.encodeJson(ok), logs: telemetry.logs, spans: telemetry.spans })
             const sha = Crypto.createHash("sha256").update(secret, "utf8").digest("hex").toUpperCase().match(/../g)!
               .join("-")
             assert.strictEqual(text(o.stdout).trim(), sha)
