@@ -67,6 +67,20 @@ export type ScaleSetSpec = Server.ScaleSetSpec
 export type EmulatorOptions = Server.Options
 
 /**
+ * ARM's per-subscription token buckets, as the emulator keeps them (`EmulatorOptions.rateLimits`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type RateLimits = Server.RateLimits
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Bucket = Server.Bucket
+
+/**
  * @since 0.1.0
  * @category models
  */

@@ -17,6 +17,7 @@ import * as Redacted from "effect/Redacted"
 import { createHash } from "node:crypto"
 import * as AzureTarget from "../src/AzureTarget.js"
 import * as AzureTransport from "../src/AzureTransport.js"
+import * as Arm from "../src/internal/arm.js"
 import * as RunCommands from "../src/RunCommands.js"
 import * as Emulator from "../src/testing.js"
 import { RESOURCE_GROUP, SUBSCRIPTION, transportOptions, vmTarget } from "./harness.js"
@@ -330,6 +331,37 @@ describe("AzureTransport (managed run commands)", () => {
           for (const o of again.outcomes) assert.strictEqual(o._tag, "Succeeded", JSON.stringify(o))
         })),
     120_000
+  )
+
+  it.live(
+    "ARM's x-ms-ratelimit-remaining-* headers pace the subscription before a 429: an enforced small read bucket never answers one",
+    () =>
+      withEmulator(
+        { vms: 4, rateLimits: { reads: { size: 30, refillPerSecond: 20 }, enforce: true } },
+        (emulator) =>
+          Effect.gen(function*() {
+            // polled every 20 ms, four VMs would ask ~200 reads a second of a bucket refilled at 20
+            const report = yield* run(
+              {},
+              emulator,
+              [0, 1, 2, 3].map((i) => vmTarget(i)),
+              ScriptSource.job(ScriptSource.script("sleep 2\necho ok\n"))
+            )
+            for (const o of report.outcomes) assert.strictEqual(o._tag, "Succeeded", JSON.stringify(o))
+            const requests = emulator.requests()
+            assert.strictEqual(requests.filter((r) => r.status === 429).length, 0, "slowed down before ARM said 429")
+            const reads = requests.filter((r) => r.method === "GET")
+            const seconds = (Math.max(...reads.map((r) => r.at)) - Math.min(...reads.map((r) => r.at))) / 1000
+            assert.isAtMost(reads.length, 30 + Math.ceil(seconds * 20), "no more reads than the bucket gave")
+            assert.isAtLeast(reads.length, 8, "every VM was read and polled")
+            assert.deepStrictEqual(
+              [undefined, 100, 64, 10, 1, 0].map((r) => Arm.paceMs(r, 64)),
+              [0, 0, 0, 100, 1000, 1000],
+              "the pause grows as the bucket empties"
+            )
+          })
+      ),
+    60_000
   )
 
   it.live(

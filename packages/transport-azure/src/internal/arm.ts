@@ -1,9 +1,11 @@
 /**
  * ARM access shared by every execution of a transport: one `ComputeManagementClient` per subscription, and one
  * rate limiter per subscription, as a pipeline policy every request goes through (LRO polls of the SDK included):
- * at most `maxInFlight` requests at once, and after a 429 every request of the subscription waits until the
- * `Retry-After` has passed, then the throttled request is sent again (a throttled call never fails; the caller's
- * deadline bounds it through the abort signal).
+ * at most `maxInFlight` requests at once; paced when ARM's `x-ms-ratelimit-remaining-subscription-reads` /
+ * `-writes` / `-deletes` say the subscription's bucket runs low (one request per 1/remaining of a second: slower as it
+ * empties, before ARM answers 429); and after a 429 every request of the subscription waits until the `Retry-After`
+ * has passed, then the throttled request is sent again (a throttled call never fails; the caller's deadline bounds
+ * it through the abort signal).
  *
  * @internal
  */
@@ -35,6 +37,7 @@ interface Headers {
 }
 interface PipelineRequest {
   readonly abortSignal?: AbortSignal | undefined
+  readonly method?: string | undefined
 }
 interface PipelineResponse {
   readonly status: number
@@ -62,7 +65,23 @@ export interface LimiterStats {
   readonly requests: number
   readonly throttled: number
   readonly waitedMs: number
+  /** Requests delayed because ARM said the bucket runs low, and for how long in all. */
+  readonly paced: number
+  readonly pacedMs: number
 }
+
+/** ARM's bucket a request draws from. */
+type Kind = "reads" | "writes" | "deletes"
+
+const kindOf = (method: string | undefined): Kind =>
+  method === "GET" || method === "HEAD" ? "reads" : method === "DELETE" ? "deletes" : "writes"
+
+/**
+ * The pause between requests of one kind when `remaining` tokens are left: none at or above `lowWater`, else a
+ * second shared among them (ARM refills its buckets every second), so the spending slows as the bucket empties.
+ */
+export const paceMs = (remaining: number | undefined, lowWater: number): number =>
+  remaining === undefined || remaining >= lowWater ? 0 : Math.ceil(1000 / Math.max(1, remaining))
 
 /** @internal */
 export interface Limiter {
@@ -87,6 +106,11 @@ const abortable = (ms: number, signal: AbortSignal | undefined) =>
 
 /** @internal */
 export const makeLimiter = (maxInFlight: number, defaultRetryAfterMs: number): Limiter => {
+  const lowWater = Math.max(10, 2 * maxInFlight)
+  // per kind: the pause ARM's last answer asks for, and the time the next request may leave
+  const pace = { reads: { gap: 0, next: 0 }, writes: { gap: 0, next: 0 }, deletes: { gap: 0, next: 0 } }
+  let paced = 0
+  let pacedMs = 0
   let inFlight = 0
   const waiting: Array<() => void> = []
   let pausedUntil = 0
@@ -116,15 +140,28 @@ export const makeLimiter = (maxInFlight: number, defaultRetryAfterMs: number): L
     waiting.shift()?.()
   }
   return {
-    stats: () => ({ requests, throttled, waitedMs }),
+    stats: () => ({ requests, throttled, waitedMs, paced, pacedMs }),
     policy: {
       name: "runcmdArmRateLimiter",
       sendRequest: async (request: PipelineRequest, next: SendRequest) => {
+        const kind = kindOf(request.method)
         for (;;) {
           const wait = pausedUntil - Date.now()
           if (wait > 0) {
             waitedMs += wait
             await abortable(wait, request.abortSignal)
+          }
+          const p = pace[kind]
+          if (p.gap > 0) {
+            // a slot of its own: requests waiting together leave one gap apart, not all at once
+            const now = Date.now()
+            const slot = Math.max(now, p.next)
+            p.next = slot + p.gap
+            if (slot > now) {
+              paced++
+              pacedMs += slot - now
+              await abortable(slot - now, request.abortSignal)
+            }
           }
           await acquire(request.abortSignal)
           let response: PipelineResponse
@@ -134,7 +171,16 @@ export const makeLimiter = (maxInFlight: number, defaultRetryAfterMs: number): L
           } finally {
             release()
           }
-          if (response.status !== 429) return response
+          if (response.status !== 429) {
+            const header = response.headers.get(`x-ms-ratelimit-remaining-subscription-${kind}`)
+            if (header !== undefined && Number.isFinite(Number(header))) {
+              const p = pace[kind]
+              p.gap = paceMs(Number(header), lowWater)
+              // slots taken under a longer pause move up to the new one
+              p.next = Math.min(p.next, Date.now() + p.gap)
+            }
+            return response
+          }
           throttled++
           const ms = retryAfterMs(response.headers) ?? defaultRetryAfterMs
           pausedUntil = Math.max(pausedUntil, Date.now() + ms)

@@ -58,6 +58,27 @@ export interface Options {
   readonly pwsh?: string | undefined
   /** Record request bodies (default true). */
   readonly recordBodies?: boolean | undefined
+  /**
+   * ARM's per-subscription token buckets: every response says what is left
+   * (`x-ms-ratelimit-remaining-subscription-reads` / `-writes` / `-deletes`); with `enforce`, an empty bucket answers
+   * 429 with `Retry-After`. Default: generous buckets (reads 12,000 refilled at 2,000/s, writes and deletes 1,200 at
+   * 200/s), not enforced.
+   */
+  readonly rateLimits?: RateLimits | undefined
+}
+
+/** @internal */
+export interface Bucket {
+  readonly size: number
+  readonly refillPerSecond: number
+}
+
+/** @internal */
+export interface RateLimits {
+  readonly reads?: Bucket | undefined
+  readonly writes?: Bucket | undefined
+  readonly deletes?: Bucket | undefined
+  readonly enforce?: boolean | undefined
 }
 
 /** @internal */
@@ -171,7 +192,6 @@ const json = (res: http.ServerResponse, status: number, body?: unknown, headers:
   res.writeHead(status, {
     "content-type": "application/json; charset=utf-8",
     "x-ms-request-id": randomUUID(),
-    "x-ms-ratelimit-remaining-subscription-reads": "11999",
     ...headers
   })
   res.end(text)
@@ -184,6 +204,28 @@ const armError = (
   message: string,
   headers?: Record<string, string>
 ) => json(res, status, { error: { code, message } }, headers)
+
+/** A token bucket refilled continuously (ARM's subscription limits). */
+const makeBucket = (bucket: Bucket) => {
+  let tokens = bucket.size
+  let at = Date.now()
+  const refill = () => {
+    const now = Date.now()
+    tokens = Math.min(bucket.size, tokens + ((now - at) / 1000) * bucket.refillPerSecond)
+    at = now
+  }
+  return {
+    /** Takes a token if there is one; what is left (whole tokens) either way. */
+    take: (): { readonly ok: boolean; readonly remaining: number } => {
+      refill()
+      if (tokens < 1) return { ok: false, remaining: 0 }
+      tokens -= 1
+      return { ok: true, remaining: Math.floor(tokens) }
+    },
+    /** Milliseconds until the next token. */
+    nextInMs: () => Math.ceil(((1 - tokens) / bucket.refillPerSecond) * 1000)
+  }
+}
 
 /** Every api-version the service accepts for these operations: 2020-06-01 and later (previews included). */
 const apiVersionOk = (v: string | null) => {
@@ -293,6 +335,12 @@ export const start = async (options: Options = {}): Promise<Emulator> => {
   const cap = options.outputCapBytes ?? 4096
   const killGraceMs = options.killGraceMs ?? 1000
   const recordBodies = options.recordBodies ?? true
+  const limits = options.rateLimits ?? {}
+  const buckets = {
+    reads: makeBucket(limits.reads ?? { size: 12_000, refillPerSecond: 2_000 }),
+    writes: makeBucket(limits.writes ?? { size: 1_200, refillPerSecond: 200 }),
+    deletes: makeBucket(limits.deletes ?? { size: 1_200, refillPerSecond: 200 })
+  }
   const certificate = await Cert.generate()
   let endpoint = ""
 
@@ -788,6 +836,20 @@ export const start = async (options: Options = {}): Promise<Emulator> => {
           "retry-after-ms": String(ms),
           "x-ms-ratelimit-remaining-subscription-reads": "0"
         }
+      )
+    }
+    const kind = method === "GET" || method === "HEAD" ? "reads" : method === "DELETE" ? "deletes" : "writes"
+    const bucket = buckets[kind]
+    const token = bucket.take()
+    res.setHeader(`x-ms-ratelimit-remaining-subscription-${kind}`, String(token.remaining))
+    if (!token.ok && limits.enforce === true) {
+      const ms = bucket.nextInMs()
+      return armError(
+        res,
+        429,
+        "SubscriptionRequestsThrottled",
+        `Number of '${kind}' requests for subscription '${subscription}' exceeded the limit. Please try again later.`,
+        { "Retry-After": String(Math.max(1, Math.ceil(ms / 1000))), "retry-after-ms": String(ms) }
       )
     }
     if (Buffer.byteLength(body) > MAX_REQUEST_BYTES) {
