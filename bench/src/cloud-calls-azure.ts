@@ -1,5 +1,6 @@
-// cloud-calls-azure: 1,000 Azure VMs through the ARM emulator (https on loopback, in this process; each VM's script
-// a local process), the runcmd Azure transport in managed mode, side by side in one run:
+// cloud-calls-azure: 1,000 Azure VMs through the ARM emulator (https on loopback, a separate process started with
+// `Emulator.main`, as `runcmd emulate azure` runs it; each VM's script a local process), the runcmd Azure transport
+// in managed mode, side by side in one run:
 //   calls     `true` on every VM: ARM requests by kind, per target (from the emulator's record of every request)
 //   wall      `sleep 1` on every VM: the run's wall time against the longest single execution (as the emulator's
 //             agent measured it, spawn to exit) plus the poll interval
@@ -12,12 +13,74 @@ import * as AzureTarget from "@runcmd/transport-azure/AzureTarget"
 import * as AzureTransport from "@runcmd/transport-azure/AzureTransport"
 import * as Emulator from "@runcmd/transport-azure/testing"
 import * as Effect from "effect/Effect"
-import { loadTracker, round, writeResult } from "./harness.js"
+import * as cp from "node:child_process"
+import * as fs from "node:fs"
+import * as https from "node:https"
+import * as path from "node:path"
+import { loadTracker, repoRoot, round, writeResult } from "./harness.js"
 
 const TARGETS = Number(process.env.BENCH_AZURE_TARGETS ?? 1000)
 const POLL_MS = 1000
 
-const runOnce = async (emulator: Emulator.Emulator, script: string) => {
+/** The emulator in a process of its own: what it announced, its records over HTTPS, and a stop. */
+interface Emulated extends Emulator.Announcement {
+  readonly ca: string
+  readonly requests: () => Promise<ReadonlyArray<Emulator.RecordedRequest>>
+  readonly history: () => Promise<
+    ReadonlyArray<{ readonly vm: string; readonly startedAt: number; readonly endedAt: number | undefined }>
+  >
+  readonly stop: () => Promise<void>
+}
+
+const getJson = <A>(url: string, ca: string): Promise<A> =>
+  new Promise((resolve, reject) => {
+    https.get(url, { ca }, (res) => {
+      const parts: Array<Buffer> = []
+      res.on("data", (b: Buffer) => parts.push(b))
+      res.on("end", () => resolve(JSON.parse(Buffer.concat(parts).toString("utf8")) as A))
+      res.on("error", reject)
+    }).on("error", reject)
+  })
+
+const startEmulator = (vms: number): Promise<Emulated> =>
+  new Promise((resolve, reject) => {
+    const entry = path.join(repoRoot, "packages", "transport-azure", "src", "testing.ts")
+    const child = cp.spawn(process.execPath, [
+      "--conditions=@runcmd/source",
+      "--import",
+      "tsx",
+      ...(process.env.BENCH_AZURE_EMULATOR_PROF === undefined
+        ? []
+        : ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_AZURE_EMULATOR_PROF}`]),
+      "-e",
+      `import(${JSON.stringify(entry)}).then((m) => m.main(process.argv.slice(1)))`,
+      "--",
+      "--vms",
+      String(vms)
+    ], { stdio: ["ignore", "pipe", "inherit"] })
+    let out = ""
+    child.stdout.on("data", (d: Buffer) => {
+      out += d.toString()
+      const nl = out.indexOf("\n")
+      if (nl < 0 || out.startsWith("{") === false) return
+      const info = JSON.parse(out.slice(0, nl)) as Emulator.Announcement
+      const ca = fs.readFileSync(info.caCertificate, "utf8")
+      resolve({
+        ...info,
+        ca,
+        requests: () => getJson(`${info.endpoint}/_emulator/requests`, ca),
+        history: () => getJson(`${info.endpoint}/_emulator/history`, ca),
+        stop: () =>
+          new Promise<void>((done) => {
+            child.once("exit", () => done())
+            child.kill("SIGTERM")
+          })
+      })
+    })
+    child.once("exit", (code) => reject(new Error(`the emulator exited (${code}) before it was ready: ${out}`)))
+  })
+
+const runOnce = async (emulator: Emulated, script: string) => {
   const targets = Array.from({ length: TARGETS }, (_, i) =>
     AzureTarget.vm(`vm-${i}`, {
       subscription: emulator.subscription,
@@ -49,8 +112,8 @@ const runOnce = async (emulator: Emulator.Emulator, script: string) => {
 }
 
 /** Requests of one run, by kind and by run command. */
-const analyse = (emulator: Emulator.Emulator, from: number, to: number) => {
-  const requests = emulator.requests().filter((r) => r.at >= from && r.at <= to)
+const analyse = (recorded: ReadonlyArray<Emulator.RecordedRequest>, from: number, to: number) => {
+  const requests = recorded.filter((r) => r.at >= from && r.at <= to)
   const perName = new Map<string, { put: number; del: number; polls: Array<number>; deletedAt: number }>()
   const byKind: Record<string, number> = {}
   for (const r of requests) {
@@ -96,13 +159,13 @@ const analyse = (emulator: Emulator.Emulator, from: number, to: number) => {
 
 export const cloudCallsAzure = async (): Promise<void> => {
   const load = loadTracker()
-  const emulator = await Emulator.start({ vms: TARGETS, recordBodies: false })
+  const emulator = await startEmulator(TARGETS)
   try {
     const calls = await runOnce(emulator, "true")
-    const callsStats = analyse(emulator, calls.from, calls.to)
+    const callsStats = analyse(await emulator.requests(), calls.from, calls.to)
     const wall = await runOnce(emulator, "sleep 1")
-    const wallStats = analyse(emulator, wall.from, wall.to)
-    const history = emulator.history().filter((h) => h.startedAt >= wall.from && h.endedAt !== undefined)
+    const wallStats = analyse(await emulator.requests(), wall.from, wall.to)
+    const history = (await emulator.history()).filter((h) => h.startedAt >= wall.from && h.endedAt !== undefined)
     const longest = Math.max(...history.map((h) => h.endedAt! - h.startedAt))
     const wallGoalMs = 1.5 * longest + POLL_MS
     const byOutcome = (r: typeof calls) => r.report.summary.byOutcome
@@ -119,6 +182,7 @@ export const cloudCallsAzure = async (): Promise<void> => {
       met,
       targets: TARGETS,
       pollIntervalMs: POLL_MS,
+      emulator: "a separate process (Emulator.main)",
       calls: { ...callsStats, outcomes: byOutcome(calls), wallMs: round(calls.wallMs, 0) },
       wall: {
         ...wallStats,
@@ -131,6 +195,6 @@ export const cloudCallsAzure = async (): Promise<void> => {
       machine: load.end()
     })
   } finally {
-    await emulator.close()
+    await emulator.stop()
   }
 }

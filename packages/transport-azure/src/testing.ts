@@ -14,7 +14,9 @@
  *   {@link Azurite});
  * - 429 with `Retry-After` on demand ({@link Emulator.throttle}), lost responses on demand
  *   ({@link Emulator.dropResponses}); every request recorded ({@link Emulator.requests});
- * - every api-version from 2020-06-01 on.
+ * - every api-version from 2020-06-01 on;
+ * - its own records over HTTP for a test or benchmark in another process: `GET /_emulator/requests` (every request,
+ *   as {@link Emulator.requests}) and `GET /_emulator/history` (every script run, as {@link Emulator.history}).
  *
  * Scripts really run as local processes (`/bin/sh`; `pwsh` for Windows VMs) with the run command's parameters and
  * protected parameters in their environment.

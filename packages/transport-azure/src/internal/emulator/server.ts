@@ -430,6 +430,8 @@ export const start = async (options: Options = {}): Promise<Emulator> => {
     operations.set(op.id, op)
     return op
   }
+  /** 202 Accepted for a long-running operation: where to poll it (`Azure-AsyncOperation` and `Location`, as ARM). */
+  const accepted = (res: http.ServerResponse, op: Operation) => json(res, 202, undefined, operationUrls(op.id))
   const endOperation = (op: Operation, status: Operation["status"], error?: Operation["error"]) => {
     op.status = status
     op.endTime = new Date()
@@ -700,7 +702,7 @@ export const start = async (options: Options = {}): Promise<Emulator> => {
       runCommands.delete(id.toLowerCase())
       endOperation(op, "Succeeded")
     })
-    json(res, 202, undefined, operationUrls(op.id))
+    accepted(res, op)
   }
 
   const listRunCommands = (res: http.ServerResponse, parentId: string, expand: boolean) => {
@@ -780,14 +782,14 @@ export const start = async (options: Options = {}): Promise<Emulator> => {
       op.output = op.result
       endOperation(op, "Succeeded")
     })
-    json(res, 202, undefined, operationUrls(op.id))
+    accepted(res, op)
   }
 
   const getOperation = (res: http.ServerResponse, id: string, monitor: boolean) => {
     const op = operations.get(id)
     if (op === undefined) return armError(res, 404, "NotFound", `The operation ${id} was not found.`)
     if (monitor) {
-      if (op.status === "InProgress") return json(res, 202, undefined, operationUrls(op.id))
+      if (op.status === "InProgress") return accepted(res, op)
       if (op.result !== undefined) return json(res, 200, op.result)
       return json(res, op.status === "Succeeded" ? 200 : 200, op.error === undefined ? {} : { error: op.error })
     }
@@ -823,6 +825,9 @@ export const start = async (options: Options = {}): Promise<Emulator> => {
     const method = req.method ?? "GET"
     const path = url.pathname
     const query = url.searchParams
+    // the emulator's own records, for a test or benchmark in another process (not ARM's)
+    if (method === "GET" && path === "/_emulator/requests") return json(res, 200, recorded)
+    if (method === "GET" && path === "/_emulator/history") return json(res, 200, history())
     const throttle = matchFault(throttles, method, path)
     if (throttle !== undefined) {
       const ms = throttle.retryAfterMs ?? 1000
@@ -914,40 +919,66 @@ export const start = async (options: Options = {}): Promise<Emulator> => {
         `The Resource 'Microsoft.Compute/virtualMachines/${name}' under resource group '${rg}' was not found.`
       )
 
-    // VM run commands
-    if ((m = routes.vmAction.exec(path)) !== null && method === "POST") {
-      if (!sub(m)) return subscriptionNotFound()
-      const vm = findVm(m[2]!, m[3]!)
-      if (vm === undefined) return vmNotFound(m[2]!, m[3]!)
-      const b = parsed()
-      return b === undefined ? badBody() : actionRunCommand(res, vm, b)
-    }
-    if ((m = routes.vmRunCommand.exec(path)) !== null) {
-      if (!sub(m)) return subscriptionNotFound()
-      const vm = findVm(m[2]!, m[3]!)
-      if (vm === undefined) return vmNotFound(m[2]!, m[3]!)
-      const id = `${vm.id}/runCommands/${m[4]!}`
-      if (method === "PUT") {
+    const instanceNotFound = (ss: string, id: string) =>
+      armError(
+        res,
+        404,
+        "ResourceNotFound",
+        `The Resource 'Microsoft.Compute/virtualMachineScaleSets/${ss}/virtualMachines/${id}' was not found.`
+      )
+    // run commands, on VMs and on scale-set VMs alike: the action, one managed run command, the list
+    const runCommandsOn = (
+      vm: Vm | undefined,
+      notFound: () => void,
+      type: string,
+      rest: { readonly action: boolean; readonly name?: string | undefined }
+    ) => {
+      if (vm === undefined) return notFound()
+      if (rest.action) {
+        if (method !== "POST") return undefined
         const b = parsed()
-        return b === undefined
-          ? badBody()
-          : putRunCommand(res, vm, m[4]!, id, "Microsoft.Compute/virtualMachines/runCommands", b)
+        return b === undefined ? badBody() : actionRunCommand(res, vm, b)
       }
+      if (rest.name === undefined) return method === "GET" ? listRunCommands(res, vm.id, expand) : undefined
+      const id = `${vm.id}/runCommands/${rest.name}`
       if (method === "GET") return getRunCommand(res, id, expand)
       if (method === "DELETE") return deleteRunCommand(res, id)
-      if (method === "PATCH") {
-        const b = parsed()
-        return b === undefined
-          ? badBody()
-          : patchRunCommand(res, vm, m[4]!, id, "Microsoft.Compute/virtualMachines/runCommands", b)
+      if (method !== "PUT" && method !== "PATCH") return undefined
+      const b = parsed()
+      if (b === undefined) return badBody()
+      return (method === "PUT" ? putRunCommand : patchRunCommand)(res, vm, rest.name, id, type, b)
+    }
+    const VM_RUN_COMMAND = "Microsoft.Compute/virtualMachines/runCommands"
+    const SS_VM_RUN_COMMAND = "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/runCommands"
+    const onVm = (m: RegExpExecArray, rest: { readonly action: boolean; readonly name?: string | undefined }) =>
+      sub(m)
+        ? runCommandsOn(findVm(m[2]!, m[3]!), () => vmNotFound(m[2]!, m[3]!), VM_RUN_COMMAND, rest)
+        : subscriptionNotFound()
+    const onInstance = (m: RegExpExecArray, rest: { readonly action: boolean; readonly name?: string | undefined }) =>
+      sub(m)
+        ? runCommandsOn(
+          findInstance(m[2]!, m[3]!, m[4]!),
+          () => instanceNotFound(m[3]!, m[4]!),
+          SS_VM_RUN_COMMAND,
+          rest
+        )
+        : subscriptionNotFound()
+    const runCommandRoutes = [
+      { route: routes.vmAction, on: (m: RegExpExecArray) => onVm(m, { action: true }) },
+      { route: routes.vmRunCommand, on: (m: RegExpExecArray) => onVm(m, { action: false, name: m[4]! }) },
+      { route: routes.vmRunCommands, on: (m: RegExpExecArray) => onVm(m, { action: false }) },
+      { route: routes.ssVmAction, on: (m: RegExpExecArray) => onInstance(m, { action: true }) },
+      { route: routes.ssVmRunCommand, on: (m: RegExpExecArray) => onInstance(m, { action: false, name: m[5]! }) },
+      { route: routes.ssVmRunCommands, on: (m: RegExpExecArray) => onInstance(m, { action: false }) }
+    ]
+    for (const { on, route } of runCommandRoutes) {
+      if ((m = route.exec(path)) !== null) {
+        on(m)
+        if (res.headersSent || res.writableEnded) return
+        break
       }
     }
-    if ((m = routes.vmRunCommands.exec(path)) !== null && method === "GET") {
-      if (!sub(m)) return subscriptionNotFound()
-      const vm = findVm(m[2]!, m[3]!)
-      if (vm === undefined) return vmNotFound(m[2]!, m[3]!)
-      return listRunCommands(res, vm.id, expand)
-    }
+
     if ((m = routes.vmInstanceView.exec(path)) !== null && method === "GET") {
       if (!sub(m)) return subscriptionNotFound()
       const vm = findVm(m[2]!, m[3]!)
@@ -974,60 +1005,6 @@ export const start = async (options: Options = {}): Promise<Emulator> => {
     }
 
     // scale sets
-    const instanceNotFound = (ss: string, id: string) =>
-      armError(
-        res,
-        404,
-        "ResourceNotFound",
-        `The Resource 'Microsoft.Compute/virtualMachineScaleSets/${ss}/virtualMachines/${id}' was not found.`
-      )
-    if ((m = routes.ssVmAction.exec(path)) !== null && method === "POST") {
-      if (!sub(m)) return subscriptionNotFound()
-      const vm = findInstance(m[2]!, m[3]!, m[4]!)
-      if (vm === undefined) return instanceNotFound(m[3]!, m[4]!)
-      const b = parsed()
-      return b === undefined ? badBody() : actionRunCommand(res, vm, b)
-    }
-    if ((m = routes.ssVmRunCommand.exec(path)) !== null) {
-      if (!sub(m)) return subscriptionNotFound()
-      const vm = findInstance(m[2]!, m[3]!, m[4]!)
-      if (vm === undefined) return instanceNotFound(m[3]!, m[4]!)
-      const id = `${vm.id}/runCommands/${m[5]!}`
-      if (method === "PUT") {
-        const b = parsed()
-        return b === undefined
-          ? badBody()
-          : putRunCommand(
-            res,
-            vm,
-            m[5]!,
-            id,
-            "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/runCommands",
-            b
-          )
-      }
-      if (method === "GET") return getRunCommand(res, id, expand)
-      if (method === "DELETE") return deleteRunCommand(res, id)
-      if (method === "PATCH") {
-        const b = parsed()
-        return b === undefined
-          ? badBody()
-          : patchRunCommand(
-            res,
-            vm,
-            m[5]!,
-            id,
-            "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/runCommands",
-            b
-          )
-      }
-    }
-    if ((m = routes.ssVmRunCommands.exec(path)) !== null && method === "GET") {
-      if (!sub(m)) return subscriptionNotFound()
-      const vm = findInstance(m[2]!, m[3]!, m[4]!)
-      if (vm === undefined) return instanceNotFound(m[3]!, m[4]!)
-      return listRunCommands(res, vm.id, expand)
-    }
     if ((m = routes.ssVmInstanceView.exec(path)) !== null && method === "GET") {
       if (!sub(m)) return subscriptionNotFound()
       const vm = findInstance(m[2]!, m[3]!, m[4]!)
@@ -1082,6 +1059,13 @@ export const start = async (options: Options = {}): Promise<Emulator> => {
     }
     armError(res, 404, "NotFound", `No route for ${method} ${path}`)
   }
+
+  const history = () =>
+    ran.map(({ execution, vm }) => ({
+      vm,
+      startedAt: execution.startTime.getTime(),
+      endedAt: execution.endTime()?.getTime()
+    }))
 
   const server = https.createServer({ cert: certificate.cert, key: certificate.key }, (req, res) => {
     const parts: Array<Buffer> = []
@@ -1169,12 +1153,7 @@ export const start = async (options: Options = {}): Promise<Emulator> => {
       vm.powerState = state
     },
     addVm,
-    history: () =>
-      ran.map(({ execution, vm }) => ({
-        vm,
-        startedAt: execution.startTime.getTime(),
-        endedAt: execution.endTime()?.getTime()
-      })),
+    history,
     runCommands: () => {
       const out: Record<string, Array<string>> = {}
       for (const rc of runCommands.values()) {
