@@ -3,6 +3,9 @@
 //   calls     `true` on every target: API requests by operation (counted client-side, throttled attempts included)
 //   wall      `sleep 1` on every target: the run's wall time against the longest single execution (from the
 //             service's own start/finish times) plus the polling interval
+//   secrets   `true` with a secret through Parameter Store on the first 100 targets (each instance's fetch starts a
+//             Node process as its `aws`): a SecureString per execution, PutParameter and DeleteParameter per target
+//   deadline  `sleep 60` under a 15 s timeout: the cancels of one command coalesced into one CancelCommand
 // Goals (issue 12): ≤ 20 SendCommands; ≤ 1 status request per 50 targets per poll; one output read per finished
 // target; nothing polled after it finished; wall ≤ 1.5× the longest execution + the poll interval.
 import { ListCommandInvocationsCommand, type ListCommandInvocationsCommandOutput, SSMClient } from "@aws-sdk/client-ssm"
@@ -11,12 +14,15 @@ import * as RunPlan from "@runcmd/core/RunPlan"
 import * as ScriptSource from "@runcmd/core/ScriptSource"
 import * as SsmTarget from "@runcmd/transport-ssm/SsmTarget"
 import * as SsmTransport from "@runcmd/transport-ssm/SsmTransport"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
 import * as cp from "node:child_process"
 import * as path from "node:path"
 import { loadTracker, repoRoot, round, writeResult } from "./harness.js"
 
 const TARGETS = Number(process.env.BENCH_SSM_TARGETS ?? 1000)
+const SECRET_TARGETS = Math.min(TARGETS, 100)
 const POLL_MAX_MS = 1000
 const credentials = { accessKeyId: "AKIDBENCH", secretAccessKey: "bench-secret" }
 
@@ -57,9 +63,13 @@ const startEmulator = (instances: number): Promise<Emulated> =>
     child.once("exit", (code) => reject(new Error(`the emulator exited (${code}) before it was ready: ${out}`)))
   })
 
-const runOnce = async (emulator: Emulated, script: string) => {
+const runOnce = async (
+  emulator: Emulated,
+  script: string,
+  options: { readonly secret?: boolean; readonly timeout?: Duration.Duration; readonly targets?: number } = {}
+) => {
   const calls: Record<string, number> = {}
-  const targets = emulator.instanceIds.map((instanceId, i) =>
+  const targets = emulator.instanceIds.slice(0, options.targets ?? emulator.instanceIds.length).map((instanceId, i) =>
     SsmTarget.make({ id: `t${i}`, instanceId, region: emulator.region })
   )
   const layer = SsmTransport.layer({
@@ -67,6 +77,7 @@ const runOnce = async (emulator: Emulated, script: string) => {
     credentials,
     pollInterval: { min: "250 millis", max: `${POLL_MAX_MS} millis` },
     rateLimit: { perSecond: 2000, burst: 2000 },
+    ...(options.secret === true ? { secrets: { parameterStore: {} } } : {}),
     onCall: (operation) => {
       calls[operation] = (calls[operation] ?? 0) + 1
     }
@@ -75,8 +86,11 @@ const runOnce = async (emulator: Emulated, script: string) => {
   const report = await Effect.runPromise(
     Runner.run(RunPlan.make({
       targets,
-      job: ScriptSource.job(ScriptSource.script(script)),
-      policy: { concurrency: TARGETS }
+      job: ScriptSource.job(
+        ScriptSource.script(script),
+        options.secret === true ? { secrets: { TOKEN: Redacted.make("bench-secret-value") } } : {}
+      ),
+      policy: { concurrency: TARGETS, ...(options.timeout === undefined ? {} : { timeout: options.timeout }) }
     })).pipe(Effect.provide(layer))
   )
   const wallMs = performance.now() - started
@@ -136,6 +150,8 @@ export const cloudCallsSsm = async (): Promise<void> => {
     const allCommands = await commandIdsOf(emulator)
     const sleepCommands = allCommands.filter((id) => !firstCommands.includes(id))
     const longest = await longestExecutionMs(emulator, sleepCommands)
+    const secrets = await runOnce(emulator, `test -n "$TOKEN"`, { secret: true, targets: SECRET_TARGETS })
+    const deadline = await runOnce(emulator, "sleep 60", { timeout: Duration.seconds(15) })
     const byOutcome = (r: typeof calls) => r.report.summary.byOutcome
     const batches = calls.calls.SendCommand ?? 0
     const statusPerBatch = round((calls.calls.ListCommandInvocations ?? 0) / Math.max(1, batches), 1)
@@ -144,7 +160,9 @@ export const cloudCallsSsm = async (): Promise<void> => {
       (calls.calls.GetCommandInvocation ?? 0) === TARGETS &&
       (wall.calls.GetCommandInvocation ?? 0) === TARGETS &&
       wall.wallMs <= wallGoalMs &&
-      byOutcome(calls).Succeeded === TARGETS && byOutcome(wall).Succeeded === TARGETS
+      byOutcome(calls).Succeeded === TARGETS && byOutcome(wall).Succeeded === TARGETS &&
+      byOutcome(secrets).Succeeded === SECRET_TARGETS &&
+      (deadline.calls.CancelCommand ?? 0) <= (deadline.calls.SendCommand ?? 0)
     writeResult({
       name: "cloud-calls-ssm",
       goal: "≤ 20 SendCommand for 1,000 targets; 1 ListCommandInvocations per batch of ≤ 50 per poll; one output " +
@@ -167,6 +185,25 @@ export const cloudCallsSsm = async (): Promise<void> => {
         pollIntervalMaxMs: POLL_MAX_MS,
         goalMs: round(wallGoalMs, 0),
         ratioToLongest: round(wall.wallMs / Math.max(1, longest), 2)
+      },
+      secrets: {
+        targets: SECRET_TARGETS,
+        requestsByOperation: secrets.calls,
+        outcomes: byOutcome(secrets),
+        wallMs: round(secrets.wallMs, 0),
+        parameterCallsPerTarget: round(
+          ((secrets.calls.PutParameter ?? 0) + (secrets.calls.DeleteParameter ?? 0)) / SECRET_TARGETS,
+          3
+        )
+      },
+      deadline: {
+        requestsByOperation: deadline.calls,
+        outcomes: byOutcome(deadline),
+        wallMs: round(deadline.wallMs, 0),
+        cancelCommandsPerBatch: round(
+          (deadline.calls.CancelCommand ?? 0) / Math.max(1, deadline.calls.SendCommand ?? 0),
+          2
+        )
       },
       machine: load.end()
     })
