@@ -21,6 +21,17 @@
  * - `r ID`, a kill script's lines, `#runcmd-end`: how to end execution ID at EOF besides the sweep (a run-as job:
  *   the loop runs as the login user, the script reaches the other user's processes the way a kill does).
  *
+ * - `d TICKS` (SSH): discover the executions instead of being told each one: at EOF, the loop also ends every
+ *   process that carries a token and the loop's own `SSH_CONNECTION` (so was started over the same connection)
+ *   and started after the loop, except the spared ones; `TICKS` is the longest kill grace so far. The loop answers
+ *   `d on` when it can (a `SSH_CONNECTION`, a grep with `-z`); until then the controller tells every execution;
+ * - `s TOKEN`: spare the processes carrying this token at EOF (an execution that has ended, whose processes left
+ *   behind on purpose live on; a job that must outlive the controller).
+ *
+ * With discovery, an execution costs the loop nothing when it starts (no message on the connection before its
+ * channel opens) and a few bytes when it has ended, batched with the others' (the controller flushes them at most
+ * twice a second).
+ *
  * A controller that closes the lifeline on purpose (a layer or a connection closing) has ended its jobs already: at
  * EOF the lifeline knows none and exits.
  *
@@ -44,7 +55,29 @@ const SCRIPT = [
   // the terminal's signals and a TERM to the controller's group must not end it before its sweep
   `trap '' INT HUP QUIT TERM PIPE`,
   `IFS=' \t\n'`,
-  `L=; G=0; R=`,
+  `L=; G=0; R=; D=; P=; N=0; M=512`,
+  // ST: when the loop started (clock ticks since boot, /proc/PID/stat field 22)
+  `rc_start() { l=; read -r l 2>/dev/null < /proc/$$/stat || return 1; l=\${l##*) }; set -- $l; ST=\${20}; [ -n "$ST" ]; }`,
+  // P: the spared tokens; dropped once no process carries them (one grep of every environment per 512 spared)
+  `rc_prune() {`,
+  `  a=$(grep -ohas "${T}=[0-9a-f]*" /proc/[0-9]*/environ 2>/dev/null); n=; N=0`,
+  `  for t in $P; do case $a in *"${T}=$t"*) n="$n $t"; N=$((N + 1)) ;; esac; done`,
+  `  P=$n; M=$((N + 512))`,
+  `}`,
+  // the executions of this connection: live token carriers with our SSH_CONNECTION, started after us, not spared
+  `rc_discover() {`,
+  `  f=$(grep -lszxF -e "SSH_CONNECTION=$SSH_CONNECTION" /proc/[0-9]*/environ 2>/dev/null)`,
+  `  [ -n "$f" ] || return 0`,
+  `  for m in $(grep -oasH "${T}=[0-9a-f]*" $f 2>/dev/null); do`,
+  `    q=\${m%%/environ:*}; q=\${q#/proc/}; t=\${m##*=}`,
+  `    [ "$q" = "$$" ] && continue`,
+  `    [ \${#t} -gt 16 ] && t=\${t%"\${t#????????????????}"}`,
+  `    case " $P " in *" $t "*) continue ;; esac`,
+  `    l=; read -r l 2>/dev/null < "/proc/$q/stat" || continue`,
+  `    l=\${l##*) }; set -- $l`,
+  `    [ "\${20}" -ge "$ST" ] 2>/dev/null && L="$L 0:0:$t"`,
+  `  done`,
+  `}`,
   // S: the lines up to the end mark (a kill script); fails at EOF
   `rc_body() { S=; while IFS= read -r l; do [ "$l" = '${posix.END}' ] && return 0; S="$S$l\n"; done; return 1; }`,
   `while read -r o i a b c; do`,
@@ -55,8 +88,13 @@ const SCRIPT = [
   `       case " $R " in *" $i "*) n=; for e in $R; do [ "$e" = "$i" ] || n="$n $e"; done; R=$n; unset "R_$i" ;; esac ;;`,
   `    x) if rc_body; then { r=$(eval "$S" 2>/dev/null </dev/null); printf 'x %s %s\n' "$i" "$r"; } & fi ;;`,
   `    r) rc_body && case $i in *[!0-9]*|'') ;; *) R="$R $i"; eval "R_$i=\\$S" ;; esac ;;`,
+  `    d) if [ -z "$D" ] && [ -n "$SSH_CONNECTION" ] && rc_start &&`,
+  `         printf 'a=b\\0' | grep -qzxF 'a=b' 2>/dev/null; then D=1; echo 'd on'; fi`,
+  `       [ "$i" -gt "$G" ] 2>/dev/null && G=$i ;;`,
+  `    s) P="$P $i"; N=$((N + 1)); [ "$N" -gt "$M" ] && rc_prune ;;`,
   `  esac`,
   `done`,
+  `[ -n "$D" ] && rc_discover`,
   `[ -z "$L" ] && [ -z "$R" ] && exit 0`,
   // the run-as jobs' own kills, beside the sweep
   `for i in $R; do eval "S=\\$R_$i"; (eval "$S" >/dev/null 2>&1 </dev/null) & done`,
@@ -150,6 +188,31 @@ export const group = (id: number, pgid: number): string => `g ${id} ${pgid}\n`
  * @category encoding
  */
 export const forget = (id: number): string => `- ${id}\n`
+
+/**
+ * `d TICKS`: discover this connection's executions (SSH), with the longest kill grace so far; the loop answers
+ * `d on` when it can (see {@link isDiscovering}).
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const discover = (grace: Duration.Duration): string => `d ${ticks(grace)}\n`
+
+/**
+ * Whether a line of the loop's output says it discovers the executions (the answer to {@link discover}).
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const isDiscovering = (line: string): boolean => line === "d on"
+
+/**
+ * `s TOKEN`: at EOF, spare the processes carrying this token.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const spare = (token: string): string => `s ${token.slice(0, TOKEN_PREFIX)}\n`
 
 const body = (script: string): string => `${script.endsWith("\n") ? script : `${script}\n`}${posix.END}\n`
 

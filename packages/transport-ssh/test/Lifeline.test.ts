@@ -109,6 +109,44 @@ describe.skipIf(!Sshd.enabled())("the lifeline and keepalive", () => {
         }),
       { timeout: 60_000 }
     )
+
+    it.scoped(
+      "the loop discovers the connection's executions: a job it was never told of ends with the connection; a daemon an ended job left lives on",
+      () =>
+        Effect.gen(function*() {
+          const sshd = yield* Sshd.Server
+          const r = yield* relay(sshd.port)
+          const marker = `rclld${Date.now()}`
+          const target = viaRelay(sshd, r.port, "discovered")
+          // the first execution opens the lifeline, which answers that it discovers
+          const first = yield* run([target], "true")
+          assert.strictEqual(first.outcomes[0]!._tag, "Succeeded", describeReport(first))
+          // an execution that ends at once, leaving a daemon on purpose: spared once its end is told
+          const daemon = yield* run(
+            [target],
+            `setsid bash -c 'trap "" TERM HUP; exec -a ${marker}-daemon sleep 300' </dev/null >/dev/null 2>&1 &`
+          )
+          assert.strictEqual(daemon.outcomes[0]!._tag, "Succeeded", describeReport(daemon))
+          const fiber = yield* Effect.fork(run(
+            [target],
+            `trap '' TERM HUP; setsid bash -c "trap '' TERM HUP; exec -a ${marker}-escaped sleep 300" & ` +
+              `exec bash -c "exec -a ${marker}-job sleep 300"`,
+            { killGrace: Duration.millis(300) }
+          ))
+          yield* until("the job and its escaped child run", () => marked(sshd, marker).length === 3)
+          // the ends are told within half a second
+          yield* Effect.sleep(Duration.seconds(1.5))
+          r.drop()
+          yield* Fiber.join(fiber)
+          yield* until(
+            "the job and its escaped child are gone",
+            () => marked(sshd, `${marker}-job`).length + marked(sshd, `${marker}-escaped`).length === 0
+          )
+          assert.strictEqual(marked(sshd, `${marker}-daemon`).length, 1, "the spared daemon lives on")
+          yield* Effect.promise(() => sshd.killLeftovers())
+        }).pipe(Effect.provide(SshTransport.layer())),
+      { timeout: 60_000 }
+    )
   })
 })
 

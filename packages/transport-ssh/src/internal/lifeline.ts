@@ -1,9 +1,13 @@
 /**
  * The SSH lifeline: one exec channel per pooled connection running core's `Lifeline` loop under `/bin/sh` on the
  * host, opened before the first execution it must watch and held for the connection's life (one session of the
- * connection, counted against its channel cap by `Pool.reserve`). Each execution's token is written to it before
- * the execution's own channel is opened (SSH keeps a connection's packets in order, so the host knows the token
- * before the job can start), its process group once the wrapper reports it, and its end. When the connection is
+ * connection, counted against its channel cap by `Pool.reserve`). The loop discovers the connection's executions
+ * itself (core's `Lifeline`, `d`: the token carriers with its own `SSH_CONNECTION`, started after it), so an
+ * execution costs nothing on the lifeline when it starts; when it has ended, its token is spared (batched, at most
+ * twice a second), and the process groups the wrapper reports are told the same way. Until the loop has said it
+ * discovers (or where it cannot), each execution's token is written to it before the execution's own channel is
+ * opened (SSH keeps a connection's packets in order, so the host knows the token before the job can start). A job
+ * that must outlive runcmd is spared before it starts. When the connection is
  * gone (runcmd died, the network dropped, the client host rebooted; a half-open connection once the server's
  * keepalive or TCP gives up) sshd closes the loop's stdin and it ends what it still knows: TERM, the grace, KILL.
  * A lifeline that ended while its connection lives (someone killed it) is opened again by the next execution and
@@ -16,7 +20,7 @@
  * @internal
  */
 import * as CoreLifeline from "@runcmd/core/Lifeline"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type { ClientChannel } from "ssh2"
 import type * as LoginShell from "./loginShell.js"
@@ -41,6 +45,8 @@ interface Entry {
   readonly grace: Duration.Duration
   readonly groups: Array<number>
   recipe: string | undefined
+  /** Told to the loop by id (`+`, `g` or `r`): forgotten by id at its end. */
+  told: boolean
 }
 
 /** One connection's lifeline. */
@@ -56,10 +62,16 @@ interface State {
   timer: ReturnType<typeof setTimeout> | undefined
   /** Kills written and not answered yet, by kill id: each gets the kill script's output, or undefined if lost. */
   readonly kills: Map<number, (output: string | undefined) => void>
+  /** The loop said it discovers the executions (`d on`): they are not told one by one. */
+  discovering: boolean
+  /** The longest kill grace told with `d`, in ms. */
+  discoverGraceMs: number
+  /** Tokens of jobs that must outlive runcmd on this connection: told to every lifeline it opens. */
+  readonly spared: Set<string>
 }
 
-/** How long a group or an end may wait to be written with the next message. */
-const DEFER_MS = 20
+/** How long a group, an end or a spare may wait to be written with the next message. */
+const DEFER_MS = 500
 
 const MAX_REOPENS = 3
 
@@ -81,6 +93,11 @@ export interface Lifelines {
    * when the lifeline closes before answering.
    */
   readonly kill: (pooled: Pool.Pooled, script: string) => Effect.Effect<string | undefined>
+  /**
+   * Tells the lifeline of `pooled` (now, and any it opens later) to spare the processes of an execution about to
+   * start: a job that must outlive runcmd (`onControllerLoss: "continue"`).
+   */
+  readonly spare: (pooled: Pool.Pooled, token: string) => void
 }
 
 /**
@@ -111,15 +128,18 @@ export const make = (pool: Pool.Pool): Lifelines => {
         lost: 0,
         pending: "",
         timer: undefined,
-        kills: new Map()
+        kills: new Map(),
+        discovering: false,
+        discoverGraceMs: 0,
+        spared: new Set()
       }
       states.set(pooled, state)
     }
     return state
   }
 
-  // a new execution is told at once (before its channel opens); groups and ends wait for the next message or a
-  // short timer: one SSH data packet per execution in a steady stream of them
+  // what must be known before an execution starts is written at once; groups, ends and spares wait for the next
+  // such message or a timer: a steady stream of executions costs a packet now and then, not one each
   const flush = (state: State) => {
     if (state.timer !== undefined) clearTimeout(state.timer)
     state.timer = undefined
@@ -143,7 +163,12 @@ export const make = (pool: Pool.Pool): Lifelines => {
     }
   }
 
-  const open = (pooled: Pool.Pooled, state: State, login: LoginShell.Answer): Effect.Effect<void, Pool.OpenFailure> =>
+  const open = (
+    pooled: Pool.Pooled,
+    state: State,
+    login: LoginShell.Answer,
+    grace: Duration.Duration
+  ): Effect.Effect<void, Pool.OpenFailure> =>
     Effect.async<void, Pool.OpenFailure>((resume) => {
       const release = pool.reserve(pooled)
       try {
@@ -159,8 +184,13 @@ export const make = (pool: Pool.Pool): Lifelines => {
           channel.on("data", (data: Buffer) => {
             out += data.toString("utf8")
             for (let nl = out.indexOf("\n"); nl !== -1; nl = out.indexOf("\n")) {
-              const answer = CoreLifeline.parseKillAnswer(out.slice(0, nl))
+              const line = out.slice(0, nl)
               out = out.slice(nl + 1)
+              if (CoreLifeline.isDiscovering(line)) {
+                if (state.channel === channel) state.discovering = true
+                continue
+              }
+              const answer = CoreLifeline.parseKillAnswer(line)
               if (answer === undefined) continue
               const resolve = state.kills.get(answer.id)
               state.kills.delete(answer.id)
@@ -174,6 +204,8 @@ export const make = (pool: Pool.Pool): Lifelines => {
             release()
             if (state.channel !== channel) return
             state.channel = undefined
+            state.discovering = false
+            state.discoverGraceMs = 0
             if (pooled.connection.isOpen()) state.lost++
             // kills in flight are not answered: the caller falls back to a channel of its own
             const lost = [...state.kills.values()]
@@ -194,8 +226,15 @@ export const make = (pool: Pool.Pool): Lifelines => {
             }
           })
           channel.write(CoreLifeline.preamble)
-          // a lifeline opened again learns every execution still live
+          // discovery asked at once; the answer comes back while the first executions are told one by one
+          let longest = grace
+          for (const entry of state.live.values()) longest = Duration.max(longest, entry.grace)
+          state.discoverGraceMs = Duration.toMillis(longest)
+          channel.write(CoreLifeline.discover(longest))
+          for (const token of state.spared) channel.write(CoreLifeline.spare(token))
+          // a lifeline opened again learns every execution still live (they started before it: not discovered)
           for (const [id, entry] of state.live) {
+            entry.told = true
             channel.write(CoreLifeline.watch(id, entry.groups[0], entry.grace, entry.token))
             for (const g of entry.groups.slice(1)) channel.write(CoreLifeline.group(id, g))
             if (entry.recipe !== undefined) channel.write(CoreLifeline.recipe(id, entry.recipe))
@@ -211,13 +250,14 @@ export const make = (pool: Pool.Pool): Lifelines => {
   const ensure = (
     pooled: Pool.Pooled,
     state: State,
-    login: LoginShell.Answer
+    login: LoginShell.Answer,
+    grace: Duration.Duration
   ): Effect.Effect<void, Pool.OpenFailure> => {
     if (state.channel !== undefined || state.lost >= MAX_REOPENS) return Effect.void
     if (state.opening === undefined) {
       // shared by every execution waiting on this connection; run to its end even when the first one is interrupted
       state.opening = Effect.runSync(Effect.cached(
-        Effect.uninterruptible(open(pooled, state, login)).pipe(
+        Effect.uninterruptible(open(pooled, state, login, grace)).pipe(
           Effect.ensuring(Effect.sync(() => (state.opening = undefined)))
         )
       ))
@@ -229,28 +269,39 @@ export const make = (pool: Pool.Pool): Lifelines => {
     watch: (pooled, token, grace, login) =>
       Effect.suspend(() => {
         const state = stateOf(pooled)
-        return Effect.map(ensure(pooled, state, login), (): Watch => {
+        return Effect.map(ensure(pooled, state, login, grace), (): Watch => {
           const id = nextId++
-          const entry: Entry = { token, grace, groups: [], recipe: undefined }
+          const entry: Entry = { token, grace, groups: [], recipe: undefined, told: false }
           state.live.set(id, entry)
-          send(state, CoreLifeline.watch(id, undefined, grace, token), true)
+          if (!state.discovering) {
+            entry.told = true
+            send(state, CoreLifeline.watch(id, undefined, grace, token), true)
+          } else if (Duration.toMillis(grace) > state.discoverGraceMs) {
+            // the loop waits the longest grace at EOF: a longer one is told before the execution starts
+            state.discoverGraceMs = Duration.toMillis(grace)
+            send(state, CoreLifeline.discover(grace), true)
+          }
           let done = false
           return {
             group: (pgid) => {
               if (done || entry.groups.includes(pgid)) return
               entry.groups.push(pgid)
+              entry.told = true
               send(state, CoreLifeline.group(id, pgid), false)
             },
             recipe: (script) => {
               if (done) return
               entry.recipe = script
+              entry.told = true
               send(state, CoreLifeline.recipe(id, script), true)
             },
             forget: () => {
               if (done) return
               done = true
               state.live.delete(id)
-              send(state, CoreLifeline.forget(id), false)
+              if (entry.told) send(state, CoreLifeline.forget(id), false)
+              // what the execution left behind on purpose lives on (the loop may discover, or may soon)
+              send(state, CoreLifeline.spare(token), false)
             }
           }
         })
@@ -266,6 +317,13 @@ export const make = (pool: Pool.Pool): Lifelines => {
         send(state, CoreLifeline.kill(id, script), true)
         // a caller that gives up (its kill timeout) leaves the kill running on the host; its answer is dropped
         return Effect.sync(() => void state.kills.delete(id))
-      })
+      }),
+    spare: (pooled, token) => {
+      // a spare must reach the loop before its EOF, not before the job starts: a lifeline opened later (even one
+      // whose loop starts before this job) learns it with its preamble
+      const state = stateOf(pooled)
+      state.spared.add(token)
+      send(state, CoreLifeline.spare(token), true)
+    }
   }
 }

@@ -298,8 +298,11 @@ const exec = (
     let watched: Lifeline.Watch | undefined
     // the loop needs /bin/sh on the host (a POSIX host; a PowerShell login shell starts it explicitly)
     const openOn = lifelines === undefined || token === undefined || target.os === "windows" ||
-        !Lifeline.supported(login) || invocation.onControllerLoss === "continue"
+        !Lifeline.supported(login)
       ? (p: Pool.Pooled) => openExec(p, launch.commandLine, bind)
+      : invocation.onControllerLoss === "continue"
+      // not told, and spared: the loop discovers the connection's executions
+      ? (p: Pool.Pooled) => Effect.suspend(() => (lifelines.spare(p, token), openExec(p, launch.commandLine, bind)))
       : (p: Pool.Pooled) =>
         Effect.flatMap(lifelines.watch(p, token, killGrace, login), (w) => {
           watched = w
