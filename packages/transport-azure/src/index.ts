@@ -46,8 +46,9 @@ export * as AzureTarget from "./AzureTarget.js"
  *   someone else's is retried with backoff until `busyTimeout`, then `TargetBusy`), no secrets (no secure channel),
  *   output only at the end, the last 4 KB per stream (flagged `truncatedBy` when cut), and no cancel
  *   (`killConfirmed: false`).
- * - Every ARM request of a subscription goes through one rate limiter (at most `maxInFlightPerSubscription` at once;
- *   after a 429 every request waits for its `Retry-After`); a throttled poll never fails a command.
+ * - Every ARM request of a subscription goes through one rate limiter: at most `maxInFlightPerSubscription` at once;
+ *   paced when ARM's `x-ms-ratelimit-remaining-subscription-*` headers say the bucket runs low, before a 429; after a
+ *   429 every request waits for its `Retry-After`; a throttled poll never fails a command.
  * - A stopped or deallocated VM is `Unreachable` (`NotManaged`) before anything is sent (`preflight`).
  * - Linux VMs run core's self-contained `sh` launch; Windows VMs core's PowerShell launch.
  *
