@@ -213,7 +213,11 @@ describe("SSM fleet", () => {
         yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(markers, { recursive: true, force: true })))
         const [steady, lost] = emulator.targets()
         emulator.faults.disconnectMidRun(lost!.instanceId)
-        const report = yield* run(emulator, {
+        // the transport lives in this test's scope, so that its polls after the run would show
+        const transport = yield* Layer.build(
+          SsmTransport.layer(Harness.options(emulator, undefined, { cancelConfirmTimeout: "2 seconds" }))
+        )
+        const report = yield* Runner.run(RunPlan.make({
           targets: [steady!, lost!],
           job: ScriptSource.job(
             ScriptSource.script(
@@ -222,7 +226,7 @@ describe("SSM fleet", () => {
             { args: [markers, lost!.instanceId] }
           ),
           policy: { concurrency: 10, timeout: Duration.seconds(6) }
-        }, { cancelConfirmTimeout: "2 seconds" })
+        })).pipe(Effect.provide(transport))
         assert.strictEqual(report.outcomes[0]!._tag, "Succeeded", JSON.stringify(report.outcomes[0]))
         // the service said InProgress until the deadline: one truthful outcome then, the kill not confirmed
         const t = report.outcomes[1] as Outcome.TimedOut
@@ -232,6 +236,12 @@ describe("SSM fleet", () => {
         assert.isBelow(t.durationMs, 6_000 + 2_000 + 10_000, "ended at its deadline plus the confirmation wait")
         const invocation = () => emulator.invocations().find((i) => i.instanceId === lost!.instanceId)!
         assert.strictEqual(invocation().status, "Cancelling", "the cancel waits for the agent")
+        // nobody waits for that invocation any more: its batch is no longer polled (3 poll intervals and more)
+        const lists = () => emulator.countByOperation().ListCommandInvocations ?? 0
+        yield* Effect.sleep("1 second") // a poll in flight when the execution ended is answered meanwhile
+        const before = lists()
+        yield* Effect.sleep("1500 millis")
+        assert.strictEqual(lists(), before, "no poll after the executions ended")
         assert.strictEqual(emulator.instances().find((i) => i.id === lost!.instanceId)?.pingStatus, "ConnectionLost")
         // back online: the agent reports, the command is over; nothing ran twice
         emulator.faults.online(lost!.instanceId)

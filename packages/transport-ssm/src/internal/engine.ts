@@ -113,6 +113,8 @@ interface Member {
   readonly finished: Deferred.Deferred<{ readonly status: string; readonly details: string }, TransportError>
   /** Deletes the execution's secrets parameter, if it has one (once, whoever asks first). */
   readonly dropSecrets: Effect.Effect<void>
+  /** The execution ended without the service saying so (a cancel never confirmed): no longer polled for. */
+  abandoned: boolean
 }
 
 /** One `SendCommand`. */
@@ -341,9 +343,11 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
     const poll = (sent: Sent): Effect.Effect<void> =>
       Effect.gen(function*() {
         let interval = config.pollMin
-        const open = () => [...sent.members.values()].some((m) => !TERMINAL.has(m.status))
+        const open = () => [...sent.members.values()].some((m) => !TERMINAL.has(m.status) && !m.abandoned)
         while (open()) {
           yield* Effect.raceFirst(Effect.sleep(Duration.millis(interval)), Queue.take(sent.wake))
+          // the last open member may have been abandoned meanwhile
+          if (!open()) break
           let changed = false
           const seen = new Set<string>()
           let token: string | undefined
@@ -760,7 +764,8 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
               details: "Pending",
               delivered: yield* Deferred.make<void, TransportError>(),
               finished: yield* Deferred.make<{ status: string; details: string }, TransportError>(),
-              dropSecrets: parameters.get(entry.target.instanceId)?.drop ?? Effect.void
+              dropSecrets: parameters.get(entry.target.instanceId)?.drop ?? Effect.void,
+              abandoned: false
             }
             sent.members.set(member.instanceId, member)
             yield* Deferred.succeed(entry.submitted, { sent, member })
@@ -1012,6 +1017,8 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
               return
             }
             killed.confirmed = yield* cancel(sub.value.sent, sub.value.member)
+            // nobody waits for its end any more: the batch's poll stops once the others have ended
+            if (!killed.confirmed) sub.value.member.abandoned = true
             // also after a kill, a timeout or an interruption: the execution's secrets go with it (else the batch's
             // cleanup deletes them when its poll ends)
             yield* sub.value.member.dropSecrets.pipe(
