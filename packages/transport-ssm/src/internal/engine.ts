@@ -909,7 +909,14 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
         ))
       }
       if (final.details === "Terminated") {
-        return Either.left(fail("ConnectionLost", "execution", "the instance was terminated while the command ran"))
+        // SSM's Terminated: the command reached its MaxErrors and the service cancelled the invocations left
+        return Either.left(fail(
+          "Unknown",
+          "execution",
+          "SSM terminated the invocation (Terminated: the command reached its MaxErrors, and the service cancelled " +
+            "the invocations it had not run yet)",
+          { statusDetails: final.details }
+        ))
       }
       if (Either.isRight(read.status)) return Either.right(read.status.right)
       const why = read.status.left
