@@ -360,6 +360,19 @@ describe("SSM fleet", () => {
         assert.deepStrictEqual(emulator.parameters().stored, [], "no parameter left")
         assert.sameMembers([...emulator.parameters().deleted], names)
         assert.notInclude(JSON.stringify(report), secret)
+
+        // an instance that cannot read its parameter: the launch stops before the script, said as such; the
+        // parameter is deleted all the same
+        const denied = yield* run(emulator, { targets: emulator.targets().slice(0, 1), job }, {
+          secrets: { parameterStore: { prefix: "/test/denied", fetchCommand: () => "exit 3" } }
+        })
+        // Unauthorized: core says Rejected (the script never started)
+        const d = denied.outcomes[0] as Outcome.Rejected
+        assert.strictEqual(d._tag, "Rejected", JSON.stringify(d))
+        assert.strictEqual(d.error.reason, "Unauthorized")
+        assert.include(d.error.message, "secrets")
+        assert.deepStrictEqual(emulator.parameters().stored, [])
+        assert.isTrue(emulator.parameters().deleted.some((n) => n.startsWith("/test/denied/")))
       }),
     { timeout: 120_000 }
   )
