@@ -15,7 +15,8 @@ describe("leaks: local", () => {
   it.live(
     "100 timeouts: TimedOut each, no process left",
     () =>
-      runLeakCase({ path: "timeout", count: 100, targets, batch: 25, timeout: "10 seconds" }).pipe(
+      // all at once (no session limit locally), the timeout long enough for every execution to escape under load
+      runLeakCase({ path: "timeout", count: 100, targets, batch: 100, timeout: "15 seconds" }).pipe(
         Effect.provide(LocalTransport.layer({ killTimeout: "10 seconds" }))
       ),
     { timeout: 240_000 }
@@ -24,7 +25,7 @@ describe("leaks: local", () => {
   it.live(
     "100 cancels: Cancelled each, no process left",
     () =>
-      runLeakCase({ path: "cancel", count: 100, targets, batch: 25 }).pipe(
+      runLeakCase({ path: "cancel", count: 100, targets, batch: 100 }).pipe(
         Effect.provide(LocalTransport.layer({ killTimeout: "10 seconds" }))
       ),
     { timeout: 240_000 }

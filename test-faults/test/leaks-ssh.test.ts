@@ -26,11 +26,11 @@ describe.skipIf(!Sshd.enabled())("leaks: ssh", () => {
               count: 100,
               targets: (env) =>
                 Array.from({ length: 100 }, (_, i) => ({ ...sshd.target({ id: `ssh-${i}` }), env: env(i) })),
-              // the timeouts all at once: 13 connections × 8 channels against MaxSessions 10, every session taken
-              // (8 executions and the lifeline, and what sshd has not freed yet), so the 100 kills go through the
-              // connections' lifelines; the timeout is long enough for every execution to escape whatever the load.
-              // The cancels in batches of 25, once all escaped.
-              batch: path === "timeout" ? 100 : 25,
+              // all at once: 13 connections × 8 channels against MaxSessions 10, every session taken (8 executions
+              // and the lifeline, and what sshd has not freed yet), so the 100 kills go through the connections'
+              // lifelines; the timeout is long enough for every execution to escape whatever the load, the cancel
+              // comes once all escaped
+              batch: 100,
               timeout: "15 seconds",
               settleMs: 10_000
             }).pipe(Effect.provide(SshTransport.layer({ maxConnectionsPerHost: 13 })))

@@ -53,13 +53,39 @@ export interface Selector {
   readonly token?: { readonly variable: string; readonly value: string } | undefined
 }
 
+/** Every process's stat and environment, read once and shared by the kills polling at the same time. */
+interface Snapshot {
+  readonly at: number
+  readonly procs: ReadonlyArray<{ readonly info: ProcInfo; readonly environ: Buffer | undefined }>
+}
+
+let snapshot: Snapshot | undefined
+
+const readSnapshot = (): Snapshot => {
+  const procs: Array<{ readonly info: ProcInfo; readonly environ: Buffer | undefined }> = []
+  for (const pid of pids()) {
+    if (pid === process.pid) continue
+    const info = readStat(pid)
+    if (info === undefined || isDead(info.state)) continue
+    let environ: Buffer | undefined
+    try {
+      environ = fs.readFileSync(`/proc/${pid}/environ`)
+    } catch {
+      environ = undefined
+    }
+    procs.push({ info, environ })
+  }
+  return { at: Date.now(), procs }
+}
+
 /**
  * Live (non-zombie) processes in the groups or carrying the token. Without /proc (not Linux): asks the kernel
- * about the groups only.
+ * about the groups only. With `maxAgeMs`, a scan of the process table at most that old may answer (kills waiting
+ * for their processes to go poll together: a hundred of them read /proc once per poll, not a hundred times).
  *
  * @internal
  */
-export const survivors = (selector: Selector): Array<ProcInfo> => {
+export const survivors = (selector: Selector, maxAgeMs?: number): Array<ProcInfo> => {
   const groups = new Set(selector.groups.filter((g) => g > 1))
   if (!hasProc()) {
     const out: Array<ProcInfo> = []
@@ -77,6 +103,15 @@ export const survivors = (selector: Selector): Array<ProcInfo> => {
     ? undefined
     : Buffer.from(`${selector.token.variable}=${selector.token.value}`)
   const out: Array<ProcInfo> = []
+  if (maxAgeMs !== undefined) {
+    if (snapshot === undefined || Date.now() - snapshot.at > maxAgeMs) snapshot = readSnapshot()
+    for (const { environ, info } of snapshot.procs) {
+      if (groups.has(info.pgrp) || (needle !== undefined && environ !== undefined && environ.includes(needle))) {
+        out.push(info)
+      }
+    }
+    return out
+  }
   for (const pid of pids()) {
     if (pid === process.pid) continue
     const info = readStat(pid)

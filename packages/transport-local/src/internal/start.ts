@@ -344,7 +344,7 @@ export const supervise = (
       Effect.gen(function*() {
         const until = Date.now() + limitMs
         for (;;) {
-          const gone = status !== undefined && survivors(selector()).length === 0
+          const gone = status !== undefined && survivors(selector(), POLL_MS / 2).length === 0
           if (gone || Date.now() >= until) return gone
           yield* sleep(POLL_MS)
         }
