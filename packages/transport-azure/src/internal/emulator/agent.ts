@@ -8,11 +8,11 @@
  * @internal
  */
 import { AnonymousCredential, AppendBlobClient } from "@azure/storage-blob"
-import { spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
+import * as Spawner from "./spawner.js"
 
 /** The environment variable carrying an execution's mark (found in /proc/<pid>/environ by the kill sweep). */
 export const MARK_VARIABLE = "RUNCMD_ARM_EMULATOR_EXECUTION"
@@ -31,6 +31,8 @@ export interface RunSpec {
   readonly killGraceMs: number
   /** The account the script runs as (`runAsUser`); absent: the emulator's own (root on a VM). */
   readonly user?: Account | undefined
+  /** How the script is started. Default: on the calling thread. */
+  readonly spawner?: Spawner.Spawner | undefined
 }
 
 /** A local account of the host the emulator runs on (the VMs' accounts). */
@@ -194,10 +196,8 @@ export const run = (spec: RunSpec): Execution => {
     const [command, args] = spec.os === "windows"
       ? [spec.pwsh ?? "pwsh", ["-NoLogo", "-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass", "-File", file]]
       : ["/bin/sh", [file]]
-    const child = spawn(command, args, {
+    const child = (spec.spawner ?? Spawner.local).spawn(command, args, {
       cwd: dir,
-      detached: true,
-      stdio: ["ignore", "pipe", "pipe"],
       ...(user === undefined ? {} : { uid: user.uid, gid: user.gid }),
       env: {
         PATH: process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin",
@@ -209,24 +209,8 @@ export const run = (spec: RunSpec): Execution => {
         [MARK_VARIABLE]: mark
       }
     })
-    pgid = child.pid
-    state = "Running"
-    if (forcedState !== undefined) void kill(forcedState)
+    let spawnFailed = false
     let timer: NodeJS.Timeout | undefined
-    if (spec.timeoutSeconds !== undefined && spec.timeoutSeconds > 0) {
-      timer = setTimeout(() => void kill("TimedOut"), spec.timeoutSeconds * 1000)
-    }
-    const onData = (which: "out" | "err") => (bytes: Buffer) => {
-      if (which === "out") {
-        tailOf(out, outSize, spec.outputCapBytes, bytes)
-        outBlob?.push(bytes)
-      } else {
-        tailOf(err, errSize, spec.outputCapBytes, bytes)
-        errBlob?.push(bytes)
-      }
-    }
-    child.stdout.on("data", onData("out"))
-    child.stderr.on("data", onData("err"))
     const blobTimer = setInterval(() => {
       void outBlob?.flush()
       void errBlob?.flush()
@@ -235,11 +219,8 @@ export const run = (spec: RunSpec): Execution => {
       if (exited) return
       exited = true
       if (timer !== undefined) clearTimeout(timer)
-      // what the script wrote just before it exited is still in the pipes; a grandchild holding them open does
-      // not hold the end
-      await sleep(50)
-      child.stdout.destroy()
-      child.stderr.destroy()
+      // the spawner reports the exit once what the script wrote just before was read (and closes the pipes, so a
+      // grandchild holding them does not hold the end)
       clearInterval(blobTimer)
       await Promise.all([outBlob?.flush(), errBlob?.flush()])
       exitCode = code ?? (signal === null ? 1 : 128 + (signalNumbers[signal] ?? 0))
@@ -250,13 +231,29 @@ export const run = (spec: RunSpec): Execution => {
       await fs.rm(dir, { recursive: true, force: true }).catch(() => undefined)
       resolveDone()
     }
-    let spawnFailed = false
-    child.on("error", (e) => {
+    child.onData((stream, bytes) => {
+      if (stream === "stdout") {
+        tailOf(out, outSize, spec.outputCapBytes, bytes)
+        outBlob?.push(bytes)
+      } else {
+        tailOf(err, errSize, spec.outputCapBytes, bytes)
+        errBlob?.push(bytes)
+      }
+    })
+    child.onError((e) => {
       spawnFailed = true
-      message = `the script could not be started: ${e.message}`
+      message = `the script could not be started: ${e}`
       void finish(127, null)
     })
-    child.on("exit", (code, signal) => void finish(code, signal))
+    child.onExit((code, signal) => void finish(code, signal))
+    const pid = await child.pid
+    if (pid === undefined || exited) return
+    pgid = pid
+    state = "Running"
+    if (forcedState !== undefined) void kill(forcedState)
+    if (spec.timeoutSeconds !== undefined && spec.timeoutSeconds > 0) {
+      timer = setTimeout(() => void kill("TimedOut"), spec.timeoutSeconds * 1000)
+    }
   }
 
   const kill = async (as: ExecutionState = "Canceled"): Promise<void> => {

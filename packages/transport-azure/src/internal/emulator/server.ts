@@ -11,6 +11,7 @@ import * as https from "node:https"
 import type { AddressInfo } from "node:net"
 import * as Agent from "./agent.js"
 import * as Cert from "./cert.js"
+import * as Spawner from "./spawner.js"
 
 /** @internal */
 export type PowerState = "running" | "stopped" | "deallocated" | "starting" | "stopping" | "deallocating"
@@ -65,6 +66,11 @@ export interface Options {
    * 200/s), not enforced.
    */
   readonly rateLimits?: RateLimits | undefined
+  /**
+   * Worker threads that start the VMs' scripts (a fork blocks its thread for tens of milliseconds: off the HTTP
+   * loop, and on every core). Default 2; 0 starts them on the HTTP loop.
+   */
+  readonly agentThreads?: number | undefined
 }
 
 /** @internal */
@@ -342,6 +348,8 @@ export const start = async (options: Options = {}): Promise<Emulator> => {
     deletes: makeBucket(limits.deletes ?? { size: 1_200, refillPerSecond: 200 })
   }
   const certificate = await Cert.generate()
+  const threads = options.agentThreads ?? 2
+  const spawner = threads > 0 ? Spawner.threaded(threads) : Spawner.local
   let endpoint = ""
 
   const vms = new Map<string, Vm>()
@@ -630,7 +638,8 @@ export const start = async (options: Options = {}): Promise<Emulator> => {
         outputCapBytes: cap,
         pwsh: options.pwsh,
         killGraceMs,
-        user: runAs
+        user: runAs,
+        spawner
       })
       all.push(execution)
       if (typeof runAs !== "string") ran.push({ vm: vm.key, execution })
@@ -745,7 +754,8 @@ export const start = async (options: Options = {}): Promise<Emulator> => {
       outputCapBytes: cap,
       pwsh: options.pwsh,
       killGraceMs,
-      timeoutSeconds: 90 * 60
+      timeoutSeconds: 90 * 60,
+      spawner
     })
     all.push(execution)
     ran.push({ vm: vm.key, execution })
@@ -1170,6 +1180,7 @@ export const start = async (options: Options = {}): Promise<Emulator> => {
       await Promise.all(all.map((e) => e.kill("Canceled").catch(() => undefined)))
       server.closeAllConnections()
       await new Promise<void>((resolve) => server.close(() => resolve()))
+      await spawner.close()
       await certificate.dispose()
     }
   }
