@@ -1,7 +1,6 @@
 /**
  * The core transport conformance suite through the ARM emulator, managed run commands with append-blob output in
- * Azurite (every byte arrives; the instance view alone keeps only the last 4 KB, which the suite's prefix
- * expectation of a capped transport cannot describe).
+ * Azurite: every byte arrives, while the script runs (without storage: `conformance.managed-inline.test.ts`).
  */
 import { conformance } from "@runcmd/core/testing"
 import { vmTarget } from "./harness.js"
