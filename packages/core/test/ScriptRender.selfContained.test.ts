@@ -35,17 +35,24 @@ interface Ran {
 const render = (inv: Invocation, options?: ScriptRender.SelfContainedOptions) =>
   Either.getOrThrowWith(ScriptRender.selfContained(inv, options), (f) => new Error(f.message))
 
-/** Runs the script as a service would: `sh -c TEXT`, nothing on stdin, then interprets code and stderr. */
+/**
+ * Runs the script as the services do (SSM's `_script.sh`, Azure's script file): written to a file run by `sh`,
+ * nothing on stdin, then interprets code and stderr.
+ */
 const run = (inv: Invocation, options?: ScriptRender.SelfContainedOptions, onStart?: (pid: number) => void) =>
   Effect.async<Ran>((resume) => {
     const launch = render(inv, options)
-    const child = cp.spawn("sh", ["-c", launch.script], { stdio: ["ignore", "pipe", "pipe"] })
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "runcmd-sc-"))
+    const file = path.join(dir, "_script.sh")
+    fs.writeFileSync(file, launch.script)
+    const child = cp.spawn("sh", [file], { stdio: ["ignore", "pipe", "pipe"] })
     onStart?.(child.pid!)
     const out: Array<Buffer> = []
     const err: Array<Buffer> = []
     child.stdout.on("data", (d: Buffer) => out.push(d))
     child.stderr.on("data", (d: Buffer) => err.push(d))
     child.on("close", (code) => {
+      fs.rmSync(dir, { recursive: true, force: true })
       const r = launch.interpret(code ?? undefined, new Uint8Array(Buffer.concat(err)))
       resume(Effect.succeed({
         status: r.status,
@@ -96,6 +103,29 @@ describe("ScriptRender.selfContained", () => {
       assert.deepStrictEqual(exited(killed), { _tag: "Signaled", signal: "SIGKILL" })
       const termed = yield* run(sh("kill -TERM $$"))
       assert.deepStrictEqual(exited(termed), { _tag: "Signaled", signal: "SIGTERM" })
+    }))
+
+  it.live("a script over 128 KiB (one exec argument's limit) runs from the private directory, sh and python", () =>
+    Effect.gen(function*() {
+      // 300 KiB of comments, then the work: given inline this would be an exec argument Linux refuses
+      const padding = `# ${"x".repeat(1000)}\n`.repeat(300)
+      const big = yield* run(
+        sh(`${padding}printf '%s|' "$@"; echo "$RUNCMD_TOKEN" | wc -c; exit 3`, { args: ["a b", "c"] })
+      )
+      assert.deepStrictEqual(exited(big), { _tag: "Exited", code: 3 }, big.stderr)
+      assert.strictEqual(big.stdout, "a b|c|33\n")
+      assert.strictEqual(big.stderr, "")
+      const staged = /__rc_d\/source/.test(big.launch.script)
+      assert.isTrue(staged, "staged to a file")
+      const py = yield* run(
+        invocation(ScriptSource.script(`${padding}import sys\nprint(sys.argv[1:])\nsys.exit(5)`, "python"), {
+          args: ["z"]
+        })
+      )
+      assert.deepStrictEqual(exited(py), { _tag: "Exited", code: 5 }, py.stderr)
+      assert.strictEqual(py.stdout, "['z']\n")
+      // a small script stays inline (no directory made)
+      assert.notMatch(render(sh("echo small")).script, /mktemp/)
     }))
 
   it.live("sets env, the token and cwd; a missing cwd is a launch failure", () =>

@@ -8,8 +8,8 @@
  *
  * Stages (each a separate `sh`):
  * - main (the service's user, root under SSM): traps TERM/INT/HUP (sweeps the token's processes, grace, KILL),
- *   writes the files into a private directory (0700), starts the launcher, waits, removes the directory, exits
- *   with the program's code;
+ *   writes the files (and a script over 64 KiB, which would not fit in one `exec` argument) into a private
+ *   directory (0700), starts the launcher, waits, removes the directory, exits with the program's code;
  * - launcher (the new session's leader): prints the launch mark, then `exec`s the escalation tool (run-as) or
  *   directly the inner stage;
  * - inner (the target user): fetches the secrets (the snippet), exports env, `RUNCMD_FILES` and the token, `cd`s,
@@ -71,8 +71,18 @@ const IFS_RESET = "IFS=' \t\n'"
 
 const ticks = (d: Duration.Duration): number => Math.max(0, Math.ceil(Duration.toMillis(d) / 100))
 
+/**
+ * A script longer than this is written into the private directory and run from there: given inline it would be one
+ * argument of `exec`, and Linux refuses an argument over 128 KiB (`MAX_ARG_STRLEN`). The program's `$0`
+ * (`sys.argv[0]`) is then the file's path instead of `runcmd` (`-c`).
+ */
+const STAGED_SOURCE_BYTES = 64 * 1024
+
+/** Where a staged script is written, in the private directory. */
+const STAGED_SOURCE = `"$__rc_d/source"`
+
 /** The inner stage's last line: the user's program with its arguments, or why it cannot run. */
-const execLine = (invocation: Invocation, redirect: string): Either.Either<string, Failure> => {
+const execLine = (invocation: Invocation, redirect: string, staged: boolean): Either.Either<string, Failure> => {
   const args = invocation.args.map(quote).join(" ")
   const withArgs = (s: string) => (args.length > 0 ? `${s} ${args}` : s)
   const source = invocation.source
@@ -86,13 +96,16 @@ const execLine = (invocation: Invocation, redirect: string): Either.Either<strin
         case "sh":
         case "bash":
           return Either.right(
-            withArgs(`exec ${source.interpreter === "sh" ? "/bin/sh" : "bash"} -c ${quote(source.text)} runcmd`) +
-              redirect
+            withArgs(
+              `exec ${source.interpreter === "sh" ? "/bin/sh" : "bash"} ${
+                staged ? STAGED_SOURCE : `-c ${quote(source.text)} runcmd`
+              }`
+            ) + redirect
           )
         case "python":
           return Either.right(
             `__rc_py=python3; command -v python3 >/dev/null 2>&1 || __rc_py=python\n` +
-              withArgs(`exec "$__rc_py" -c ${quote(source.text)}`) + redirect
+              withArgs(`exec "$__rc_py" ${staged ? STAGED_SOURCE : `-c ${quote(source.text)}`}`) + redirect
           )
         case "powershell":
           return Either.left({
@@ -181,9 +194,11 @@ export const make = (invocation: Invocation, options: Options = {}): Either.Eith
       limit
     })
   }
-  const hasDir = files.length > 0 || invocation.stdin !== undefined
+  const source = invocation.source
+  const staged = source._tag === "Script" && Buffer.byteLength(source.text, "utf8") > STAGED_SOURCE_BYTES
+  const hasDir = files.length > 0 || invocation.stdin !== undefined || staged
   const redirect = invocation.stdin === undefined ? "" : ` <"$__rc_d/stdin"`
-  const exec = execLine(invocation, redirect)
+  const exec = execLine(invocation, redirect, staged)
   if (Either.isLeft(exec)) return Either.left(exec.left)
   const escalate = escalation(invocation)
   if (Either.isLeft(escalate)) return Either.left(escalate.left)
@@ -234,9 +249,10 @@ export const make = (invocation: Invocation, options: Options = {}): Either.Eith
   if (hasDir) {
     main.push(
       `__rc_d=$(umask 077 && mktemp -d "\${TMPDIR:-/tmp}/runcmd.XXXXXXXX") || { __rc_p 'fail files'; exit 125; }`,
-      `chmod 700 "$__rc_d" && mkdir -m 700 "$__rc_d/files" || { __rc_p 'fail files'; exit 125; }`,
-      `command -v base64 >/dev/null 2>&1 || { __rc_p 'fail files base64-not-found'; exit 125; }`
+      `chmod 700 "$__rc_d" && mkdir -m 700 "$__rc_d/files" || { __rc_p 'fail files'; exit 125; }`
     )
+    const decodes = invocation.stdin !== undefined || files.some((file) => fetched[file.name] === undefined)
+    if (decodes) main.push(`command -v base64 >/dev/null 2>&1 || { __rc_p 'fail files base64-not-found'; exit 125; }`)
     const write = (path: string, bytes: Uint8Array | undefined, command: string | undefined, mode: number) => {
       const delimiter = `RUNCMD_B64_${nonce}`
       if (command !== undefined) {
@@ -256,6 +272,14 @@ export const make = (invocation: Invocation, options: Options = {}): Either.Eith
       write(`$__rc_d/files/"${quote(file.name)}"`, file.bytes, fetched[file.name], file.mode)
     }
     if (invocation.stdin !== undefined) write(`$__rc_d/stdin`, invocation.stdin, undefined, 0o600)
+    if (staged && source._tag === "Script") {
+      // printf is a builtin: no exec, so no argument limit
+      main.push(
+        `__rc_src=${quote(source.text)}`,
+        `printf '%s' "$__rc_src" >${STAGED_SOURCE} || { __rc_p 'fail files source'; __rc_clean; exit 125; }`,
+        `unset __rc_src; chmod 600 ${STAGED_SOURCE}`
+      )
+    }
     if (invocation.runAs !== undefined) {
       main.push(
         `chown -R ${quote(invocation.runAs.user)} "$__rc_d" || { __rc_p 'fail files chown'; __rc_clean; exit 125; }`
