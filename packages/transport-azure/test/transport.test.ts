@@ -203,12 +203,11 @@ describe("AzureTransport (managed run commands)", () => {
           [String(big.length), digest],
           "the file, byte for byte"
         )
-        // a script over the inline limit (here lowered: core's launch passes a script to sh as one argument, and Linux
-        // takes at most 128 KiB in one)
+        // a script over the inline limit (256 KiB), and over the 128 KiB Linux takes in one exec argument
         const longScript = ScriptSource.job(
-          ScriptSource.script(`# ${"x".repeat(100 * 1024)}\necho the long script ran\n`)
+          ScriptSource.script(`# ${"x".repeat(300 * 1024)}\necho the long script ran\n`)
         )
-        const long = yield* run({ ...storage, inlineScriptBytes: 64 * 1024 }, emulator, [vmTarget(0)], longScript)
+        const long = yield* run(storage, emulator, [vmTarget(0)], longScript)
         assert.strictEqual(long.outcomes[0]!._tag, "Succeeded", JSON.stringify(long.outcomes[0]))
         assert.strictEqual(text(long.outcomes[0]!.stdout), "the long script ran\n")
         const puts = emulator.requests().filter((r) => r.method === "PUT").map((r) => JSON.parse(r.body).properties)
