@@ -10,6 +10,7 @@ import * as RunPlan from "@runcmd/core/RunPlan"
 import * as RunReport from "@runcmd/core/RunReport"
 import * as ScriptSource from "@runcmd/core/ScriptSource"
 import type { Target } from "@runcmd/core/Target"
+import { assertNoLeak, recordTelemetry } from "@runcmd/core/testing"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -94,20 +95,24 @@ describe("AzureTransport (managed run commands)", () => {
           Effect.gen(function*() {
             const secret = "Another-S3cret-4711"
             const password = "Pw-Canary-0815"
-            const report = yield* run(
+            const [exit, telemetry] = yield* recordTelemetry(run(
               { runAsUser: "nobody", runAsPassword: Redacted.make(password) },
               emulator,
               [vmTarget(0)],
               ScriptSource.job(ScriptSource.script("printf '%s' \"$TOKEN\" | wc -c\nid -un\n"), {
                 secrets: { TOKEN: Redacted.make(secret) }
               })
-            )
+            ))
+            const report = yield* exit
             const o = report.outcomes[0]!
             assert.strictEqual(o._tag, "Succeeded", JSON.stringify(o))
             assert.deepStrictEqual(text(o.stdout).trim().split(/\s+/), [String(secret.length), "nobody"])
-            const json = RunReport.encodeJson(report)
-            assert.notInclude(json, secret)
-            assert.notInclude(json, password)
+            // runcmd's side: the report, every log line (all levels), every span
+            assertNoLeak([secret, password], {
+              report: RunReport.encodeJson(report),
+              logs: telemetry.logs,
+              spans: telemetry.spans
+            })
             let puts = 0
             for (const r of emulator.requests()) {
               const body = r.body === "" ? {} : JSON.parse(r.body)
