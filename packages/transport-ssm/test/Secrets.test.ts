@@ -7,12 +7,10 @@ import * as Runner from "@runcmd/core/Runner"
 import * as RunPlan from "@runcmd/core/RunPlan"
 import * as RunReport from "@runcmd/core/RunReport"
 import * as ScriptSource from "@runcmd/core/ScriptSource"
+import { assertNoLeak, recordTelemetry } from "@runcmd/core/testing"
 import * as Effect from "effect/Effect"
-import * as Logger from "effect/Logger"
-import * as LogLevel from "effect/LogLevel"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
-import * as Tracer from "effect/Tracer"
 import * as SsmTransport from "../src/SsmTransport.js"
 import * as Emulator from "../src/testing.js"
 import * as Harness from "./support/harness.js"
@@ -34,30 +32,6 @@ describe("SSM secrets canary", () => {
           "PutParameter",
           "DeleteParameter"
         ])
-        const logs: Array<string> = []
-        const spans: Array<string> = []
-        const base = yield* Effect.tracer
-        const tracer = Tracer.make({
-          span: (name, parent, context, links, startTime, kind, options) => {
-            const span = base.span(name, parent, context, links, startTime, kind, options)
-            const attribute = span.attribute.bind(span)
-            span.attribute = (key, value) => {
-              spans.push(`${name} ${key}=${String(value)}`)
-              attribute(key, value)
-            }
-            const event = span.event.bind(span)
-            span.event = (n, t, a) => {
-              spans.push(`${name} event ${n} ${JSON.stringify(a ?? {})}`)
-              event(n, t, a)
-            }
-            spans.push(name)
-            return span
-          },
-          context: base.context
-        })
-        const logger = Logger.make(({ annotations, message }) =>
-          logs.push(`${String(message)} ${JSON.stringify([...annotations])}`)
-        )
         const plan = RunPlan.make({
           targets: emulator.targets(),
           job: ScriptSource.job(ScriptSource.script(`echo "token=$TOKEN"; echo "$TOKEN" >&2; exit 1`), {
@@ -71,20 +45,15 @@ describe("SSM secrets canary", () => {
           Stream.runForEach((e) => Effect.sync(() => streamed.push(JSON.stringify(e)))),
           Effect.provide(layer)
         )
-        const report = yield* Runner.run(plan).pipe(
-          Effect.provide(layer),
-          Effect.withTracer(tracer),
-          Effect.provide(Logger.replace(Logger.defaultLogger, logger)),
-          Logger.withMinimumLogLevel(LogLevel.All)
-        )
+        const [exit, { logs, spans }] = yield* recordTelemetry(Runner.run(plan).pipe(Effect.provide(layer)))
+        const report = yield* exit
         const reportJson = RunReport.encodeJson(report)
         const bodies = emulator.requests().filter((r) => r.operation !== "PutParameter").map((r) => r.body)
-        const everything = [reportJson, ...logs, ...spans, ...streamed, ...bodies].join("\n")
 
         // the canary went through each channel: delivered, printed (then redacted), logged about, traced
         for (const o of report.outcomes) assert.strictEqual(o._tag, "Failed", JSON.stringify(o))
         assert.include(reportJson, "token=[REDACTED]")
-        assert.isTrue(spans.includes("SsmTransport.start"))
+        assert.isTrue(spans.some((s) => s.startsWith("SsmTransport.start ")))
         assert.isTrue(logs.some((l) => l.includes("ssm: SendCommand")))
         assert.isAbove(emulator.requests().filter((r) => r.fault === "throttle").length, 0)
         assert.strictEqual(
@@ -92,8 +61,7 @@ describe("SSM secrets canary", () => {
           4,
           "a parameter per execution (two targets, two runs)"
         )
-        const encoded = Buffer.from(SECRET).toString("base64")
-        for (const value of [SECRET, encoded]) assert.notInclude(everything, value)
+        assertNoLeak([SECRET], { report: reportJson, logs, spans, events: streamed, requests: bodies })
         assert.deepStrictEqual(emulator.parameters().stored, [])
       }),
     { timeout: 120_000 }
