@@ -11,26 +11,13 @@
  */
 import { ComputeManagementClient } from "@azure/arm-compute"
 import type { TokenCredential } from "@azure/core-auth"
-import { ErrorPhase, TransportError, type TransportErrorReason } from "@runcmd/core/TransportError"
+import { type ErrorPhase, forTransport, type TransportError } from "@runcmd/core/TransportError"
 
 /** @internal */
 export const TRANSPORT = "azure"
 
 /** @internal */
-export const error = (
-  reason: TransportErrorReason,
-  phase: ErrorPhase,
-  description: string,
-  extra: { readonly detail?: Record<string, unknown> | undefined; readonly cause?: unknown } = {}
-): TransportError =>
-  new TransportError({
-    reason,
-    transport: TRANSPORT,
-    phase,
-    description,
-    ...(extra.detail === undefined ? {} : { detail: extra.detail }),
-    ...(extra.cause === undefined ? {} : { cause: extra.cause })
-  })
+export const error = forTransport(TRANSPORT)
 
 interface Headers {
   get(name: string): string | undefined

@@ -29,7 +29,7 @@ import { getSignedUrl } from "@aws-sdk/s3-request-presigner"
 import type { RawChunk } from "@runcmd/core/OutputChunk"
 import * as ScriptRender from "@runcmd/core/ScriptRender"
 import type * as Transport from "@runcmd/core/Transport"
-import { TransportError, type TransportErrorReason } from "@runcmd/core/TransportError"
+import { forTransport, TransportError, type TransportErrorReason } from "@runcmd/core/TransportError"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -94,13 +94,13 @@ export interface Connection {
   readonly limiter: Limiter
 }
 
+const failWith = forTransport(TRANSPORT)
 const fail = (
   reason: TransportErrorReason,
   phase: "delivery" | "execution",
   description: string,
   detail?: Record<string, unknown>
-) =>
-  new TransportError({ reason, transport: TRANSPORT, phase, description, ...(detail === undefined ? {} : { detail }) })
+) => failWith(reason, phase, description, { detail })
 
 const TERMINAL = new Set(["Success", "Failed", "Cancelled", "TimedOut"])
 
