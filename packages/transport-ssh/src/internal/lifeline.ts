@@ -84,8 +84,7 @@ export interface Lifelines {
   readonly watch: (
     pooled: Pool.Pooled,
     token: string,
-    grace: Duration.Duration,
-    login: LoginShell.Answer
+    grace: Duration.Duration
   ) => Effect.Effect<Watch, Pool.OpenFailure>
   /**
    * Runs a POSIX kill script through the lifeline of `pooled` and returns its output (`runcmd-kill:…`), or
@@ -101,17 +100,13 @@ export interface Lifelines {
 }
 
 /**
- * Whether a login shell can start the lifeline: any POSIX host (a POSIX login shell, or PowerShell on Linux or
- * macOS, which starts `/bin/sh` explicitly); not Windows.
+ * Whether the lifeline runs for a login shell: a POSIX host whose login shell is not PowerShell. (sshd starts every
+ * session through the login shell: under pwsh the loop would be held by a pwsh process for the connection's life,
+ * and pwsh does not reliably pass the EOF on to it once the connection is gone.)
  *
  * @internal
  */
-export const supported = (login: LoginShell.Answer): boolean => !login.windows
-
-const commandLineFor = (login: LoginShell.Answer): string =>
-  PowerShell.isPowerShellShell(login)
-    ? PowerShell.posixCommand(CoreLifeline.argv[2]!, [CoreLifeline.NAME])
-    : CoreLifeline.commandLine
+export const supported = (login: LoginShell.Answer): boolean => !login.windows && !PowerShell.isPowerShellShell(login)
 
 /** @internal */
 export const make = (pool: Pool.Pool): Lifelines => {
@@ -166,13 +161,12 @@ export const make = (pool: Pool.Pool): Lifelines => {
   const open = (
     pooled: Pool.Pooled,
     state: State,
-    login: LoginShell.Answer,
     grace: Duration.Duration
   ): Effect.Effect<void, Pool.OpenFailure> =>
     Effect.async<void, Pool.OpenFailure>((resume) => {
       const release = pool.reserve(pooled)
       try {
-        pooled.connection.client.exec(commandLineFor(login), {}, (err, channel) => {
+        pooled.connection.client.exec(CoreLifeline.commandLine, {}, (err, channel) => {
           if (err) {
             release()
             resume(Effect.fail(Pool.classifyOpenError(err, pooled)))
@@ -250,14 +244,13 @@ export const make = (pool: Pool.Pool): Lifelines => {
   const ensure = (
     pooled: Pool.Pooled,
     state: State,
-    login: LoginShell.Answer,
     grace: Duration.Duration
   ): Effect.Effect<void, Pool.OpenFailure> => {
     if (state.channel !== undefined || state.lost >= MAX_REOPENS) return Effect.void
     if (state.opening === undefined) {
       // shared by every execution waiting on this connection; run to its end even when the first one is interrupted
       state.opening = Effect.runSync(Effect.cached(
-        Effect.uninterruptible(open(pooled, state, login, grace)).pipe(
+        Effect.uninterruptible(open(pooled, state, grace)).pipe(
           Effect.ensuring(Effect.sync(() => (state.opening = undefined)))
         )
       ))
@@ -266,10 +259,10 @@ export const make = (pool: Pool.Pool): Lifelines => {
   }
 
   return {
-    watch: (pooled, token, grace, login) =>
+    watch: (pooled, token, grace) =>
       Effect.suspend(() => {
         const state = stateOf(pooled)
-        return Effect.map(ensure(pooled, state, login, grace), (): Watch => {
+        return Effect.map(ensure(pooled, state, grace), (): Watch => {
           const id = nextId++
           const entry: Entry = { token, grace, groups: [], recipe: undefined, told: false }
           state.live.set(id, entry)
