@@ -111,7 +111,12 @@ export * as Inventory from "./Inventory.js"
  * - `+ ID PGID TICKS TOKEN`: an execution: its id (a short number), a process group (`0` when not known yet), its kill
  *   grace in ticks of 100 ms and its token (hex; the first 16 digits are enough);
  * - `g ID PGID`: another process group of execution ID;
- * - `- ID`: execution ID has ended, forget it.
+ * - `- ID`: execution ID has ended, forget it;
+ * - `x ID`, a kill script's lines, `#runcmd-end`: kill execution ID now (the kill runs in the background, so kills
+ *   do not queue behind each other) and answer `x ID <the kill script's output>` on stdout: over SSH, a kill
+ *   needs no new session;
+ * - `r ID`, a kill script's lines, `#runcmd-end`: how to end execution ID at EOF besides the sweep (a run-as job:
+ *   the loop runs as the login user, the script reaches the other user's processes the way a kill does).
  *
  * A controller that closes the lifeline on purpose (a layer or a connection closing) has ended its jobs already: at
  * EOF the lifeline knows none and exits.
