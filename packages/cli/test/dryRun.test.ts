@@ -30,6 +30,7 @@ describe("runcmd run --dry-run", () => {
             "targets:",
             "  - { id: ends, kind: local }",
             "  - { id: stays, kind: local, onControllerLoss: continue }",
+            "  - { id: win, kind: ssh, host: 127.0.0.1, port: 22, user: admin, shell: pwsh, auth: { type: agent }, hostKey: { policy: insecure } }",
             ""
           ].join("\n")
         )
@@ -38,6 +39,7 @@ describe("runcmd run --dry-run", () => {
         assert.match(r.stdout, /on controller loss terminate/)
         assert.match(r.stdout, /^ {2}terminate: ends \(/m)
         assert.match(r.stdout, /^ {2}continue: stays \(/m)
+        assert.match(r.stdout, /^ {2}cannot terminate: win: a PowerShell login shell gets no SSH lifeline/m)
         const flagged = yield* runcmd([
           "run",
           "--dry-run",

@@ -127,11 +127,16 @@ const describeControllerLoss = (
 ): Array<string> => {
   const terminate: Array<string> = []
   const keep: Array<string> = []
+  const powershellLogins: Array<string> = []
   const cannot = new Map<string, Array<string>>()
   for (const t of targets) {
     if (t.invocation.onControllerLoss === "continue") keep.push(t.target.id)
-    else if (capable(t.target.kind)) terminate.push(t.target.id)
-    else {
+    else if (capable(t.target.kind)) {
+      // the SSH lifeline is a POSIX loop: a login shell declared PowerShell gets none (see transport-ssh)
+      const shell = (t.target as { readonly shell?: unknown }).shell
+      if (t.target.kind === "ssh" && (shell === "pwsh" || shell === "powershell")) powershellLogins.push(t.target.id)
+      else terminate.push(t.target.id)
+    } else {
       const ids = cannot.get(t.transport) ?? []
       ids.push(t.target.id)
       cannot.set(t.transport, ids)
@@ -142,6 +147,12 @@ const describeControllerLoss = (
     lines.push(`  terminate: ${idList(terminate)} (their jobs are ended: TERM, kill grace, KILL)`)
   }
   if (keep.length > 0) lines.push(`  continue: ${idList(keep)} (their jobs keep running)`)
+  if (powershellLogins.length > 0) {
+    lines.push(
+      `  cannot terminate: ${idList(powershellLogins)}: a PowerShell login shell gets no SSH lifeline; ` +
+        "their jobs keep running"
+    )
+  }
   for (const [transport, ids] of cannot) {
     lines.push(
       `  cannot terminate: ${
