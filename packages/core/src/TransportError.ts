@@ -123,13 +123,19 @@ export const forTransport = (transport: string) =>
   reason: TransportErrorReason,
   phase: ErrorPhase,
   description: string,
-  extra: { readonly detail?: Record<string, unknown> | undefined; readonly cause?: unknown } = {}
+  extra: {
+    readonly detail?: Record<string, unknown> | undefined
+    readonly cause?: unknown
+    /** For errors raised outside one execution (a connection shared by targets); `make` stamps the rest. */
+    readonly targetId?: string | undefined
+  } = {}
 ): TransportError =>
   new TransportError({
     reason,
     transport,
     phase,
     description,
+    ...(extra.targetId === undefined ? {} : { targetId: extra.targetId }),
     ...(extra.detail === undefined ? {} : { detail: extra.detail }),
     ...(extra.cause === undefined ? {} : { cause: extra.cause })
   })

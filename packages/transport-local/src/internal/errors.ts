@@ -1,5 +1,5 @@
 /** @internal */
-import { type ErrorPhase, TransportError, type TransportErrorReason } from "@runcmd/core/TransportError"
+import { forTransport, type TransportError } from "@runcmd/core/TransportError"
 
 /** @internal */
 export const TRANSPORT = "local"
@@ -9,20 +9,7 @@ export const TRANSPORT = "local"
  *
  * @internal
  */
-export const make = (
-  reason: TransportErrorReason,
-  phase: ErrorPhase,
-  description: string,
-  extra: { readonly detail?: Record<string, unknown> | undefined; readonly cause?: unknown } = {}
-): TransportError =>
-  new TransportError({
-    reason,
-    transport: TRANSPORT,
-    phase,
-    description,
-    ...(extra.detail === undefined ? {} : { detail: extra.detail }),
-    ...(extra.cause === undefined ? {} : { cause: extra.cause })
-  })
+export const make = forTransport(TRANSPORT)
 
 /** An I/O failure on one of the process's pipes. @internal */
 export const io = (what: string) => (cause: unknown): TransportError =>

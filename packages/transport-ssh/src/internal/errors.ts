@@ -1,5 +1,5 @@
 /** @internal */
-import { type ErrorPhase, TransportError, type TransportErrorReason } from "@runcmd/core/TransportError"
+import { forTransport, type TransportError } from "@runcmd/core/TransportError"
 
 /** @internal */
 export const TRANSPORT = "ssh"
@@ -10,25 +10,7 @@ export const TRANSPORT = "ssh"
  *
  * @internal
  */
-export const make = (
-  reason: TransportErrorReason,
-  phase: ErrorPhase,
-  description: string,
-  extra: {
-    readonly targetId?: string | undefined
-    readonly detail?: Record<string, unknown> | undefined
-    readonly cause?: unknown
-  } = {}
-): TransportError =>
-  new TransportError({
-    reason,
-    transport: TRANSPORT,
-    phase,
-    description,
-    ...(extra.targetId === undefined ? {} : { targetId: extra.targetId }),
-    ...(extra.detail === undefined ? {} : { detail: extra.detail }),
-    ...(extra.cause === undefined ? {} : { cause: extra.cause })
-  })
+export const make = forTransport(TRANSPORT)
 
 /** What ssh2 puts on its errors. @internal */
 export interface Ssh2Error extends Error {
