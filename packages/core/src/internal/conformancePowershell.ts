@@ -291,7 +291,14 @@ exit 3
                 ? { timeout: ctx.timeout, killGrace: ctx.killGrace }
                 : { killGrace: ctx.killGrace },
               ...(path === "cancel"
-                ? { cancelWhen: (run) => run.waitForText(target.id, "stdout", "grandchild ") }
+                ? {
+                  // the grandchild may print before the child (it runs in the background): wait for both lines
+                  cancelWhen: (run) =>
+                    Effect.zipRight(
+                      run.waitForText(target.id, "stdout", "grandchild "),
+                      run.waitForText(target.id, "stdout", "\nchild ")
+                    )
+                }
                 : {})
             })
             const stdout = r.text(target.id, "stdout")
