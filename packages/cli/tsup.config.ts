@@ -1,23 +1,10 @@
 import { defineConfig } from "tsup"
+import { library } from "../../scripts/tsup-library.js"
 
 export default defineConfig([
-  // the library (`@runcmd/cli`, `@runcmd/cli/Cli`...)
-  {
-    entry: ["src/*.ts"],
-    format: ["esm", "cjs"],
-    tsconfig: "tsconfig.build.json",
-    // declarations come from tsc (`codegen-index.mjs --declarations`, after tsup); see packages/core/tsup.config.ts
-    dts: false,
-    // every bare import stays an import (the library shares the consumer's copy of each dependency)
-    skipNodeModulesBundle: true,
-    removeNodeProtocol: false,
-    splitting: true,
-    sourcemap: true,
-    // dist/bundle is the next build's (both run at once)
-    clean: ["!bundle/**"],
-    target: "node20",
-    treeshake: true
-  },
+  // the library (`@runcmd/cli`, `@runcmd/cli/Cli`...): built as every library package is; dist/bundle is the next
+  // build's (both run at once), so it is not cleaned
+  { ...library, clean: ["!bundle/**"] },
   // the `runcmd` command (bin/runcmd.js loads dist/bundle/runcmd.cjs): one file with everything it imports, so that
   // it starts without resolving and reading ~900 modules. CommonJS, so that V8's compiled code can be cached between
   // runs on Node 20 too (`vm.Script` `cachedData`, see bin/runcmd.js); what only some commands need (the commands, the
