@@ -24,7 +24,8 @@
  * - `d TICKS` (SSH): discover the executions instead of being told each one: at EOF, the loop also ends every
  *   process that carries a token and the loop's own `SSH_CONNECTION` (so was started over the same connection)
  *   and started after the loop, except the spared ones; `TICKS` is the longest kill grace so far. The loop answers
- *   `d on` when it can (a `SSH_CONNECTION`, a grep with `-z`); until then the controller tells every execution;
+ *   the first one `d on` when it can (a `SSH_CONNECTION`, a grep with `-z`), else `d off`; until `d on` the
+ *   controller tells every execution;
  * - `s TOKEN`: spare the processes carrying this token at EOF (an execution that has ended, whose processes left
  *   behind on purpose live on; a job that must outlive the controller).
  *
@@ -88,13 +89,16 @@ const SCRIPT = [
   `       case " $R " in *" $i "*) n=; for e in $R; do [ "$e" = "$i" ] || n="$n $e"; done; R=$n; unset "R_$i" ;; esac ;;`,
   `    x) if rc_body; then { r=$(eval "$S" 2>/dev/null </dev/null); printf 'x %s %s\n' "$i" "$r"; } & fi ;;`,
   `    r) rc_body && case $i in *[!0-9]*|'') ;; *) R="$R $i"; eval "R_$i=\\$S" ;; esac ;;`,
-  `    d) if [ -z "$D" ] && [ -n "$SSH_CONNECTION" ] && rc_start &&`,
-  `         printf 'a=b\\0' | grep -qzxF 'a=b' 2>/dev/null; then D=1; echo 'd on'; fi`,
+  // answered once (`d on`, or `d off` when it cannot discover): the controller also learns the loop runs
+  `    d) if [ -z "$D" ]; then`,
+  `         if [ -n "$SSH_CONNECTION" ] && rc_start && printf 'a=b\\0' | grep -qzxF 'a=b' 2>/dev/null`,
+  `         then D=1; echo 'd on'; else D=0; echo 'd off'; fi`,
+  `       fi`,
   `       [ "$i" -gt "$G" ] 2>/dev/null && G=$i ;;`,
   `    s) P="$P $i"; N=$((N + 1)); [ "$N" -gt "$M" ] && rc_prune ;;`,
   `  esac`,
   `done`,
-  `[ -n "$D" ] && rc_discover`,
+  `[ "$D" = 1 ] && rc_discover`,
   `[ -z "$L" ] && [ -z "$R" ] && exit 0`,
   // the run-as jobs' own kills, beside the sweep
   `for i in $R; do eval "S=\\$R_$i"; (eval "$S" >/dev/null 2>&1 </dev/null) & done`,
@@ -205,6 +209,15 @@ export const discover = (grace: Duration.Duration): string => `d ${ticks(grace)}
  * @category decoding
  */
 export const isDiscovering = (line: string): boolean => line === "d on"
+
+/**
+ * Whether a line of the loop's output answers {@link discover} at all (`d on` or `d off`): the loop is running
+ * (under a login shell that starts slowly, such as PowerShell, some seconds after its channel opened).
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const isDiscoveryAnswer = (line: string): boolean => line === "d on" || line === "d off"
 
 /**
  * `s TOKEN`: at EOF, spare the processes carrying this token.

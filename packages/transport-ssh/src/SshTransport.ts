@@ -110,6 +110,8 @@ export declare namespace SshConnections {
     readonly transport: Transport.Transport
     /** @internal */
     readonly pool: Pool.Pool
+    /** The connections' lifelines (absent with `lifeline: false`). @internal */
+    readonly lifelines: Lifeline.Lifelines | undefined
     readonly stats: () => { readonly connections: number; readonly channels: number; readonly hosts: number }
   }
 }
@@ -180,7 +182,7 @@ export const makeConnections = (options: Options = {}): Effect.Effect<SshConnect
       capabilities: options.lifeline === false ? { ...capabilities, terminatesOnControllerLoss: false } : capabilities,
       start
     })
-    return { transport, pool, stats: pool.stats }
+    return { transport, pool, lifelines: settings.lifelines, stats: pool.stats }
   })
 
 /**

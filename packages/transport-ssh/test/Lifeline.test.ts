@@ -1,9 +1,10 @@
 /**
  * The SSH lifeline and keepalive against a real sshd, through a TCP relay on loopback that can stop forwarding
  * without closing (a half-open connection: the peer vanished) and then drop (the network is gone for sshd too);
- * the lifeline of a run-as job (sudo to root).
+ * the lifeline of a run-as job (sudo to root) and of a user whose login shell is PowerShell (pwsh `exec`s the loop).
  */
 import { afterEach, assert, describe, it } from "@effect/vitest"
+import * as ScriptSource from "@runcmd/core/ScriptSource"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -11,9 +12,11 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as fs from "node:fs"
 import * as net from "node:net"
+import { skipWithoutPwsh } from "../../../test-support/pwsh.js"
 import type * as SshTarget from "../src/SshTarget.js"
 import * as SshTransport from "../src/SshTransport.js"
 import { describeReport, run } from "./harness/helpers.js"
+import { pwshLoginShell } from "./harness/pwsh.js"
 import * as Sshd from "./harness/Sshd.js"
 
 /** A relay from a loopback port to sshd; `freeze` stops forwarding (nothing closes), `drop` closes everything. */
@@ -67,6 +70,22 @@ const until = (what: string, done: () => boolean, ms = 20_000) =>
       await Sshd.sleep(50)
     }
   })
+
+/** The transport's lifelines (the layer's), for their counts and a round trip through every loop. */
+const lifelines = Effect.map(SshTransport.SshConnections, (c) => c.lifelines!)
+
+/**
+ * Until every loop has read what was written to it so far (the ends and spares are deferred up to half a second):
+ * a round trip through each, bounded.
+ */
+const synced = Effect.flatMap(lifelines, (l) =>
+  l.sync.pipe(
+    Effect.timeoutFail({
+      duration: Duration.seconds(60),
+      onTimeout: () => new Error("timed out waiting for the lifelines' answer")
+    }),
+    Effect.orDie
+  ))
 
 describe.skipIf(!Sshd.enabled())("the lifeline and keepalive", () => {
   afterEach(() => Sshd.assertNoLeftovers())
@@ -132,8 +151,8 @@ describe.skipIf(!Sshd.enabled())("the lifeline and keepalive", () => {
             { killGrace: Duration.millis(300) }
           ))
           yield* until("the job and its escaped child run", () => marked(sshd, marker).length === 3)
-          // the ends are told within half a second
-          yield* Effect.sleep(Duration.seconds(1.5))
+          // the ends (and so the spare of the daemon) have reached the loop
+          yield* synced
           r.drop()
           yield* Fiber.join(fiber)
           yield* until(
@@ -149,48 +168,80 @@ describe.skipIf(!Sshd.enabled())("the lifeline and keepalive", () => {
 })
 
 class Nopasswd extends Context.Tag("Lifeline/Nopasswd")<Nopasswd, Sshd.TestUser>() {}
+class PwshUser extends Context.Tag("Lifeline/PwshUser")<PwshUser, Sshd.TestUser>() {}
 
-const sudoHere = Sshd.enabled() && Sshd.isRoot() && fs.existsSync("/usr/bin/sudo")
+const usersHere = Sshd.enabled() && Sshd.isRoot() && fs.existsSync("/usr/bin/sudo") &&
+  !skipWithoutPwsh("transport-ssh lifeline of a pwsh login user")
 
-describe.skipIf(!sudoHere)("the lifeline of run-as jobs", () => {
+describe.skipIf(!usersHere)("the lifeline of run-as jobs and of PowerShell login users", () => {
   afterEach(() => Sshd.assertNoLeftovers({ waitMs: 5000 }))
 
   const layer = Layer.mergeAll(
     Sshd.layer(),
     // without a pty, sudo's command is not hung up when the connection goes: only the lifeline ends it
-    Sshd.userLayer(Nopasswd, { sudo: "nopasswd", sudoWithoutPty: true })
+    Sshd.userLayer(Nopasswd, { sudo: "nopasswd", sudoWithoutPty: true }),
+    // sshd runs `pwsh -c <command>` for every channel of this user
+    Sshd.userLayer(PwshUser, { shell: pwshLoginShell() ?? "/bin/false" })
   )
 
   it.layer(layer, Sshd.layerOptions)((it) => {
     it.scoped(
-      "when the connection is gone, the lifeline ends a job run as root through sudo (the job's own kill, kept for EOF)",
+      "when the connection is gone, the lifeline ends a job run as root through sudo (its own kill, kept for EOF) and the sh and PowerShell jobs of a pwsh login user",
       () =>
         Effect.gen(function*() {
           const sshd = yield* Sshd.Server
           const nopasswd = yield* Nopasswd
+          const pwshUser = yield* PwshUser
           const r = yield* relay(sshd.port)
           const marker = `rcllu${Date.now()}`
-          const job = `trap '' TERM HUP; exec bash -c "exec -a ${marker}-$ROLE sleep 300"`
-          // the loop runs as the login user: root's processes are out of its sweep, the job's own kill reaches them
-          const fiber = yield* run(
-            [viaRelay(sshd, r.port, "run-as", { user: nopasswd.name, env: { ROLE: "run-as" } })],
-            job,
-            { killGrace: Duration.millis(500), runAs: { user: "root", method: "sudo" } }
-          ).pipe(Effect.provide(SshTransport.layer()), Effect.fork)
-          yield* until("the job runs", () => marked(sshd, marker).length === 1)
-          // the job's kill reaches the lifeline once the wrapper has reported the job (a round trip after it starts)
-          yield* Effect.sleep(Duration.seconds(1))
+          const job =
+            `trap '' TERM HUP; setsid bash -c "trap '' TERM HUP; exec -a ${marker}-$ROLE-escaped sleep 300" & ` +
+            `exec bash -c "exec -a ${marker}-$ROLE sleep 300"`
+          const pwshTarget = (role: string) =>
+            viaRelay(sshd, r.port, role, { user: pwshUser.name, shell: "pwsh", env: { ROLE: role } })
+          const fiber = yield* Effect.all([
+            // the loop runs as the login user: root's processes are out of its sweep, the job's own kill reaches them
+            run([viaRelay(sshd, r.port, "run-as", { user: nopasswd.name, env: { ROLE: "run-as" } })], job, {
+              killGrace: Duration.millis(500),
+              runAs: { user: "root", method: "sudo" }
+            }),
+            // pwsh execs the loop; the sh job runs through /bin/sh, the PowerShell one in pwsh (its group reported)
+            run([pwshTarget("pwsh-sh")], job, { killGrace: Duration.millis(500) }),
+            run(
+              [pwshTarget("pwsh-ps")],
+              ScriptSource.job(
+                ScriptSource.script(`& bash -c 'trap "" TERM HUP; exec -a ${marker}-pwsh-ps sleep 300'`, "powershell")
+              ),
+              { killGrace: Duration.millis(500) }
+            )
+          ], { concurrency: "unbounded" }).pipe(Effect.fork)
+          // pwsh takes seconds to start on a loaded machine
+          yield* until("the jobs run", () => marked(sshd, marker).length === 5, 90_000)
           assert.deepStrictEqual(
             marked(sshd, `${marker}-run-as`).map((p) => p.uid),
-            [0],
+            [0, 0],
             "the run-as job runs as root"
+          )
+          // the run-as job's kill is kept by its lifeline once the wrapper has reported the job
+          const l = yield* lifelines
+          yield* until("the run-as job's kill is kept", () => l.stats().recipes === 1)
+          yield* synced
+          // every loop runs (one per connection: the two users', maybe more under load)
+          const stats = l.stats()
+          assert.isAtLeast(stats.open, 2)
+          assert.strictEqual(stats.running, stats.open)
+          assert.isTrue(
+            Sshd.processes().some((p) =>
+              p.uid === pwshUser.uid && p.comm === "sh" && p.cmd.endsWith(` ${Sshd.LIFELINE}`)
+            ),
+            "the pwsh user's loop is pwsh become /bin/sh"
           )
           // the connections are gone (runcmd died, the network dropped): sshd closes the lifelines' stdin
           r.drop()
           yield* Fiber.join(fiber)
-          yield* until("the job is gone", () => marked(sshd, marker).length === 0, 30_000)
-        }),
-      { timeout: 120_000 }
+          yield* until("the jobs are gone", () => marked(sshd, marker).length === 0, 30_000)
+        }).pipe(Effect.provide(SshTransport.layer())),
+      { timeout: 180_000 }
     )
   })
 })

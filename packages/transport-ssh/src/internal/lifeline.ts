@@ -62,6 +62,8 @@ interface State {
   timer: ReturnType<typeof setTimeout> | undefined
   /** Kills written and not answered yet, by kill id: each gets the kill script's output, or undefined if lost. */
   readonly kills: Map<number, (output: string | undefined) => void>
+  /** The loop answered `d` (`d on` or `d off`): it runs. */
+  running: boolean
   /** The loop said it discovers the executions (`d on`): they are not told one by one. */
   discovering: boolean
   /** The longest kill grace told with `d`, in ms. */
@@ -84,7 +86,8 @@ export interface Lifelines {
   readonly watch: (
     pooled: Pool.Pooled,
     token: string,
-    grace: Duration.Duration
+    grace: Duration.Duration,
+    login: LoginShell.Answer
   ) => Effect.Effect<Watch, Pool.OpenFailure>
   /**
    * Runs a POSIX kill script through the lifeline of `pooled` and returns its output (`runcmd-kill:…`), or
@@ -97,20 +100,53 @@ export interface Lifelines {
    * start: a job that must outlive runcmd (`onControllerLoss: "continue"`).
    */
   readonly spare: (pooled: Pool.Pooled, token: string) => void
+  /** What the lifelines of this transport hold now (for tests and inspection). */
+  readonly stats: () => Stats
+  /**
+   * Completes once every open lifeline has read everything written to it so far (the deferred messages are written
+   * first): a round trip through each loop. For tests that must not race a message against the connection's end.
+   */
+  readonly sync: Effect.Effect<void>
+}
+
+/** @internal */
+export interface Stats {
+  /** Lifeline channels open. */
+  readonly open: number
+  /** Of those, the loops that have answered (they run on the host). */
+  readonly running: number
+  /** Live executions watched, over every lifeline. */
+  readonly watched: number
+  /** Of those, the ones whose own kill the lifeline keeps for EOF (run-as jobs whose wrapper has reported). */
+  readonly recipes: number
 }
 
 /**
- * Whether the lifeline runs for a login shell: a POSIX host whose login shell is not PowerShell. (sshd starts every
- * session through the login shell: under pwsh the loop would be held by a pwsh process for the connection's life,
- * and pwsh does not reliably pass the EOF on to it once the connection is gone.)
+ * Whether the lifeline runs for a login shell: any POSIX host (the loop needs `/bin/sh`); not Windows.
  *
  * @internal
  */
-export const supported = (login: LoginShell.Answer): boolean => !login.windows && !PowerShell.isPowerShellShell(login)
+export const supported = (login: LoginShell.Answer): boolean => !login.windows
+
+/** What a PowerShell login shell prints when it could not become the loop (see `PowerShell.execCommand`). */
+const NO_EXEC = `${CoreLifeline.NAME}: pwsh could not exec /bin/sh`
+
+/**
+ * The channel's command: the loop itself under a POSIX login shell; under PowerShell (sshd runs `pwsh -c <it>`),
+ * pwsh replaces itself by the loop (`exec`), so the loop owns the channel's pipes and sees their EOF when the
+ * connection is gone. (A loop started as pwsh's child would keep a pwsh between it and sshd for the connection's
+ * life: sshd closes the channel's stdin as soon as its own child, pwsh, exits, so pwsh must stay or become the loop.)
+ */
+const commandLineFor = (login: LoginShell.Answer): string =>
+  PowerShell.isPowerShellShell(login)
+    ? PowerShell.execCommand(CoreLifeline.argv, NO_EXEC, CoreLifeline.NAME)
+    : CoreLifeline.commandLine
 
 /** @internal */
 export const make = (pool: Pool.Pool): Lifelines => {
   const states = new WeakMap<Pool.Pooled, State>()
+  /** The connections whose lifeline is open now. */
+  const opened = new Map<State, Pool.Pooled>()
   let nextId = 1
 
   const stateOf = (pooled: Pool.Pooled): State => {
@@ -124,6 +160,7 @@ export const make = (pool: Pool.Pool): Lifelines => {
         pending: "",
         timer: undefined,
         kills: new Map(),
+        running: false,
         discovering: false,
         discoverGraceMs: 0,
         spared: new Set()
@@ -161,12 +198,13 @@ export const make = (pool: Pool.Pool): Lifelines => {
   const open = (
     pooled: Pool.Pooled,
     state: State,
+    login: LoginShell.Answer,
     grace: Duration.Duration
   ): Effect.Effect<void, Pool.OpenFailure> =>
     Effect.async<void, Pool.OpenFailure>((resume) => {
       const release = pool.reserve(pooled)
       try {
-        pooled.connection.client.exec(CoreLifeline.commandLine, {}, (err, channel) => {
+        pooled.connection.client.exec(commandLineFor(login), {}, (err, channel) => {
           if (err) {
             release()
             resume(Effect.fail(Pool.classifyOpenError(err, pooled)))
@@ -180,10 +218,15 @@ export const make = (pool: Pool.Pool): Lifelines => {
             for (let nl = out.indexOf("\n"); nl !== -1; nl = out.indexOf("\n")) {
               const line = out.slice(0, nl)
               out = out.slice(nl + 1)
-              if (CoreLifeline.isDiscovering(line)) {
-                if (state.channel === channel) state.discovering = true
+              if (CoreLifeline.isDiscoveryAnswer(line)) {
+                if (state.channel === channel) {
+                  state.running = true
+                  if (CoreLifeline.isDiscovering(line)) state.discovering = true
+                }
                 continue
               }
+              // a login shell that cannot start the loop will not start it next time either
+              if (line === NO_EXEC) state.lost = MAX_REOPENS
               const answer = CoreLifeline.parseKillAnswer(line)
               if (answer === undefined) continue
               const resolve = state.kills.get(answer.id)
@@ -198,6 +241,8 @@ export const make = (pool: Pool.Pool): Lifelines => {
             release()
             if (state.channel !== channel) return
             state.channel = undefined
+            opened.delete(state)
+            state.running = false
             state.discovering = false
             state.discoverGraceMs = 0
             if (pooled.connection.isOpen()) state.lost++
@@ -207,6 +252,7 @@ export const make = (pool: Pool.Pool): Lifelines => {
             for (const resolve of lost) resolve(undefined)
           })
           state.channel = channel
+          opened.set(state, pooled)
           state.pending = ""
           // at shutdown: EOF with nothing registered, and the loop on the host exits before the connection closes
           pooled.closeOwn = Effect.async<void>((done) => {
@@ -215,6 +261,9 @@ export const make = (pool: Pool.Pool): Lifelines => {
             channel.once("close", () => done(Effect.void))
             try {
               channel.end()
+              // a loop that has not answered yet may still be starting (pwsh takes seconds on a loaded host): it would
+              // outlive the connection until it ran and read the EOF; sshd ends the session's processes now
+              if (!state.running) channel.signal("KILL")
             } catch {
               done(Effect.void)
             }
@@ -244,13 +293,14 @@ export const make = (pool: Pool.Pool): Lifelines => {
   const ensure = (
     pooled: Pool.Pooled,
     state: State,
+    login: LoginShell.Answer,
     grace: Duration.Duration
   ): Effect.Effect<void, Pool.OpenFailure> => {
     if (state.channel !== undefined || state.lost >= MAX_REOPENS) return Effect.void
     if (state.opening === undefined) {
       // shared by every execution waiting on this connection; run to its end even when the first one is interrupted
       state.opening = Effect.runSync(Effect.cached(
-        Effect.uninterruptible(open(pooled, state, grace)).pipe(
+        Effect.uninterruptible(open(pooled, state, login, grace)).pipe(
           Effect.ensuring(Effect.sync(() => (state.opening = undefined)))
         )
       ))
@@ -258,11 +308,40 @@ export const make = (pool: Pool.Pool): Lifelines => {
     return state.opening
   }
 
+  const kill = (pooled: Pool.Pooled, script: string) =>
+    Effect.async<string | undefined>((resume) => {
+      const state = states.get(pooled)
+      if (state === undefined || state.channel === undefined || !state.channel.writable) {
+        return resume(Effect.succeed(undefined))
+      }
+      const id = nextId++
+      state.kills.set(id, (output) => resume(Effect.succeed(output)))
+      send(state, CoreLifeline.kill(id, script), true)
+      // a caller that gives up (its kill timeout) leaves the kill running on the host; its answer is dropped
+      return Effect.sync(() => void state.kills.delete(id))
+    })
+
   return {
-    watch: (pooled, token, grace) =>
+    kill,
+    stats: () => {
+      let running = 0
+      let watched = 0
+      let recipes = 0
+      for (const state of opened.keys()) {
+        if (state.running) running++
+        watched += state.live.size
+        for (const entry of state.live.values()) if (entry.recipe !== undefined) recipes++
+      }
+      return { open: opened.size, running, watched, recipes }
+    },
+    // a kill that does nothing: the loop reads its input in order, so its answer comes after all that came before
+    sync: Effect.suspend(() =>
+      Effect.forEach([...opened.values()], (pooled) => kill(pooled, ":"), { concurrency: "unbounded", discard: true })
+    ),
+    watch: (pooled, token, grace, login) =>
       Effect.suspend(() => {
         const state = stateOf(pooled)
-        return Effect.map(ensure(pooled, state, grace), (): Watch => {
+        return Effect.map(ensure(pooled, state, login, grace), (): Watch => {
           const id = nextId++
           const entry: Entry = { token, grace, groups: [], recipe: undefined, told: false }
           state.live.set(id, entry)
@@ -298,18 +377,6 @@ export const make = (pool: Pool.Pool): Lifelines => {
             }
           }
         })
-      }),
-    kill: (pooled, script) =>
-      Effect.async<string | undefined>((resume) => {
-        const state = states.get(pooled)
-        if (state === undefined || state.channel === undefined || !state.channel.writable) {
-          return resume(Effect.succeed(undefined))
-        }
-        const id = nextId++
-        state.kills.set(id, (output) => resume(Effect.succeed(output)))
-        send(state, CoreLifeline.kill(id, script), true)
-        // a caller that gives up (its kill timeout) leaves the kill running on the host; its answer is dropped
-        return Effect.sync(() => void state.kills.delete(id))
       }),
     spare: (pooled, token) => {
       // a spare must reach the loop before its EOF, not before the job starts: a lifeline opened later (even one

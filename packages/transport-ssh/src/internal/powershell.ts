@@ -49,6 +49,31 @@ export const posixCommand = (script: string, args: ReadonlyArray<string> = []): 
   }; exit $LASTEXITCODE`
 
 /**
+ * PowerShell text (single quotes only) that replaces the pwsh process by a program, as a POSIX shell's `exec` does:
+ * libc's `execv` called through a P/Invoke method emitted at run time (no compiler: milliseconds once pwsh runs).
+ * The program keeps pwsh's process id, session, environment and its stdin, stdout and stderr (the channel's pipes);
+ * no pwsh is left holding them. If the call fails (no libc, a constrained language mode), it prints `failure` and
+ * exits 1. `tail` (a word) ends the text as a comment, so the process table shows it while pwsh starts.
+ *
+ * @internal
+ */
+export const execCommand = (argv: ReadonlyArray<string>, failure: string, tail: string): string =>
+  [
+    `$a = [string[]]::new(${argv.length + 1})`,
+    ...argv.map((arg, i) => `$a[${i}] = ${psQuote(arg)}`),
+    `try { $b = [Reflection.Emit.AssemblyBuilder]::DefineDynamicAssembly([Reflection.AssemblyName]::new('runcmd'), 'Run')`,
+    `$t = $b.DefineDynamicModule('runcmd').DefineType('RuncmdExec', 'Public,Class')`,
+    `$m = $t.DefinePInvokeMethod('execv', 'libc', [Reflection.MethodAttributes]'Public,Static,PinvokeImpl', ` +
+    `[Reflection.CallingConventions]::Standard, [int], [type[]]@([string], [string[]]), ` +
+    `[Runtime.InteropServices.CallingConvention]::Cdecl, [Runtime.InteropServices.CharSet]::Ansi)`,
+    // the int is execv's result, not an HRESULT
+    `$m.SetImplementationFlags('PreserveSig')`,
+    `[void]$t.CreateType()::execv($a[0], $a) } catch { }`,
+    `Write-Output ${psQuote(failure)}`,
+    `exit 1 # ${tail}`
+  ].join("; ")
+
+/**
  * A kill on Windows: the process tree of the reported PID ended with `taskkill /T /F`, then checked. (No token
  * sweep: Windows has no `/proc`; what left the tree is not found.)
  */

@@ -296,7 +296,7 @@ const exec = (
     // after the release below has ended the execution (a job that must outlive runcmd is not told)
     const token = launch.token
     let watched: Lifeline.Watch | undefined
-    // the loop needs /bin/sh on the host, started by a POSIX login shell (see Lifeline.supported)
+    // the loop needs /bin/sh on the host (see Lifeline.supported)
     const openOn = lifelines === undefined || token === undefined || target.os === "windows" ||
         !Lifeline.supported(login)
       ? (p: Pool.Pooled) => openExec(p, launch.commandLine, bind)
@@ -304,7 +304,7 @@ const exec = (
       // not told, and spared: the loop discovers the connection's executions
       ? (p: Pool.Pooled) => Effect.suspend(() => (lifelines.spare(p, token), openExec(p, launch.commandLine, bind)))
       : (p: Pool.Pooled) =>
-        Effect.flatMap(lifelines.watch(p, token, killGrace), (w) => {
+        Effect.flatMap(lifelines.watch(p, token, killGrace, login), (w) => {
           watched = w
           return openExec(p, launch.commandLine, bind).pipe(Effect.onError(() => Effect.sync(w.forget)))
         })
