@@ -30,16 +30,21 @@ describe("runcmd run --dry-run", () => {
             "targets:",
             "  - { id: ends, kind: local }",
             "  - { id: stays, kind: local, onControllerLoss: continue }",
-            "  - { id: win, kind: ssh, host: 127.0.0.1, port: 22, user: admin, shell: pwsh, auth: { type: agent }, hostKey: { policy: insecure } }",
+            // the SSH transport answers per target: a PowerShell login shell on Linux gets the lifeline, Windows none
+            "  - { id: pwsh, kind: ssh, host: 127.0.0.1, port: 22, user: admin, shell: pwsh, auth: { type: agent }, hostKey: { policy: insecure } }",
+            "  - { id: win, kind: ssh, host: 127.0.0.1, port: 22, user: admin, os: windows, shell: pwsh, auth: { type: agent }, hostKey: { policy: insecure } }",
             ""
           ].join("\n")
         )
         const r = yield* runcmd(["run", "--dry-run", "-i", inventory, "--", "true"])
         assert.strictEqual(r.code, 0, r.stderr)
         assert.match(r.stdout, /on controller loss terminate/)
-        assert.match(r.stdout, /^ {2}terminate: ends \(/m)
+        assert.match(r.stdout, /^ {2}terminate: ends, pwsh \(/m)
         assert.match(r.stdout, /^ {2}continue: stays \(/m)
-        assert.match(r.stdout, /^ {2}cannot terminate: win: a PowerShell login shell gets no SSH lifeline/m)
+        assert.match(
+          r.stdout,
+          /^ {2}cannot terminate: win: the ssh transport cannot end their jobs when runcmd is lost/m
+        )
         const flagged = yield* runcmd([
           "run",
           "--dry-run",

@@ -120,6 +120,8 @@ export interface Capabilities {
   /**
    * The transport ends its jobs when the controller is lost (the runcmd process dies, its connection drops), so it
    * honours `onControllerLoss: "terminate"`; absent: it cannot (e.g. a cloud service that runs jobs by itself).
+   * A transport that can for some targets only says which with {@link MakeOptions.terminatesOnControllerLoss};
+   * ask {@link terminatesOnControllerLoss} for one target.
    */
   readonly terminatesOnControllerLoss?: boolean | undefined
 }
@@ -219,6 +221,13 @@ export interface MakeOptions {
   readonly kinds: ReadonlyArray<string>
   readonly capabilities: Capabilities
   /**
+   * Per target, whether its job is ended when the controller is lost, for a transport whose answer depends on the
+   * target (its operating system, its login shell): it narrows `capabilities.terminatesOnControllerLoss` (never
+   * widens it) and is asked before anything runs, so it answers from the target's fields alone. Absent: the
+   * capability holds for every target.
+   */
+  readonly terminatesOnControllerLoss?: ((target: Target) => boolean) | undefined
+  /**
    * Starts one execution on `target`. Errors need not name the target: `make` stamps `targetId` on every
    * `TransportError` from `start`, the pump and the exit.
    */
@@ -245,6 +254,8 @@ export interface Transport {
   readonly name: string
   readonly kinds: ReadonlyArray<string>
   readonly capabilities: Capabilities
+  /** Per target, whether its job is ended when the controller is lost (see {@link MakeOptions}); absent: all are. */
+  readonly terminatesOnControllerLoss?: ((target: Target) => boolean) | undefined
   /** Starts one execution; the returned output is stamped with target id, per-stream seq and time. */
   readonly start: (target: Target, invocation: Invocation) => Effect.Effect<Execution, TransportError, Scope.Scope>
   /** Runs to completion and collects both streams (unbounded: for small outputs and tests). */
@@ -301,8 +312,32 @@ export const make = (options: MakeOptions): Transport => {
         return { exit, stdout: concat(stdout), stderr: concat(stderr) }
       })
     )
-  return { name: options.name, kinds: options.kinds, capabilities: options.capabilities, start, run }
+  return {
+    name: options.name,
+    kinds: options.kinds,
+    capabilities: options.capabilities,
+    terminatesOnControllerLoss: options.terminatesOnControllerLoss,
+    start,
+    run
+  }
 }
+
+/**
+ * Whether `transport` ends the job on `target` when the controller is lost without cancelling it (it honours
+ * `onControllerLoss: "terminate"` there): its capability, narrowed by its per-target answer if it has one. What
+ * `runcmd run --dry-run` says per target.
+ *
+ * @example
+ * ```ts
+ * const ends = Transport.terminatesOnControllerLoss(transport, target)
+ * ```
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const terminatesOnControllerLoss = (transport: Transport, target: Target): boolean =>
+  transport.capabilities.terminatesOnControllerLoss === true &&
+  (transport.terminatesOnControllerLoss === undefined || transport.terminatesOnControllerLoss(target))
 
 const noTruncation: Effect.Effect<OutputTruncation> = Effect.succeed({})
 

@@ -9,6 +9,7 @@ import * as RunPlan from "../src/RunPlan.js"
 import * as ScriptSource from "../src/ScriptSource.js"
 import * as Target from "../src/Target.js"
 import { InMemoryTransport } from "../src/testing.js"
+import * as Transport from "../src/Transport.js"
 
 const fromEnv = (env: Record<string, string>) =>
   Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
@@ -81,5 +82,22 @@ describe("onControllerLoss", () => {
         Inventory.parse("policy: { onControllerLoss: linger }\n", "inv.yaml", [Target.Local])
       )
       assert.include(bad.path, "policy.onControllerLoss")
+    }))
+
+  it.effect("a transport answers per target whether it terminates; the answer narrows its capability", () =>
+    Effect.gen(function*() {
+      const perTarget = (target: Target.Target) => target.id !== "windows-host"
+      const narrowed = yield* InMemoryTransport.make({
+        capabilities: { terminatesOnControllerLoss: true },
+        terminatesOnControllerLoss: perTarget
+      })
+      assert.isTrue(Transport.terminatesOnControllerLoss(narrowed.transport, memory("linux-host")))
+      assert.isFalse(Transport.terminatesOnControllerLoss(narrowed.transport, memory("windows-host")))
+      // never widened: a transport that cannot terminate cannot for any target
+      const cannot = yield* InMemoryTransport.make({ terminatesOnControllerLoss: () => true })
+      assert.isFalse(Transport.terminatesOnControllerLoss(cannot.transport, memory("linux-host")))
+      // no per-target answer: the capability for every target
+      const every = yield* InMemoryTransport.make({ capabilities: { terminatesOnControllerLoss: true } })
+      assert.isTrue(Transport.terminatesOnControllerLoss(every.transport, memory("windows-host")))
     }))
 })

@@ -88,6 +88,18 @@ export const capabilities: Transport.Capabilities = {
 }
 
 /**
+ * Per target, whether the lifeline ends its job when runcmd is lost (`Transport.terminatesOnControllerLoss`): on a
+ * POSIX host, whatever the login shell (a PowerShell one `exec`s the loop); not on a Windows host (`os: windows`,
+ * or the `powershell` shell, Windows PowerShell). A Windows host that is neither declared is only found when the
+ * login shell is probed, at run time: it gets no lifeline.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const terminatesOnControllerLoss = (target: Target): boolean =>
+  !isValidSsh(target) || (target.os !== "windows" && target.shell !== "powershell")
+
+/**
  * The pooled connections behind a transport: for SFTP and for inspection.
  *
  * @since 0.1.0
@@ -180,6 +192,7 @@ export const makeConnections = (options: Options = {}): Effect.Effect<SshConnect
       name: Errors.TRANSPORT,
       kinds: ["ssh"],
       capabilities: options.lifeline === false ? { ...capabilities, terminatesOnControllerLoss: false } : capabilities,
+      terminatesOnControllerLoss,
       start
     })
     return { transport, pool, lifelines: settings.lifelines, stats: pool.stats }

@@ -123,20 +123,15 @@ const idList = (ids: ReadonlyArray<string>): string =>
  */
 const describeControllerLoss = (
   targets: ReadonlyArray<Runner.Preview["targets"][number]>,
-  capable: (kind: string) => boolean
+  terminates: (target: Target.Target) => boolean
 ): Array<string> => {
   const terminate: Array<string> = []
   const keep: Array<string> = []
-  const powershellLogins: Array<string> = []
   const cannot = new Map<string, Array<string>>()
   for (const t of targets) {
     if (t.invocation.onControllerLoss === "continue") keep.push(t.target.id)
-    else if (capable(t.target.kind)) {
-      // the SSH lifeline is a POSIX loop: a login shell declared PowerShell gets none (see transport-ssh)
-      const shell = (t.target as { readonly shell?: unknown }).shell
-      if (t.target.kind === "ssh" && (shell === "pwsh" || shell === "powershell")) powershellLogins.push(t.target.id)
-      else terminate.push(t.target.id)
-    } else {
+    else if (terminates(t.target)) terminate.push(t.target.id)
+    else {
       const ids = cannot.get(t.transport) ?? []
       ids.push(t.target.id)
       cannot.set(t.transport, ids)
@@ -147,17 +142,11 @@ const describeControllerLoss = (
     lines.push(`  terminate: ${idList(terminate)} (their jobs are ended: TERM, kill grace, KILL)`)
   }
   if (keep.length > 0) lines.push(`  continue: ${idList(keep)} (their jobs keep running)`)
-  if (powershellLogins.length > 0) {
-    lines.push(
-      `  cannot terminate: ${idList(powershellLogins)}: a PowerShell login shell gets no SSH lifeline; ` +
-        "their jobs keep running"
-    )
-  }
   for (const [transport, ids] of cannot) {
     lines.push(
       `  cannot terminate: ${
         idList(ids)
-      }: the ${transport} transport cannot end jobs when runcmd is lost; they keep running`
+      }: the ${transport} transport cannot end their jobs when runcmd is lost; they keep running`
     )
   }
   return lines
@@ -169,16 +158,20 @@ const describeControllerLoss = (
  */
 const dryRun = (plan: RunPlan.RunPlan, job: Plan.ResolvedJob, policy: ExecutionPolicy.ExecutionPolicy) =>
   Effect.gen(function*() {
-    const { capable, preview } = yield* Effect.gen(function*() {
+    const { preview, terminating } = yield* Effect.gen(function*() {
       const preview = yield* Runner.preview(plan)
       const registry = yield* Transport.Registry
-      // read while the transports are registered (the registry forgets them when this scope closes)
+      // asked while the transports are registered (the registry forgets them when this scope closes): per target,
+      // as a transport's answer may depend on the target (an SSH host's operating system)
       const terminating = new Set(
-        registry.kinds().filter((kind) =>
-          Option.exists(registry.get(kind), (t) => t.capabilities.terminatesOnControllerLoss === true)
-        )
+        preview.targets.filter((t) =>
+          Option.exists(
+            registry.get(t.target.kind),
+            (transport) => Transport.terminatesOnControllerLoss(transport, t.target)
+          )
+        ).map((t) => t.target)
       )
-      return { capable: (kind: string) => terminating.has(kind), preview }
+      return { preview, terminating }
     }).pipe(
       Effect.provide(Transports.layerFor(plan.targets)),
       Effect.catchAll((e) =>
@@ -196,7 +189,7 @@ const dryRun = (plan: RunPlan.RunPlan, job: Plan.ResolvedJob, policy: ExecutionP
     out.push("")
     out.push(`${paint(style, "bold", "Policy:")} ${describePolicy(policy)}`)
     out.push(paint(style, "bold", "If runcmd dies (killed, crashed, connection lost) without cancelling:"))
-    for (const line of describeControllerLoss(preview.targets, capable)) out.push(line)
+    for (const line of describeControllerLoss(preview.targets, (target) => terminating.has(target))) out.push(line)
     const secrets = Object.keys(job.secrets)
     if (secrets.length > 0) {
       out.push(`${paint(style, "bold", "Secrets:")} ${secrets.join(", ")} (values redacted; delivered on stdin)`)

@@ -217,6 +217,11 @@ export interface Options {
   readonly default?: BehaviourInput | undefined
   /** Overrides of the capabilities (default: live output, kills, secrets, stdin, run-as, files: recorded in `starts`). */
   readonly capabilities?: Partial<Transport.Capabilities> | undefined
+  /**
+   * Per target, whether its job is ended when the controller is lost (`Transport.MakeOptions.
+   * terminatesOnControllerLoss`; it narrows `capabilities.terminatesOnControllerLoss`). Absent: as the capability.
+   */
+  readonly terminatesOnControllerLoss?: ((target: Target.Target) => boolean) | undefined
   /** With `output: "polled"`: how often output is delivered (default 1 second). */
   readonly pollInterval?: Duration.DurationInput | undefined
   /** Capacity of the pipe between the simulated process and its reader, in chunks (default 16): a process
@@ -536,7 +541,13 @@ const unsafeMake = (options: Options): InMemoryTransport => {
       return raw
     })
 
-  const transport = Transport.make({ name, kinds: options.kinds ?? ["memory"], capabilities, start })
+  const transport = Transport.make({
+    name,
+    kinds: options.kinds ?? ["memory"],
+    capabilities,
+    terminatesOnControllerLoss: options.terminatesOnControllerLoss,
+    start
+  })
 
   return {
     transport,
