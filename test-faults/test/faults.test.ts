@@ -97,6 +97,14 @@ const scratch = () =>
     (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
   )
 
+/** A case on the suite's sshd through a fault proxy of its own, in a scratch directory of its own. */
+const proxied = (fields: Omit<Case, "sshd" | "proxy" | "dir">) =>
+  Effect.gen(function*() {
+    const sshd = yield* Sshd.Server
+    const proxy = yield* FaultProxy.make({ host: "127.0.0.1", port: sshd.port })
+    return { ...fields, sshd, proxy, dir: yield* scratch() }
+  })
+
 /** The remote scripts a dropped connection leaves running (no lifeline in this suite): removed by the test. */
 const killRemote = (sshd: Sshd.Sshd) => Effect.promise(() => sshd.killLeftovers())
 
@@ -108,16 +116,12 @@ describe.skipIf(!Sshd.enabled())("faults: a fault proxy in front of sshd", () =>
       "resets mid-stream: one outcome each, nothing run twice, cut output said so",
       () =>
         Effect.gen(function*() {
-          const sshd = yield* Sshd.Server
-          const proxy = yield* FaultProxy.make({ host: "127.0.0.1", port: sshd.port })
-          const c: Case = {
-            sshd,
-            proxy,
-            dir: yield* scratch(),
+          const c = yield* proxied({
             ids: ids(8, "reset"),
             shape: { chunks: 6, lines: 200, pause: 0.3 },
             policy: { retry: { times: 3, backoff: Duration.millis(100), factor: 1 } }
-          }
+          })
+          const { proxy, sshd } = c
           // about 590 KB in all: the reset lands in the middle
           proxy.resetAfter(200_000)
           const report = yield* runCase(c)
@@ -136,17 +140,13 @@ describe.skipIf(!Sshd.enabled())("faults: a fault proxy in front of sshd", () =>
       "resets mid-stream, idempotent job: the cut targets run again and end whole",
       () =>
         Effect.gen(function*() {
-          const sshd = yield* Sshd.Server
-          const proxy = yield* FaultProxy.make({ host: "127.0.0.1", port: sshd.port })
           const shape = { chunks: 6, lines: 200, pause: 0.3 }
-          const c: Case = {
-            sshd,
-            proxy,
-            dir: yield* scratch(),
+          const c = yield* proxied({
             ids: ids(8, "again"),
             shape,
             policy: { idempotent: true, retry: { times: 3, backoff: Duration.millis(100), factor: 1 } }
-          }
+          })
+          const { proxy, sshd } = c
           proxy.resetAfter(200_000)
           const report = yield* runCase(c)
           const what = Pattern.describeOutcomes(report.outcomes)
@@ -172,16 +172,12 @@ describe.skipIf(!Sshd.enabled())("faults: a fault proxy in front of sshd", () =>
       "a stall (the peer vanishes, no reset): keepalive ends the executions TransportFailed, never a hang",
       () =>
         Effect.gen(function*() {
-          const sshd = yield* Sshd.Server
-          const proxy = yield* FaultProxy.make({ host: "127.0.0.1", port: sshd.port })
-          const c: Case = {
-            sshd,
-            proxy,
-            dir: yield* scratch(),
+          const c = yield* proxied({
             ids: ids(4, "stall"),
             shape: { chunks: 40, lines: 20, pause: 0.25 },
             keepalive: { interval: Duration.seconds(1), countMax: 2 }
-          }
+          })
+          const { proxy, sshd } = c
           const fiber = yield* Effect.fork(runCase(c))
           yield* waitUntil("every script started", () => Pattern.started(c.dir, c.ids) === c.ids.length)
           proxy.setMode("stall")
@@ -203,18 +199,13 @@ describe.skipIf(!Sshd.enabled())("faults: a fault proxy in front of sshd", () =>
 
     it.scoped("a byte at a time: every target whole, checksums verified", () =>
       Effect.gen(function*() {
-        const sshd = yield* Sshd.Server
-        const proxy = yield* FaultProxy.make({ host: "127.0.0.1", port: sshd.port })
-        proxy.setMode("trickle")
-        const c: Case = {
-          sshd,
-          proxy,
-          dir: yield* scratch(),
+        const c = yield* proxied({
           ids: ids(3, "trickle"),
           // the handshake, a byte at a time, on a loaded machine
           readyTimeout: Duration.seconds(60),
           shape: { chunks: 2, lines: 20, pause: 0.1 }
-        }
+        })
+        c.proxy.setMode("trickle")
         const report = yield* runCase(c)
         const tally = checkReport(c, report)
         assert.strictEqual(tally.whole, c.ids.length, Pattern.describeOutcomes(report.outcomes))
@@ -224,11 +215,9 @@ describe.skipIf(!Sshd.enabled())("faults: a fault proxy in front of sshd", () =>
       "refused accepts: nothing runs; with retries the targets run once, once the server accepts",
       () =>
         Effect.gen(function*() {
-          const sshd = yield* Sshd.Server
-          const proxy = yield* FaultProxy.make({ host: "127.0.0.1", port: sshd.port })
-          const shape = { chunks: 1, lines: 10, pause: 0 }
+          const refused = yield* proxied({ ids: ids(4, "refused"), shape: { chunks: 1, lines: 10, pause: 0 } })
+          const { proxy } = refused
           proxy.setMode("refuse")
-          const refused: Case = { sshd, proxy, dir: yield* scratch(), ids: ids(4, "refused"), shape }
           const report = yield* runCase(refused)
           checkReport(refused, report)
           for (const o of report.outcomes) {
@@ -242,11 +231,9 @@ describe.skipIf(!Sshd.enabled())("faults: a fault proxy in front of sshd", () =>
           }
           // the same with retries: the proxy accepts again after a few refusals
           const retried: Case = {
-            sshd,
-            proxy,
+            ...refused,
             dir: yield* scratch(),
             ids: ids(4, "retried"),
-            shape,
             policy: { retry: { times: 10, backoff: Duration.millis(200), factor: 1 } }
           }
           const accepted = proxy.stats().accepted
