@@ -17,7 +17,7 @@ import * as cp from "node:child_process"
 import * as fs from "node:fs"
 import * as https from "node:https"
 import * as path from "node:path"
-import { loadTracker, repoRoot, round, writeResult } from "./harness.js"
+import { loadTracker, median, repoRoot, round, writeResult } from "./harness.js"
 
 const TARGETS = Number(process.env.BENCH_AZURE_TARGETS ?? 1000)
 const POLL_MS = 1000
@@ -142,6 +142,11 @@ const analyse = (recorded: ReadonlyArray<Emulator.RecordedRequest>, from: number
     for (let i = 1; i < e.polls.length; i++) minGapMs = Math.min(minGapMs, e.polls[i]! - e.polls[i - 1]!)
   }
   const polls = all.map((e) => e.polls.length)
+  // when each kind of request ended, from the run's start: where the wall time goes
+  const lastAt = (f: (r: Emulator.RecordedRequest) => boolean) => {
+    const at = requests.filter(f).map((r) => r.at - from)
+    return at.length === 0 ? null : Math.max(...at)
+  }
   return {
     byKind,
     runCommands: all.length,
@@ -153,7 +158,28 @@ const analyse = (recorded: ReadonlyArray<Emulator.RecordedRequest>, from: number
       mean: round(polls.reduce((a, b) => a + b, 0) / polls.length, 2)
     },
     minGapBetweenPollsMs: minGapMs === Infinity ? null : minGapMs,
-    pollsAfterDelete
+    pollsAfterDelete,
+    lastMs: {
+      put: lastAt((r) => r.method === "PUT"),
+      poll: lastAt((r) => r.method === "GET" && !r.path.includes("/operations/")),
+      delete: lastAt((r) => r.method === "DELETE"),
+      operation: lastAt((r) => r.path.includes("/operations/"))
+    }
+  }
+}
+
+type History = Awaited<ReturnType<Emulated["history"]>>
+
+/** The scripts of one run as the emulator's agent saw them: how long each took, when the last ended. */
+const executionsOf = (history: History, from: number, to: number) => {
+  const ran = history.filter((h) => h.startedAt >= from && h.startedAt <= to && h.endedAt !== undefined)
+  const took = ran.map((h) => h.endedAt! - h.startedAt)
+  return {
+    count: ran.length,
+    longestMs: took.length === 0 ? 0 : Math.max(...took),
+    medianMs: took.length === 0 ? 0 : median(took),
+    lastStartMs: ran.length === 0 ? null : Math.max(...ran.map((h) => h.startedAt - from)),
+    lastEndMs: ran.length === 0 ? null : Math.max(...ran.map((h) => h.endedAt! - from))
   }
 }
 
@@ -165,8 +191,10 @@ export const cloudCallsAzure = async (): Promise<void> => {
     const callsStats = analyse(await emulator.requests(), calls.from, calls.to)
     const wall = await runOnce(emulator, "sleep 1")
     const wallStats = analyse(await emulator.requests(), wall.from, wall.to)
-    const history = (await emulator.history()).filter((h) => h.startedAt >= wall.from && h.endedAt !== undefined)
-    const longest = Math.max(...history.map((h) => h.endedAt! - h.startedAt))
+    const history = await emulator.history()
+    const callsExecutions = executionsOf(history, calls.from, calls.to)
+    const wallExecutions = executionsOf(history, wall.from, wall.to)
+    const longest = wallExecutions.longestMs
     const wallGoalMs = 1.5 * longest + POLL_MS
     const byOutcome = (r: typeof calls) => r.report.summary.byOutcome
     const exact = (s: typeof callsStats) =>
@@ -183,11 +211,12 @@ export const cloudCallsAzure = async (): Promise<void> => {
       targets: TARGETS,
       pollIntervalMs: POLL_MS,
       emulator: "a separate process (Emulator.main)",
-      calls: { ...callsStats, outcomes: byOutcome(calls), wallMs: round(calls.wallMs, 0) },
+      calls: { ...callsStats, outcomes: byOutcome(calls), wallMs: round(calls.wallMs, 0), executions: callsExecutions },
       wall: {
         ...wallStats,
         outcomes: byOutcome(wall),
         wallMs: round(wall.wallMs, 0),
+        executions: wallExecutions,
         longestExecutionMs: longest,
         goalMs: round(wallGoalMs, 0),
         ratioToLongest: round(wall.wallMs / Math.max(1, longest), 2)

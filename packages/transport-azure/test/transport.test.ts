@@ -69,9 +69,9 @@ describe("AzureTransport (managed run commands)", () => {
   )
 
   it.live(
-    "a PUT whose response is lost is retried with the same name, and the script runs once (scripts started on the emulator's loop: agentThreads 0)",
+    "a PUT whose response is lost is retried with the same name, and the script runs once (scripts started on the emulator's loop: agentProcesses 0)",
     () =>
-      withEmulator({ vms: 1, agentThreads: 0 }, (emulator) =>
+      withEmulator({ vms: 1, agentProcesses: 0 }, (emulator) =>
         Effect.gen(function*() {
           emulator.dropResponses({ count: 1, method: "PUT", pathIncludes: "/runCommands/" })
           const report = yield* run({}, emulator, [vmTarget(0)], ScriptSource.job(ScriptSource.script("echo once\n")))

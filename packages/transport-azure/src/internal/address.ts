@@ -109,6 +109,17 @@ export const calls = (client: ComputeManagementClient, a: Address) => {
           name,
           opts(signal, { expand: "instanceView", onResponse })
         )) as Promise<RunCommandView>,
+    /**
+     * DELETE, answered: ARM accepted the deletion (202, then carried out on its side) or it was done at once (200,
+     * 204). Nothing is polled: the caller decides whether it must see the resource gone.
+     */
+    requestRemoval: async (name: string, signal?: AbortSignal) => {
+      const poller = isVm
+        ? client.virtualMachineRunCommands.delete(rg, a.vm!, name, opts(signal))
+        : client.virtualMachineScaleSetVMRunCommands.delete(rg, a.scaleSet!, a.instanceId!, name, opts(signal))
+      await poller.submitted()
+    },
+    /** DELETE, then its operation polled until it ended. */
     remove: async (name: string, intervalMs: number, signal?: AbortSignal) => {
       const o = opts(signal, { updateIntervalInMs: intervalMs })
       const poller = isVm

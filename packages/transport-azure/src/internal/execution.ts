@@ -6,7 +6,7 @@
  *   at an adaptive interval (honouring `Retry-After`) and, with a storage container, the append blobs tailed while
  *   the script runs; the exit from the instance view (`exitCode`) and the launch's protocol line, never from
  *   `provisioningState`. Closed early: DELETE, then polled until it is gone (`killConfirmed` only then). Deleted
- *   after completion unless retained.
+ *   after completion unless retained (the DELETE as ARM accepts it: its operation is not polled).
  * - action: `POST runCommand`, one at a time per VM (a per-VM lock; a 409 is retried with backoff), the
  *   `[stdout]`/`[stderr]` message split into the two streams. The service cannot cancel it: `killConfirmed: false`.
  *
@@ -159,14 +159,10 @@ const startManaged = (
       Effect.gen(function*() {
         if (!state.created || (state.finished && settings.retain)) return
         const removed = yield* retryTransient(
-          call(
-            `deleting run command ${name}`,
-            "execution",
-            (s) => api.remove(name, Duration.toMillis(settings.pollInitial), s)
-          )
+          call(`deleting run command ${name}`, "execution", (s) => api.requestRemoval(name, s))
         ).pipe(
           // ended early: confirmed gone by a GET answering 404 (only then is the kill confirmed); after completion the
-          // DELETE alone: nothing is polled after the command finished
+          // DELETE alone, as ARM accepted it: nothing is polled after the command finished, not even the deletion
           Effect.zipRight(state.finished ? Effect.succeed(true) : confirmGone(settings, api, name)),
           Effect.timeout(settings.deleteTimeout),
           Effect.orElseSucceed(() => false)

@@ -196,7 +196,7 @@ export const run = (spec: RunSpec): Execution => {
     const [command, args] = spec.os === "windows"
       ? [spec.pwsh ?? "pwsh", ["-NoLogo", "-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass", "-File", file]]
       : ["/bin/sh", [file]]
-    const child = (spec.spawner ?? Spawner.local).spawn(command, args, {
+    const child = (spec.spawner ?? Spawner.local(0)).spawn(command, args, {
       cwd: dir,
       ...(user === undefined ? {} : { uid: user.uid, gid: user.gid }),
       env: {

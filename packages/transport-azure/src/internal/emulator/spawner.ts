@@ -1,13 +1,17 @@
 /**
- * How the emulator's agent starts scripts. `child_process.spawn` blocks the calling thread for the fork (tens of
- * milliseconds each on a loaded machine): one emulator plays many VMs, so its HTTP loop would start their scripts one
- * after the other. The threaded spawner forks from worker threads instead (a small pool, round robin), which keeps
- * the loop answering and uses every core; the output comes back as messages, in order.
+ * How the emulator's agent starts scripts. `child_process.spawn` blocks the calling thread until the child has
+ * exec'd (tens of milliseconds each on a loaded machine), and a fork from the emulator's process copies its page
+ * tables and write-protects all its memory (its HTTP loop and garbage collector then fault on every page they write):
+ * one emulator plays many VMs, so it starts their scripts from small helper processes instead (round robin), which
+ * keeps the loop answering; the output comes back as messages, in order.
+ *
+ * The scripts may run at a lower CPU priority than the emulator (`nice`, the emulator's `agentNice`): on Azure a
+ * VM's script takes no CPU from ARM, but here every VM shares the host with the emulator's HTTP loop.
  *
  * @internal
  */
 import { spawn, type SpawnOptions } from "node:child_process"
-import { Worker } from "node:worker_threads"
+import * as os from "node:os"
 
 /** A started script, as the agent sees it. */
 export interface Child {
@@ -56,11 +60,22 @@ const makeChild = (): { readonly child: Child; readonly handlers: Handlers } => 
   }
 }
 
-/** Spawns on the calling thread. */
-export const local: Spawner = {
+/** Lowers the CPU priority of `pid` (0: the calling thread, on Linux) by `nice`; where that is refused, nothing. */
+const lower = (pid: number, nice: number) => {
+  if (nice <= 0) return
+  try {
+    os.setPriority(pid, Math.min(19, os.getPriority(pid) + nice))
+  } catch {
+    // not permitted here: the scripts run at the emulator's priority
+  }
+}
+
+/** Spawns on the calling thread; each script `nice` levels below the emulator (set once it started). */
+export const local = (nice: number): Spawner => ({
   spawn: (command, args, options) => {
     const { child, handlers } = makeChild()
     const p = spawn(command, [...args], { ...options, detached: true, stdio: ["ignore", "pipe", "pipe"] })
+    if (p.pid !== undefined) lower(p.pid, nice)
     handlers.resolvePid(p.pid)
     p.on("error", (e) => {
       handlers.resolvePid(undefined)
@@ -81,14 +96,22 @@ export const local: Spawner = {
     return child
   },
   close: () => Promise.resolve()
-}
+})
 
-/** The worker: spawns what it is sent and posts back the pid, the output, the exit or the error (CommonJS, eval). */
-const WORKER = `
-const { parentPort } = require("node:worker_threads")
+/**
+ * A helper process: spawns what it is sent and sends back the pid, the output, the exit or the error (CommonJS,
+ * eval). It lowers its own priority first, which the scripts it forks inherit, and leaves when the emulator does.
+ */
+const HELPER = `
 const { spawn } = require("node:child_process")
-parentPort.on("message", (m) => {
-  const post = (message) => parentPort.postMessage({ id: m.id, ...message })
+const os = require("node:os")
+const nice = Number(process.argv[1])
+if (nice > 0) {
+  try { os.setPriority(Math.min(19, os.getPriority() + nice)) } catch {}
+}
+process.on("disconnect", () => process.exit(0))
+process.on("message", (m) => {
+  const post = (message) => process.connected && process.send({ id: m.id, ...message })
   let p
   try {
     p = spawn(m.command, m.args, { ...m.options, detached: true, stdio: ["ignore", "pipe", "pipe"] })
@@ -109,20 +132,41 @@ parentPort.on("message", (m) => {
 })
 `
 
-type WorkerMessage =
+type HelperMessage =
   | { readonly id: number; readonly type: "spawned"; readonly pid: number }
   | { readonly id: number; readonly type: "data"; readonly stream: "stdout" | "stderr"; readonly bytes: Uint8Array }
   | { readonly id: number; readonly type: "exit"; readonly code: number | null; readonly signal: NodeJS.Signals | null }
   | { readonly id: number; readonly type: "error"; readonly message: string }
 
-/** Spawns from `threads` worker threads, round robin. */
-export const threaded = (threads: number): Spawner => {
-  const live = new Map<number, Handlers>()
+/**
+ * Spawns from `helpers` small helper processes, round robin; the scripts `nice` levels below the emulator. A fork
+ * copies the forking process's page tables and write-protects its memory: from the emulator's own threads it would
+ * stall its HTTP loop (and its garbage collector) at every script; from a helper of a few tens of megabytes it is cheap
+ * and nobody else waits.
+ */
+export const processes = (helpers: number, nice: number): Spawner => {
+  const live = new Map<number, Handlers & { readonly helper: number }>()
   let nextId = 0
-  const workers = Array.from({ length: Math.max(1, threads) }, () => {
-    const worker = new Worker(WORKER, { eval: true })
-    worker.unref()
-    worker.on("message", (m: WorkerMessage) => {
+  const env = { ...process.env }
+  // the helper is plain CommonJS: no loader of the emulator's process (tsx, vitest) in it
+  delete env.NODE_OPTIONS
+  const fail = (helper: number, why: string) => {
+    for (const [id, h] of live) {
+      if (h.helper !== helper) continue
+      live.delete(id)
+      h.resolvePid(undefined)
+      for (const f of h.error) f(why)
+    }
+  }
+  const children = Array.from({ length: Math.max(1, helpers) }, (_, index) => {
+    const child = spawn(process.execPath, ["-e", HELPER, String(nice)], {
+      stdio: ["ignore", "ignore", "inherit", "ipc"],
+      serialization: "advanced",
+      env
+    })
+    child.unref()
+    child.channel?.unref()
+    child.on("message", (m: HelperMessage) => {
       const h = live.get(m.id)
       if (h === undefined) return
       switch (m.type) {
@@ -143,26 +187,29 @@ export const threaded = (threads: number): Spawner => {
           for (const f of h.error) f(m.message)
       }
     })
-    // a worker that died takes its scripts' reports with it: they end as not started
-    worker.on("error", (e) => {
-      for (const [id, h] of live) {
-        live.delete(id)
-        h.resolvePid(undefined)
-        for (const f of h.error) f(`the agent's spawner thread failed: ${String(e)}`)
-      }
-    })
-    return worker
+    // a helper that died takes its scripts' reports with it: they end as not started
+    child.on("error", (e) => fail(index, `the agent's spawner process failed: ${e.message}`))
+    child.on("exit", (code, signal) => fail(index, `the agent's spawner process exited (${signal ?? code})`))
+    return child
   })
   return {
     spawn: (command, args, options) => {
       const { child, handlers } = makeChild()
       const id = nextId++
-      live.set(id, handlers)
-      workers[id % workers.length]!.postMessage({ id, command, args: [...args], options })
+      const helper = id % children.length
+      live.set(id, { ...handlers, helper })
+      children[helper]!.send({ id, command, args: [...args], options })
       return child
     },
     close: async () => {
-      await Promise.all(workers.map((w) => w.terminate()))
+      await Promise.all(
+        children.map((c) =>
+          c.exitCode !== null || c.signalCode !== null ? undefined : new Promise<void>((resolve) => {
+            c.once("exit", () => resolve())
+            c.kill("SIGTERM")
+          })
+        )
+      )
     }
   }
 }
