@@ -12,6 +12,7 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as fs from "node:fs"
 import * as net from "node:net"
+import * as path from "node:path"
 import { skipWithoutPwsh } from "../../../test-support/pwsh.js"
 import type * as SshTarget from "../src/SshTarget.js"
 import * as SshTransport from "../src/SshTransport.js"
@@ -242,6 +243,46 @@ describe.skipIf(!usersHere)("the lifeline of run-as jobs and of PowerShell login
           yield* until("the jobs are gone", () => marked(sshd, marker).length === 0, 30_000)
         }).pipe(Effect.provide(SshTransport.layer())),
       { timeout: 180_000 }
+    )
+
+    it.scoped(
+      "a transport closed while a pwsh lifeline is still starting leaves no pwsh behind (sshd kills the session)",
+      () =>
+        Effect.gen(function*() {
+          const sshd = yield* Sshd.Server
+          const pwshUser = yield* PwshUser
+          const target = sshd.target({ id: "starting", user: pwshUser.name, overrides: { shell: "pwsh" } })
+          const users = () => Sshd.processes().filter((p) => p.uid === pwshUser.uid && p.comm !== "sshd")
+          // the user's profile makes a lifeline's pwsh take 30 s to start (as a loaded host can), the rest as usual
+          const profile = path.join(pwshUser.home, ".config", "powershell", "profile.ps1")
+          yield* Effect.acquireRelease(
+            Effect.sync(() => {
+              fs.mkdirSync(path.dirname(profile), { recursive: true, mode: 0o755 })
+              fs.writeFileSync(
+                profile,
+                `if ([Environment]::CommandLine -match '${Sshd.LIFELINE}') { Start-Sleep -Seconds 30 }\n`,
+                { mode: 0o644 }
+              )
+            }),
+            () => Effect.sync(() => fs.rmSync(path.dirname(profile), { recursive: true, force: true }))
+          )
+          yield* Effect.scoped(Effect.gen(function*() {
+            const connections = yield* SshTransport.makeConnections()
+            const { lease, value: pooled } = yield* connections.pool.withChannel(target, (p) => Effect.succeed(p))
+            lease.release()
+            // the lifeline's channel is open: its pwsh has just been started, far from running the loop
+            const w = yield* connections.lifelines!.watch(pooled, "0123456789abcdef", Duration.millis(100), {
+              shell: "pwsh",
+              windows: false
+            })
+            w.forget()
+            yield* until("the lifeline's pwsh runs", () => users().length > 0)
+            assert.strictEqual(connections.lifelines!.stats().running, 0)
+          }))
+          // the transport has closed: the pwsh was killed with its session, not left to start and read the EOF
+          yield* until("the pwsh is gone", () => users().length === 0, 500)
+        }),
+      { timeout: 60_000 }
     )
   })
 })

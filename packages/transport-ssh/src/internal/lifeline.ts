@@ -260,10 +260,11 @@ export const make = (pool: Pool.Pool): Lifelines => {
             flush(state)
             channel.once("close", () => done(Effect.void))
             try {
-              channel.end()
               // a loop that has not answered yet may still be starting (pwsh takes seconds on a loaded host): it would
-              // outlive the connection until it ran and read the EOF; sshd ends the session's processes now
+              // outlive the connection until it ran and read the EOF; sshd ends the session's processes now (a
+              // signal request, sent before the EOF: ssh2 sends none on a channel no longer writable)
               if (!state.running) channel.signal("KILL")
+              channel.end()
             } catch {
               done(Effect.void)
             }
