@@ -118,6 +118,18 @@ export * as Inventory from "./Inventory.js"
  * - `r ID`, a kill script's lines, `#runcmd-end`: how to end execution ID at EOF besides the sweep (a run-as job:
  *   the loop runs as the login user, the script reaches the other user's processes the way a kill does).
  *
+ * - `d TICKS` (SSH): discover the executions instead of being told each one: at EOF, the loop also ends every
+ *   process that carries a token and the loop's own `SSH_CONNECTION` (so was started over the same connection)
+ *   and started after the loop, except the spared ones; `TICKS` is the longest kill grace so far. The loop answers
+ *   the first one `d on` when it can (a `SSH_CONNECTION`, a grep with `-z`), else `d off`; until `d on` the
+ *   controller tells every execution;
+ * - `s TOKEN`: spare the processes carrying this token at EOF (an execution that has ended, whose processes left
+ *   behind on purpose live on; a job that must outlive the controller).
+ *
+ * With discovery, an execution costs the loop nothing when it starts (no message on the connection before its
+ * channel opens) and a few bytes when it has ended, batched with the others' (the controller flushes them at most
+ * twice a second).
+ *
  * A controller that closes the lifeline on purpose (a layer or a connection closing) has ended its jobs already: at
  * EOF the lifeline knows none and exits.
  *
