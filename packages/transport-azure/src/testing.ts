@@ -266,9 +266,14 @@ export const parseArgs = (argv: ReadonlyArray<string>): EmulatorOptions => {
  */
 export const main = async (
   argv: ReadonlyArray<string>,
-  options?: { readonly write?: ((line: string) => void) | undefined; readonly signal?: AbortSignal | undefined }
+  options?: {
+    readonly write?: ((line: string) => void) | undefined
+    readonly signal?: AbortSignal | undefined
+    /** Options the arguments do not reach (e.g. `agentNice`), over those the arguments give. */
+    readonly emulator?: EmulatorOptions | undefined
+  }
 ): Promise<void> => {
-  const emulator = await start(parseArgs(argv))
+  const emulator = await start({ ...parseArgs(argv), ...options?.emulator })
   const announcement: Announcement = {
     endpoint: emulator.endpoint,
     subscription: emulator.subscription,

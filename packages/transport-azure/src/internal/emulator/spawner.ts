@@ -110,7 +110,17 @@ if (nice > 0) {
   try { os.setPriority(Math.min(19, os.getPriority() + nice)) } catch {}
 }
 process.on("disconnect", () => process.exit(0))
+// one spawn per turn of the loop: a burst of requests does not hold back the exits of the scripts already running
+const queue = []
+const next = () => {
+  const m = queue.shift()
+  if (m !== undefined) start(m)
+  if (queue.length > 0) setImmediate(next)
+}
 process.on("message", (m) => {
+  if (queue.push(m) === 1) setImmediate(next)
+})
+const start = (m) => {
   const post = (message) => process.connected && process.send({ id: m.id, ...message })
   let p
   try {
@@ -129,7 +139,7 @@ process.on("message", (m) => {
       p.stderr.destroy()
       post({ type: "exit", code, signal })
     }, ${PIPES_GRACE_MS}))
-})
+}
 `
 
 type HelperMessage =
