@@ -1,11 +1,13 @@
 /**
  * The emulator against the REST spec (`test/fixtures/azure`, copied from the project's shared fixtures): every operation, driven with the examples'
  * parameters over raw HTTPS, answers with a status the spec lists and a body valid against the spec's
- * definitions; every api-version from 2020-06-01 on is accepted; `main` announces itself in one JSON line.
+ * definitions; every api-version from 2020-06-01 on is accepted; the scripts run `agentNice` levels below the
+ * emulator; `main` announces itself in one JSON line.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as fs from "node:fs"
 import * as https from "node:https"
+import * as os from "node:os"
 import * as path from "node:path"
 import * as Emulator from "../src/testing.js"
 
@@ -166,9 +168,11 @@ describe("ARM emulator", () => {
   it(
     "answers every operation of the spec with a listed status and a valid body, at every api-version from 2020-06-01",
     async () => {
+      // the scripts 3 nice levels below the emulator (agentNice), which the action's output shows
       const emulator = await Emulator.start({
         vms: [{ name: "myVM" }],
-        scaleSets: [{ name: "myvmScaleSet", instances: 1 }]
+        scaleSets: [{ name: "myvmScaleSet", instances: 1 }],
+        agentNice: 3
       })
       const versions = ["2020-06-01", "2021-07-01", "2022-11-01", "2023-03-01", "2024-11-01", "2026-03-01"]
       let v = 0
@@ -195,14 +199,14 @@ describe("ARM emulator", () => {
         ) {
           const accepted = await checked(emulator, "POST", `${parent}/runCommand`, version(), {
             commandId: "RunShellScript",
-            script: ["echo hello"]
+            script: ["echo hello", "nice"]
           })
           assert.strictEqual(accepted.status, 202)
           await waitFor(emulator, String(accepted.headers["azure-asyncoperation"]))
           const result = await request(emulator, "GET", String(accepted.headers.location))
           assert.strictEqual(result.status, 200)
           assert.deepStrictEqual(validate(result.body, { $ref: "#/definitions/RunCommandResult" }), [])
-          assert.include(result.body.value[0].message, "[stdout]\nhello\n")
+          assert.include(result.body.value[0].message, `[stdout]\nhello\n${Math.min(19, os.getPriority() + 3)}\n`)
         }
         // managed run commands, on a VM and on a scale-set VM
         for (
