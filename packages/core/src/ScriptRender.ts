@@ -14,6 +14,8 @@
  * - {@link powershell} ({@link PowerShellLaunch}): the PowerShell twin of the wrapper, for Windows targets.
  * - {@link powershellProcess} ({@link PowerShellProcessLaunch}): the same twin run by a PowerShell process the
  *   transport starts (local `pwsh`, the `pwsh` login shell of an SSH user): a constant bootstrap reads it from stdin.
+ * - {@link selfContained} and {@link powershellSelfContained}: one script text carrying files and stdin, for
+ *   services that run a script and nothing else (AWS SSM and Azure Run Command).
  *
  * @since 0.1.0
  */
@@ -25,6 +27,7 @@ import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import * as directInternal from "./internal/directLaunch.js"
 import * as selfContainedInternal from "./internal/selfContained.js"
+import * as selfContainedPowershellInternal from "./internal/selfContainedPowershell.js"
 import * as launchInternal from "./internal/wrapperLaunch.js"
 import * as posixInternal from "./internal/wrapperPosix.js"
 import * as powershellInternal from "./internal/wrapperPowershell.js"
@@ -281,7 +284,9 @@ export const directShell: (invocation: Invocation, options?: RenderOptions) => O
 /**
  * Renders the PowerShell launch. Secrets are not in the text: they are read from the environment variables named
  * in `secretVariables` (the transport sets them over its secure channel) or, when `secretsFromStdin`, from stdin
- * lines before the user's stdin.
+ * lines before the user's stdin. A script for another interpreter than `powershell` runs as
+ * `<interpreter> -c <text>` (`python -c <text>`): the interpreter must be on the host's PATH (Git for Windows'
+ * `sh`/`bash`, `python`).
  *
  * @since 0.1.0
  * @category constructors
@@ -429,4 +434,83 @@ export interface SelfContainedLaunch {
     code: number | undefined,
     stderr: Uint8Array
   ) => { readonly status: Either.Either<ExitStatus, string>; readonly stderr: Uint8Array }
+}
+
+/**
+ * The self-contained PowerShell launch: the twin of {@link selfContained} for Windows targets of services that run a
+ * PowerShell script and nothing else (AWS SSM `AWS-RunPowerShellScript`, Azure `RunPowerShellScript`). The text:
+ *
+ * - writes the job's files (`Invocation.files`) inline, base64, into a private directory named by `RUNCMD_FILES`
+ *   (an ACL for the running account alone on Windows, 0700 elsewhere), removed when the script ends; a file named in
+ *   `fileCommands` is fetched at run time instead and does not count against `maxInlineBytes` (default
+ *   {@link SELF_CONTAINED_MAX_INLINE_BYTES}, files plus stdin);
+ * - gives the job's stdin to the user's program by running it in a child PowerShell (the constant
+ *   {@link POWERSHELL_BOOTSTRAP}) whose stdin pipe it writes the program and the bytes to; the child's stdout and
+ *   stderr are the script's own, so output is the same as without stdin;
+ * - sets the environment, the execution token and the working directory, runs the user's script or command and
+ *   prints the sentinel line with its exit code (also when the program ends with `exit N` in the child);
+ * - contains **no secrets**: the transport sets them as environment variables before the text runs (a prelude
+ *   that fetches them, or the service's protected parameters).
+ *
+ * Fails (without rendering anything) for run-as (a Windows account needs its password to start a process),
+ * a `Native` source, an environment variable name PowerShell cannot set, or too many inline bytes.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const powershellSelfContained: (
+  invocation: Invocation,
+  options?: PowerShellSelfContainedOptions
+) => Either.Either<PowerShellSelfContainedLaunch, SelfContainedFailure> = selfContainedPowershellInternal.make
+
+/**
+ * Options of {@link powershellSelfContained}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PowerShellSelfContainedOptions {
+  /** The protocol's nonce (`[A-Za-z0-9_-]+`). Default: random. For tests. */
+  readonly nonce?: string | undefined
+  /**
+   * Per file name: PowerShell statements that write the file's bytes to the path in `$__rc_path` (e.g.
+   * `Invoke-WebRequest -UseBasicParsing -Uri '<pre-signed url>' -OutFile $__rc_path`), instead of inlining them.
+   */
+  readonly fileCommands?: { readonly [name: string]: string } | undefined
+  /** Inline bytes allowed (files plus stdin). Default {@link SELF_CONTAINED_MAX_INLINE_BYTES}. */
+  readonly maxInlineBytes?: number | undefined
+}
+
+/**
+ * The self-contained PowerShell launch of one invocation.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PowerShellSelfContainedLaunch {
+  /** The whole PowerShell script; no secrets. */
+  readonly script: string
+  readonly nonce: string
+  /** Exported into the environment of everything the execution starts. */
+  readonly token: string
+  readonly tokenVariable: string
+  /** The sentinel line's prefix: `<sentinel><code>` is the script's last stdout line. */
+  readonly sentinel: string
+  /** Bytes of files and stdin inlined in the text. */
+  readonly inlineBytes: number
+  /** The exit status from the sentinel line in stdout, if present. */
+  readonly parseSentinel: (stdout: string) => Option.Option<number>
+  /**
+   * Reads how the program ended from the service's exit code and the whole output: the status (or why the launch
+   * failed: `fail cwd`, `fail files`), stdout without the sentinel line and stderr without the protocol lines.
+   */
+  readonly interpret: (
+    code: number | undefined,
+    stdout: Uint8Array,
+    stderr: Uint8Array
+  ) => {
+    readonly status: Either.Either<ExitStatus, string>
+    readonly stdout: Uint8Array
+    readonly stderr: Uint8Array
+  }
 }

@@ -278,6 +278,8 @@ export * as Runner from "./Runner.js"
  * - {@link powershell} ({@link PowerShellLaunch}): the PowerShell twin of the wrapper, for Windows targets.
  * - {@link powershellProcess} ({@link PowerShellProcessLaunch}): the same twin run by a PowerShell process the
  *   transport starts (local `pwsh`, the `pwsh` login shell of an SSH user): a constant bootstrap reads it from stdin.
+ * - {@link selfContained} and {@link powershellSelfContained}: one script text carrying files and stdin, for
+ *   services that run a script and nothing else (AWS SSM and Azure Run Command).
  *
  * @since 0.1.0
  */

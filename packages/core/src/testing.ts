@@ -374,6 +374,12 @@ export interface ConformanceOptions {
    * always reachable (the local transport): the case then asserts that a target is reached.
    */
   readonly unreachableTarget?: (() => Target) | undefined
+  /**
+   * Where the suite's POSIX `sh` helper jobs (process-table checks, cleanup) run for a target: default the target
+   * itself. For targets that run PowerShell only (Windows instances of an emulator), a POSIX target of the same
+   * transport on the same host, so the checks see the same process table.
+   */
+  readonly helperTarget?: ((target: Target) => Target) | undefined
   /** The per-execution timeout used by the timeout cases (default 2 s). */
   readonly timeout?: Duration.DurationInput | undefined
   /** The kill grace used by the cases (default 1 s). */

@@ -58,6 +58,24 @@ const texts = (): Record<string, string> => {
     }
     out[`powershellProcess: ${name}`] = ScriptRender.powershellProcess(inv, { nonce: "parse" }).script
   }
+  // the self-contained launch with files (inline and fetched), a big one in a joined literal, and stdin (the child)
+  const selfContained = ScriptRender.powershellSelfContained(
+    invocation({
+      cwd: "C:\\Users\\o'neil",
+      stdin: new Uint8Array(10_000).fill(7),
+      files: [
+        { name: "dir/it's.txt", bytes: new TextEncoder().encode("x"), mode: 0o644 },
+        { name: "big.bin", bytes: new Uint8Array(20_000).fill(1), mode: 0o755 },
+        { name: "fetched.bin", bytes: new Uint8Array(1), mode: 0o600 }
+      ]
+    }),
+    {
+      nonce: "parse",
+      fileCommands: { "fetched.bin": "Invoke-WebRequest -UseBasicParsing -Uri 'https://h/x?a=1' -OutFile $__rc_path" }
+    }
+  )
+  if (selfContained._tag === "Left") throw new Error(selfContained.left.message)
+  out["powershellSelfContained: files and stdin"] = selfContained.right.script
   out["powershellProcess: the bootstrap"] = ScriptRender.POWERSHELL_BOOTSTRAP
   return out
 }
@@ -90,7 +108,8 @@ describe("PowerShell texts, syntax-checked for Windows PowerShell 5.1, not execu
       }
       assert.strictEqual(descendants(root, "try_statement").length >= 1, true, "the body runs in a try")
       assert.strictEqual(descendants(root, "catch_clause").length >= 1, true)
-      assert.strictEqual(descendants(root, "finally_clause").length, 1)
+      // the self-contained launch with stdin also closes the child's stdin in a finally
+      assert.strictEqual(descendants(root, "finally_clause").length, name.startsWith("powershellSelfContained") ? 2 : 1)
       const exits = descendants(root, "flow_control_statement").map((n) => n.text)
       assert.include(exits, "exit $__rc_code", "the exit code is propagated")
       const readsSecrets = name.includes("and secrets") &&

@@ -109,51 +109,77 @@ describe("SsmTransport", () => {
     }), { timeout: 60_000 })
 
   it.scopedLive.skipIf(pwshPath() === undefined && process.env.CI !== "true")(
-    "Windows instances: the PowerShell launch with secrets from Parameter Store; files, stdin, run-as Rejected",
+    "Windows instances: secrets from Parameter Store, files inline and through S3, stdin byte for byte; run-as Rejected",
     () =>
       Effect.gen(function*() {
-        const emulator = yield* Emulator.make({ instances: [{ platform: "Windows" }, { platform: "Windows" }] })
+        const s3 = yield* Harness.s3()
+        const emulator = yield* Emulator.make({
+          instances: [{ platform: "Windows" }, { platform: "Windows" }],
+          s3: { endpoint: s3.endpoint }
+        })
         const secret = "w1n-s3cret with 'quotes' and ünïcode"
-        const digest = crypto.createHash("sha256").update(secret).digest("hex")
-        const script =
-          `$h = [Security.Cryptography.SHA256]::Create().ComputeHash([Text.Encoding]::UTF8.GetBytes($env:TOKEN))
-Write-Output ("$env:GREETING " + [BitConverter]::ToString($h).Replace('-', '').ToLower())
+        const sha = (b: Uint8Array | string) => crypto.createHash("sha256").update(b).digest("hex")
+        const big = crypto.randomBytes(100_000)
+        const stdin = new Uint8Array(5000).map((_, i) => (i * 7) % 256)
+        const script = `function Sha([byte[]]$b) {
+  [BitConverter]::ToString([Security.Cryptography.SHA256]::Create().ComputeHash($b)).Replace('-', '').ToLower()
+}
+Write-Output ("$env:GREETING " + (Sha ([Text.Encoding]::UTF8.GetBytes($env:TOKEN))))
+Write-Output (Sha ([IO.File]::ReadAllBytes((Join-Path $env:RUNCMD_FILES 'data/big.bin'))))
+Write-Output ([IO.File]::ReadAllText((Join-Path $env:RUNCMD_FILES 'small.txt')))
+$in = [Console]::OpenStandardInput(); $ms = New-Object IO.MemoryStream; $in.CopyTo($ms)
+Write-Output (Sha $ms.ToArray())
 exit 3`
-        const job = ScriptSource.job(ScriptSource.script(script), {
+        const job = ScriptSource.job(ScriptSource.script(script, "powershell"), {
           env: { GREETING: "hi" },
-          secrets: { TOKEN: Redacted.make(secret) }
+          secrets: { TOKEN: Redacted.make(secret) },
+          stdin,
+          files: [{ name: "data/big.bin", content: big }, { name: "small.txt", content: "small ✓" }]
         })
         const report = yield* Runner.run(
           RunPlan.make({ targets: emulator.targets(), job, policy: { concurrency: 10 } })
-        )
-          .pipe(Effect.provide(SsmTransport.layer(Harness.options(emulator, undefined, {
-            secrets: { parameterStore: {} }
-          }))))
+        ).pipe(Effect.provide(SsmTransport.layer(Harness.options(emulator, s3, {
+          secrets: { parameterStore: {} },
+          filesBucket: Harness.BUCKET
+        }))))
         for (const o of report.outcomes) {
           assert.strictEqual(o._tag, "Failed", JSON.stringify(o))
-          if (o._tag === "Failed") assert.strictEqual(o.exitCode, 3)
-          assert.strictEqual(o.stdout.head, `hi ${digest}\n`)
+          if (o._tag === "Failed") assert.strictEqual(o.exitCode, 3, JSON.stringify(o))
+          assert.strictEqual(o.stdout.head, `hi ${sha(secret)}\n${sha(big)}\nsmall ✓\n${sha(stdin)}\n`)
+          assert.strictEqual(o.stderr.head, "")
         }
         const send = emulator.requests().find((r) => r.operation === "SendCommand")!
         assert.strictEqual(JSON.parse(send.body).DocumentName, "AWS-RunPowerShellScript")
+        assert.include(send.body, "X-Amz-Signature", "the big file is fetched by a pre-signed URL")
+        assert.isBelow(send.body.length, 64 * 1024, "the big file is not in the command")
         for (const r of emulator.requests()) {
           if (r.operation !== "PutParameter") assert.notInclude(r.body, "s3cret", r.operation)
         }
         assert.strictEqual(emulator.countByOperation().PutParameter, 2)
         assert.deepStrictEqual(emulator.parameters().stored, [])
 
-        // what a PowerShell script file cannot take is refused before anything is sent, naming it
+        // a missing working directory is the launch's failure, not the program's exit code
+        emulator.clearRequests()
+        const cwd = yield* Runner.run(RunPlan.make({
+          targets: emulator.targets().slice(0, 1),
+          job: ScriptSource.job(ScriptSource.script("Write-Output never", "powershell"), { stdin: "x" }),
+          policy: { cwd: "/nonexistent/runcmd-cwd" }
+        })).pipe(Effect.provide(SsmTransport.layer(Harness.options(emulator))))
+        const missing = cwd.outcomes[0]!
+        assert.strictEqual(missing._tag, "TransportFailed", JSON.stringify(missing))
+        assert.notInclude(missing.stdout.head, "never")
+        if (missing._tag === "TransportFailed") assert.include(missing.error.message, "fail cwd")
+
+        // run-as: a Windows account needs its password to start a process; refused before anything is sent
         emulator.clearRequests()
         const refused = yield* Runner.run(RunPlan.make({
           targets: emulator.targets(),
-          job: ScriptSource.job(ScriptSource.script("Write-Output x"), {
-            stdin: new TextEncoder().encode("input"),
-            files: [{ name: "a.txt", content: new TextEncoder().encode("a") }]
-          })
+          job: ScriptSource.job(ScriptSource.script("Write-Output x", "powershell")),
+          policy: { runAs: { user: "svc", method: "sudo" } }
         })).pipe(Effect.provide(SsmTransport.layer(Harness.options(emulator))))
         for (const o of refused.outcomes) {
           assert.strictEqual(o._tag, "Rejected", JSON.stringify(o))
-          if (o._tag === "Rejected") assert.include(o.error.message, "files, stdin")
+          if (o._tag === "Rejected") assert.include(o.error.message, "run-as")
         }
         assert.strictEqual(emulator.requests().length, 0, "nothing was sent")
       }),

@@ -280,7 +280,18 @@ export const makeCtx = (options: ConformanceOptions) =>
       })
 
     const helper = (target: Target, script: string, args: ReadonlyArray<string>) =>
-      exec({ job: ScriptSource.job(sh(script), { args }), behaviour: [Step.exit(0)], targets: [target] })
+      Effect.gen(function*() {
+        const on = options.helperTarget?.(target) ?? target
+        const r = yield* exec({ job: ScriptSource.job(sh(script), { args }), behaviour: [Step.exit(0)], targets: [on] })
+        if (on.id === target.id) return r
+        // read by the case's target id: the helper's output is that target's check
+        const id = (targetId: string) => (targetId === target.id ? on.id : targetId)
+        return {
+          ...r,
+          bytes: (targetId: string, stream: StreamName) => r.bytes(id(targetId), stream),
+          text: (targetId: string, stream: StreamName) => r.text(id(targetId), stream)
+        }
+      })
 
     const ctx: Ctx = {
       simulated,

@@ -24,6 +24,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import type * as ScriptRender from "../ScriptRender.js"
+import * as ScriptSource from "../ScriptSource.js"
 import type { ExitStatus, Invocation } from "../Transport.js"
 import { TransportError } from "../TransportError.js"
 import { checkNonce, killScript, marker, randomHex, TOKEN_VAR } from "./wrapperPosix.js"
@@ -84,6 +85,12 @@ export interface RenderOptions {
    * channel: read from `/proc`, else (Windows) the PID.
    */
   readonly reportPid?: boolean | undefined
+  /** Lines run right after the output encoding is set, before the environment (the self-contained launch's files). */
+  readonly setup?: ReadonlyArray<string> | undefined
+  /** Lines run whenever the twin ends by itself (its `finally`, and before a cwd failure's exit). */
+  readonly cleanup?: ReadonlyArray<string> | undefined
+  /** Lines that replace the user's program (the self-contained launch's child process); they set `$__rc_code`. */
+  readonly body?: ReadonlyArray<string> | undefined
 }
 
 /**
@@ -103,6 +110,20 @@ const READ_LINE = [
   `}`
 ]
 
+/**
+ * A script for another interpreter than PowerShell runs as `<interpreter> -c <text>` (the interpreter must be on
+ * the host's PATH: Git for Windows' `sh`/`bash`, `python`).
+ *
+ * @internal
+ */
+export const forPowerShell = (source: Invocation["source"]): Invocation["source"] => {
+  if (source._tag !== "Script" || source.interpreter === "powershell") return source
+  const argv: [string, ...Array<string>] = source.interpreter === "python"
+    ? ["python", "-c", source.text]
+    : [source.interpreter, "-c", source.text, source.interpreter]
+  return ScriptSource.command(...argv)
+}
+
 /** @internal */
 export const render = (invocation: Invocation, options: RenderOptions) => {
   const { nonce, secretsFromStdin } = options
@@ -118,6 +139,8 @@ export const render = (invocation: Invocation, options: RenderOptions) => {
     `$OutputEncoding = $__rc_utf8`,
     `$PSNativeCommandArgumentPassing = 'Standard'`
   ]
+  const cleanup = options.cleanup ?? []
+  for (const line of options.setup ?? []) lines.push(line)
   if (options.reportPid === true) {
     // the process group from /proc (pwsh may run below a launcher, e.g. the dotnet tool shim, that leads the
     // group); where there is no /proc (Windows), the PID itself
@@ -151,26 +174,30 @@ export const render = (invocation: Invocation, options: RenderOptions) => {
       `try { Set-Location -LiteralPath ${quote(invocation.cwd)} -ErrorAction Stop } catch {`,
       `  [Console]::Error.WriteLine('${marker(nonce)}:fail cwd')`
     )
+    for (const line of cleanup) lines.push(`  ${line}`)
     if (withSentinel) lines.push(`  [Console]::Out.WriteLine('${sentinel}125')`)
     lines.push(`  exit 125`, `}`)
   }
   lines.push(`$__rc_args = @(${invocation.args.map(quote).join(", ")})`)
-  const source = invocation.source
-  let body: Array<string>
-  switch (source._tag) {
-    case "Command": {
-      const [program, ...rest] = source.argv
-      lines.push(`$__rc_argv = @(${rest.map(quote).join(", ")}) + $__rc_args`)
-      body = [`& ${quote(program)} @__rc_argv`]
-      break
+  const source = forPowerShell(invocation.source)
+  let body: ReadonlyArray<string>
+  if (options.body !== undefined) body = options.body
+  else {
+    switch (source._tag) {
+      case "Command": {
+        const [program, ...rest] = source.argv
+        lines.push(`$__rc_argv = @(${rest.map(quote).join(", ")}) + $__rc_args`)
+        body = [`& ${quote(program)} @__rc_argv`]
+        break
+      }
+      case "Script": {
+        // created inside the try: a syntax error is the script's failure, reported like any other
+        body = [`$__rc_sb = [ScriptBlock]::Create(${quote(source.text)})`, `& $__rc_sb @__rc_args`]
+        break
+      }
+      case "Native":
+        throw new Error("a Native source cannot be rendered as PowerShell")
     }
-    case "Script": {
-      // created inside the try: a syntax error is the script's failure, reported like any other
-      body = [`$__rc_sb = [ScriptBlock]::Create(${quote(source.text)})`, `& $__rc_sb @__rc_args`]
-      break
-    }
-    case "Native":
-      throw new Error("a Native source cannot be rendered as PowerShell")
   }
   lines.push(
     `$__rc_code = 0`,
@@ -181,15 +208,22 @@ export const render = (invocation: Invocation, options: RenderOptions) => {
     `try {`
   )
   for (const line of body) lines.push(`  ${line}`)
+  if (options.body === undefined) {
+    lines.push(
+      `  $__rc_ok = $?`,
+      `  if ($null -ne $global:LASTEXITCODE) { $__rc_code = $global:LASTEXITCODE } elseif (-not $__rc_ok) { $__rc_code = 1 }`
+    )
+  }
   lines.push(
-    `  $__rc_ok = $?`,
-    `  if ($null -ne $global:LASTEXITCODE) { $__rc_code = $global:LASTEXITCODE } elseif (-not $__rc_ok) { $__rc_code = 1 }`,
     `  $__rc_done = $true`,
     `} catch {`,
     `  [Console]::Error.WriteLine($_.ToString())`,
     `  if ($_.Exception -is [System.Management.Automation.CommandNotFoundException]) { $__rc_code = 127 } else { $__rc_code = 1 }`,
     `  $__rc_done = $true`,
-    `} finally {`,
+    `} finally {`
+  )
+  for (const line of cleanup) lines.push(`  ${line}`)
+  lines.push(
     withSentinel ? `  if ($__rc_done) { [Console]::Out.WriteLine("${sentinel}$__rc_code") }` : `  # no sentinel`,
     `  [Console]::Out.Flush()`,
     `}`,

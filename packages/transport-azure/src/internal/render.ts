@@ -58,14 +58,21 @@ export const render = (
       )
     )
   }
+  const tooLarge = (failure: ScriptRender.SelfContainedFailure) =>
+    error(
+      "Unsupported",
+      "delivery",
+      failure.reason === "FilesTooLarge"
+        ? `the job's files and stdin are ${failure.bytes} bytes, over the ${failure.limit} bytes sent inline in a run ` +
+          "command's script; give the transport a storage container (storage.containerUrl, managed run commands) to " +
+          "send them through a blob"
+        : failure.message,
+      { detail: { reason: failure.reason } }
+    )
   if (os === "windows") {
-    if (invocation.files !== undefined && invocation.files.length > 0) {
-      return Either.left(error("Unsupported", "delivery", "files are not shipped to Windows VMs by run command yet"))
-    }
-    if (invocation.stdin !== undefined && invocation.stdin.length > 0) {
-      return Either.left(error("Unsupported", "delivery", "stdin is not carried to Windows VMs by run command"))
-    }
-    const launch = ScriptRender.powershell(invocation)
+    const rendered = ScriptRender.powershellSelfContained(invocation, { maxInlineBytes: options.maxInlineBytes })
+    if (Either.isLeft(rendered)) return Either.left(tooLarge(rendered.left))
+    const launch = rendered.right
     return Either.right({
       script: options.exitFromChild === true ? childLaunch(launch.script, launch.nonce) : launch.script,
       nonce: launch.nonce,
@@ -94,15 +101,7 @@ export const render = (
     maxInlineBytes: options.maxInlineBytes,
     ...(secretNames.length > 0 ? { secretsSnippet: snippet } : {})
   })
-  if (Either.isLeft(launch)) {
-    const failure = launch.left
-    const message = failure.reason === "FilesTooLarge"
-      ? `the job's files and stdin are ${failure.bytes} bytes, over the ${failure.limit} bytes sent inline in a run ` +
-        "command's script; give the transport a storage container (storage.containerUrl, managed run commands) to " +
-        "send them through a blob"
-      : failure.message
-    return Either.left(error("Unsupported", "delivery", message, { detail: { reason: failure.reason } }))
-  }
+  if (Either.isLeft(launch)) return Either.left(tooLarge(launch.left))
   const l = launch.right
   return Either.right({
     script: l.script,

@@ -132,6 +132,8 @@ interface Sent {
   readonly wake: Queue.Queue<void>
   /** Where the launch's protocol begins on stderr (held back while streaming), if it has one. */
   readonly marker: string | undefined
+  /** Where the launch's exit line begins on stdout (held back while streaming), if it has one. */
+  readonly sentinel: string | undefined
   /** Instances whose cancel waits for the window to close, and the one `CancelCommand`'s result. */
   cancelling:
     | { readonly instanceIds: Array<string>; readonly done: Deferred.Deferred<void, TransportError> }
@@ -235,24 +237,6 @@ export const validate = (config: EngineConfig, target: SsmTarget, inv: Transport
     }
     return Option.none()
   }
-  if (target.os === "windows") {
-    const what = [
-      (inv.files ?? []).length > 0 ? "files" : undefined,
-      inv.stdin !== undefined ? "stdin" : undefined,
-      inv.runAs !== undefined ? "run-as" : undefined
-    ].filter((w) => w !== undefined)
-    if (what.length > 0) {
-      return Option.some(fail(
-        "Unsupported",
-        "delivery",
-        `the job has ${what.join(", ")}, which Windows SSM targets do not take (AWS-RunPowerShellScript runs a ` +
-          "script file with no stdin; runcmd ships files and run-as on Linux targets only): run the job on a Linux " +
-          "target, or without them",
-        { os: "windows", unsupported: what }
-      ))
-    }
-    return Option.none()
-  }
   const bytes = inlineBytes(inv)
   if (
     bytes > config.maxInlineBytes &&
@@ -267,11 +251,15 @@ export const validate = (config: EngineConfig, target: SsmTarget, inv: Transport
       { bytes, limit: config.maxInlineBytes }
     ))
   }
-  const probe = ScriptRender.selfContained(inv, {
-    secretsSnippet: secretNames.length > 0 ? "true" : undefined,
-    maxInlineBytes: Number.MAX_SAFE_INTEGER
-  })
-  if (Either.isLeft(probe)) return Option.some(fail("Unsupported", "delivery", probe.left.message))
+  const probe: Either.Either<unknown, ScriptRender.SelfContainedFailure> = target.os === "windows"
+    ? ScriptRender.powershellSelfContained(inv, { maxInlineBytes: Number.MAX_SAFE_INTEGER })
+    : ScriptRender.selfContained(inv, {
+      secretsSnippet: secretNames.length > 0 ? "true" : undefined,
+      maxInlineBytes: Number.MAX_SAFE_INTEGER
+    })
+  if (Either.isLeft(probe)) {
+    return Option.some(fail("Unsupported", "delivery", probe.left.message, { os: target.os ?? "linux" }))
+  }
   return Option.none()
 }
 
@@ -315,13 +303,17 @@ const powershellSecrets = (fetch: string, failed: string) =>
     `Remove-Variable __rc_sv, __rc_kv, __rc_i -ErrorAction SilentlyContinue`
   ].join("\r\n")
 
-/** Removes the sentinel line (and anything after it) from a PowerShell launch's stdout. */
-const cutSentinel = (stdout: Uint8Array, sentinel: string): Uint8Array => {
-  const text = Buffer.from(stdout)
-  const at = text.lastIndexOf(sentinel)
-  if (at < 0) return stdout
-  const start = at > 0 && text[at - 1] === 0x0a ? at : at
-  return stdout.subarray(0, start)
+/**
+ * The text up to the launch's protocol line (`marker`), holding back only an end that could begin one: streamed
+ * output never shows a part of it, and is not delayed by more than what could be its start.
+ */
+const beforeProtocol = (text: string, marker: string): string => {
+  const at = text.indexOf(marker)
+  if (at >= 0) return text.slice(0, at)
+  for (let n = Math.min(marker.length - 1, text.length); n > 0; n--) {
+    if (text.endsWith(marker.slice(0, n))) return text.slice(0, text.length - n)
+  }
+  return text
 }
 
 /** @internal */
@@ -617,6 +609,7 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
           let extra: Record<string, Array<string>> = {}
           let interpret: Sent["interpret"]
           let marker: string | undefined
+          let sentinel: string | undefined
           if (inv.source._tag === "Native") {
             const doc = inv.source.document
             const params = (doc.parameters ?? doc.Parameters ?? {}) as Record<string, unknown>
@@ -631,93 +624,108 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
               stdout,
               stderr
             })
-          } else if (target.os === "windows") {
-            const launch = ScriptRender.powershell(inv)
-            const failed = `runcmd-${launch.nonce}:fail secrets`
-            let prelude: string | undefined
-            if (Object.keys(inv.secrets).length > 0 && config.secrets !== undefined) {
-              const base = yield* storeSecrets()
-              if (sending.length === 0) return
-              const name = `(${psQuote(base)} + $env:AWS_SSM_INSTANCE_ID)`
-              prelude = powershellSecrets(config.secrets.fetchPowerShell(name, connection.region), failed)
-            }
-            commands = prelude === undefined ? [launch.script] : [prelude, launch.script]
-            interpret = (code, stdout, stderr) => {
-              const err = Buffer.from(stderr).toString("utf8")
-              const at = err.indexOf(failed)
-              if (at >= 0) {
-                return {
-                  status: Either.left(
-                    "fail secrets: the instance could not read its parameter (the instance profile needs " +
-                      "ssm:GetParameter and kms:Decrypt; the AWS CLI must be on its PATH)"
-                  ),
-                  stdout,
-                  stderr: stderr.subarray(0, Buffer.byteLength(err.slice(0, at)))
-                }
-              }
-              const text = Buffer.from(stdout).toString("utf8")
-              const parsed = launch.parseSentinel(text)
-              const exit = Option.isSome(parsed) ? parsed.value : code
-              return {
-                status: exit === undefined || exit < 0
-                  ? Either.left("the script reported no exit code")
-                  : Either.right({ _tag: "Exited", code: exit }),
-                stdout: cutSentinel(stdout, launch.sentinel),
-                stderr
-              }
-            }
           } else {
-            let snippet: string | undefined
-            if (Object.keys(inv.secrets).length > 0 && config.secrets !== undefined) {
-              const base = yield* storeSecrets()
-              if (sending.length === 0) return
-              const word = `${ScriptRender.quote(base)}"\${AWS_SSM_INSTANCE_ID:?not set by the SSM agent}"`
-              snippet = secretsSnippet(config.secrets.fetchCommand(word, connection.region))
-            }
-            const fileCommands: Record<string, string> = {}
-            const files = inv.files ?? []
-            if (config.files !== undefined && inlineBytes(inv) > config.maxInlineBytes) {
-              // the largest files go through S3 until what is left fits inline
-              let inline = inlineBytes(inv)
-              for (const file of [...files].sort((a, b) => b.bytes.length - a.bytes.length)) {
-                if (inline <= config.maxInlineBytes) break
-                const key = `${config.files.prefix.replace(/\/?$/, "/")}${runTag}/${batchId}/${file.name}`
-                yield* call(
-                  "PutObject",
-                  (abortSignal) =>
-                    connection.s3().send(
-                      new PutObjectCommand({ Bucket: config.files!.bucket, Key: key, Body: file.bytes }),
-                      { abortSignal }
-                    ),
-                  options(connection, false, "delivery")
-                )
-                objects.push(key)
-                const url = yield* Effect.tryPromise({
-                  try: () =>
-                    getSignedUrl(connection.s3(), new GetObjectCommand({ Bucket: config.files!.bucket, Key: key }), {
-                      expiresIn: Math.min(7 * 24 * 3600, config.deliveryTimeoutSeconds + config.executionTimeoutSeconds)
-                    }),
-                  catch: (e) => fail("Unknown", "delivery", `pre-signing a file's URL failed: ${String(e)}`)
-                })
-                const q = ScriptRender.quote(url)
-                fileCommands[file.name] = `curl -fsS --retry 3 ${q} 2>/dev/null || wget -qO- ${q}`
-                inline -= file.bytes.length
+            /**
+             * Files beyond the inline limit: the largest go through S3 (a pre-signed GET the instance fetches) until
+             * what is left fits inline; `fetch` says how the instance downloads one URL.
+             */
+            const offloadFiles = (fetch: (url: string) => string) =>
+              Effect.gen(function*() {
+                const fileCommands: Record<string, string> = {}
+                const files = inv.files ?? []
+                if (config.files === undefined || inlineBytes(inv) <= config.maxInlineBytes) return fileCommands
+                let inline = inlineBytes(inv)
+                for (const file of [...files].sort((a, b) => b.bytes.length - a.bytes.length)) {
+                  if (inline <= config.maxInlineBytes) break
+                  const key = `${config.files.prefix.replace(/\/?$/, "/")}${runTag}/${batchId}/${file.name}`
+                  yield* call(
+                    "PutObject",
+                    (abortSignal) =>
+                      connection.s3().send(
+                        new PutObjectCommand({ Bucket: config.files!.bucket, Key: key, Body: file.bytes }),
+                        { abortSignal }
+                      ),
+                    options(connection, false, "delivery")
+                  )
+                  objects.push(key)
+                  const url = yield* Effect.tryPromise({
+                    try: () =>
+                      getSignedUrl(connection.s3(), new GetObjectCommand({ Bucket: config.files!.bucket, Key: key }), {
+                        expiresIn: Math.min(
+                          7 * 24 * 3600,
+                          config.deliveryTimeoutSeconds + config.executionTimeoutSeconds
+                        )
+                      }),
+                    catch: (e) => fail("Unknown", "delivery", `pre-signing a file's URL failed: ${String(e)}`)
+                  })
+                  fileCommands[file.name] = fetch(url)
+                  inline -= file.bytes.length
+                }
+                return fileCommands
+              })
+            if (target.os === "windows") {
+              let prelude: string | undefined
+              const nonce = crypto.randomBytes(9).toString("base64url").replace(/[^A-Za-z0-9]/g, "x")
+              const failed = `runcmd-${nonce}:fail secrets`
+              if (Object.keys(inv.secrets).length > 0 && config.secrets !== undefined) {
+                const base = yield* storeSecrets()
+                if (sending.length === 0) return
+                const name = `(${psQuote(base)} + $env:AWS_SSM_INSTANCE_ID)`
+                prelude = powershellSecrets(config.secrets.fetchPowerShell(name, connection.region), failed)
               }
-            }
-            const rendered = ScriptRender.selfContained(inv, {
-              secretsSnippet: snippet,
-              fileCommands,
-              maxInlineBytes: config.maxInlineBytes,
-              // one text for the batch, a token per instance
-              tokenSuffix: `-"\${AWS_SSM_INSTANCE_ID:-$$}"`
-            })
-            if (Either.isLeft(rendered)) return yield* fail("Unsupported", "delivery", rendered.left.message)
-            const launch = rendered.right
-            marker = `runcmd-${launch.nonce}:`
-            commands = [launch.script]
-            interpret = (code, stdout, stderr) => {
-              const r = launch.interpret(code, stderr)
-              return { status: r.status, stdout, stderr: r.stderr }
+              const fileCommands = yield* offloadFiles((url) =>
+                `Invoke-WebRequest -UseBasicParsing -Uri ${psQuote(url)} -OutFile $__rc_path -ErrorAction Stop`
+              )
+              const rendered = ScriptRender.powershellSelfContained(inv, {
+                nonce,
+                fileCommands,
+                maxInlineBytes: config.maxInlineBytes
+              })
+              if (Either.isLeft(rendered)) return yield* fail("Unsupported", "delivery", rendered.left.message)
+              const launch = rendered.right
+              marker = `runcmd-${launch.nonce}:`
+              sentinel = launch.sentinel
+              commands = prelude === undefined ? [launch.script] : [prelude, launch.script]
+              interpret = (code, stdout, stderr) => {
+                const r = launch.interpret(code, stdout, stderr)
+                if (Either.isLeft(r.status) && r.status.left === "fail secrets") {
+                  return {
+                    ...r,
+                    status: Either.left(
+                      "fail secrets: the instance could not read its parameter (the instance profile needs " +
+                        "ssm:GetParameter and kms:Decrypt; the AWS CLI must be on its PATH)"
+                    )
+                  }
+                }
+                return r
+              }
+            } else {
+              let snippet: string | undefined
+              if (Object.keys(inv.secrets).length > 0 && config.secrets !== undefined) {
+                const base = yield* storeSecrets()
+                if (sending.length === 0) return
+                const word = `${ScriptRender.quote(base)}"\${AWS_SSM_INSTANCE_ID:?not set by the SSM agent}"`
+                snippet = secretsSnippet(config.secrets.fetchCommand(word, connection.region))
+              }
+              const fileCommands = yield* offloadFiles((url) => {
+                const q = ScriptRender.quote(url)
+                return `curl -fsS --retry 3 ${q} 2>/dev/null || wget -qO- ${q}`
+              })
+              const rendered = ScriptRender.selfContained(inv, {
+                secretsSnippet: snippet,
+                fileCommands,
+                maxInlineBytes: config.maxInlineBytes,
+                // one text for the batch, a token per instance
+                tokenSuffix: `-"\${AWS_SSM_INSTANCE_ID:-$$}"`
+              })
+              if (Either.isLeft(rendered)) return yield* fail("Unsupported", "delivery", rendered.left.message)
+              const launch = rendered.right
+              marker = `runcmd-${launch.nonce}:`
+              commands = [launch.script]
+              interpret = (code, stdout, stderr) => {
+                const r = launch.interpret(code, stderr)
+                return { status: r.status, stdout, stderr: r.stderr }
+              }
             }
           }
           const input: SendCommandInput = {
@@ -755,6 +763,7 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
             sentAt: Date.now(),
             wake: yield* Queue.sliding<void>(1),
             marker,
+            sentinel,
             cancelling: undefined
           }
           for (const entry of sending) {
@@ -1023,9 +1032,13 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
               killed.confirmed = true
               return
             }
-            killed.confirmed = yield* cancel(sub.value.sent, sub.value.member)
+            const cancelled = yield* cancel(sub.value.sent, sub.value.member)
+            // on Windows the agent ends the script's process tree and nothing sweeps what left it (the POSIX
+            // launch traps TERM and ends every process carrying its token; a killed PowerShell cannot): the service's
+            // "Cancelled" does not prove that nothing of the job is left, so the kill is not told confirmed
+            killed.confirmed = cancelled && target.os !== "windows"
             // nobody waits for its end any more: the batch's poll stops once the others have ended
-            if (!killed.confirmed) sub.value.member.abandoned = true
+            if (!cancelled) sub.value.member.abandoned = true
             // also after a kill, a timeout or an interruption: the execution's secrets go with it (else the batch's
             // cleanup deletes them when its poll ends)
             yield* sub.value.member.dropSecrets.pipe(
@@ -1078,10 +1091,8 @@ export const makeEngine = (config: EngineConfig, scope: Scope.Scope) =>
                 let text = (name === "stdout" ? inv.value.StandardOutputContent : inv.value.StandardErrorContent) ?? ""
                 // never past the service's cap (the final read decides), nor into the launch's protocol line
                 if (text.length >= INLINE_CAP) text = text.slice(0, INLINE_CAP - 1)
-                if (name === "stderr" && sent.marker !== undefined) {
-                  const at = text.indexOf(sent.marker)
-                  text = text.slice(0, at >= 0 ? at : Math.max(0, text.length - sent.marker.length))
-                }
+                const held = name === "stderr" ? sent.marker : sent.sentinel
+                if (held !== undefined) text = beforeProtocol(text, held)
                 // text is only a faithful prefix of the bytes up to the first byte that was not UTF-8 (binary
                 // output): the rest comes from the final read
                 const invalid = text.indexOf("\uFFFD")

@@ -8,7 +8,6 @@
  */
 import type { RawChunk } from "@runcmd/core/OutputChunk"
 import * as ScriptRender from "@runcmd/core/ScriptRender"
-import * as ScriptSource from "@runcmd/core/ScriptSource"
 import * as Transport from "@runcmd/core/Transport"
 import type { TransportError } from "@runcmd/core/TransportError"
 import * as Deferred from "effect/Deferred"
@@ -28,21 +27,6 @@ export interface Settings {
 }
 
 const SEND_CHUNK = 128 * 1024
-
-/**
- * A script for another interpreter than PowerShell runs as `<interpreter> -c <text>` through the twin (the
- * interpreter must be on the host's PATH: Git for Windows' `sh`/`bash`, `python`).
- *
- * @internal
- */
-export const forPowerShell = (invocation: Transport.Invocation): Transport.Invocation => {
-  const source = invocation.source
-  if (source._tag !== "Script" || source.interpreter === "powershell") return invocation
-  const argv = source.interpreter === "python"
-    ? ["python", "-c", source.text]
-    : [source.interpreter, "-c", source.text, source.interpreter]
-  return { ...invocation, source: ScriptSource.command(...(argv as [string, ...Array<string>])) }
-}
 
 /**
  * Removes the twin's protocol lines (`runcmd-<nonce>:<message>` up to the end of the line) from a byte stream,
@@ -94,7 +78,7 @@ export const start = (
   original: Transport.Invocation
 ): Effect.Effect<Transport.RawExecution, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
-    const invocation = forPowerShell(original)
+    const invocation = original
     const launch = yield* Effect.try({
       try: () => ScriptRender.powershell(invocation, { secretsFromStdin: true }),
       catch: (error) => Errors.make("SpawnFailed", "delivery", `cannot render the job: ${(error as Error).message}`)
