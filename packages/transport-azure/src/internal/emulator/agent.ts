@@ -228,7 +228,10 @@ export const run = (spec: RunSpec): Execution => {
       if (blobFailure !== undefined) message = `writing the output blob failed: ${String(blobFailure)}`
       state = forcedState ?? (spawnFailed ? "Failed" : exitCode === 0 ? "Succeeded" : "Failed")
       endTime = new Date()
-      await fs.rm(dir, { recursive: true, force: true }).catch(() => undefined)
+      // the script file and its directory (two calls; a recursive removal walks them with a stat each), or whatever
+      // the script left in it too
+      await fs.unlink(file).then(() => fs.rmdir(dir)).catch(() => fs.rm(dir, { recursive: true, force: true }))
+        .catch(() => undefined)
       resolveDone()
     }
     child.onData((stream, bytes) => {

@@ -10,7 +10,7 @@
  *
  * @internal
  */
-import { spawn, type SpawnOptions } from "node:child_process"
+import { type ChildProcess, spawn, type SpawnOptions } from "node:child_process"
 import * as os from "node:os"
 
 /** A started script, as the agent sees it. */
@@ -168,7 +168,9 @@ export const processes = (helpers: number, nice: number): Spawner => {
       for (const f of h.error) f(why)
     }
   }
-  const children = Array.from({ length: Math.max(1, helpers) }, (_, index) => {
+  // started with the first script each gets: an emulator that runs nothing costs no process
+  const children: Array<ChildProcess | undefined> = Array.from({ length: Math.max(1, helpers) }, () => undefined)
+  const startHelper = (index: number): ChildProcess => {
     const child = spawn(process.execPath, ["-e", HELPER, String(nice)], {
       stdio: ["ignore", "ignore", "inherit", "ipc"],
       serialization: "advanced",
@@ -201,20 +203,20 @@ export const processes = (helpers: number, nice: number): Spawner => {
     child.on("error", (e) => fail(index, `the agent's spawner process failed: ${e.message}`))
     child.on("exit", (code, signal) => fail(index, `the agent's spawner process exited (${signal ?? code})`))
     return child
-  })
+  }
   return {
     spawn: (command, args, options) => {
       const { child, handlers } = makeChild()
       const id = nextId++
-      const helper = id % children.length
-      live.set(id, { ...handlers, helper })
-      children[helper]!.send({ id, command, args: [...args], options })
+      const index = id % children.length
+      live.set(id, { ...handlers, helper: index })
+      ;(children[index] ??= startHelper(index)).send({ id, command, args: [...args], options })
       return child
     },
     close: async () => {
       await Promise.all(
         children.map((c) =>
-          c.exitCode !== null || c.signalCode !== null ? undefined : new Promise<void>((resolve) => {
+          c === undefined || c.exitCode !== null || c.signalCode !== null ? undefined : new Promise<void>((resolve) => {
             c.once("exit", () => resolve())
             c.kill("SIGTERM")
           })
