@@ -1,7 +1,8 @@
 /**
  * The core transport conformance suite through the SSM emulator (instances are local processes) and a real
  * S3-compatible server (s3rver) for the full output. What SSM cannot do is declared by the capabilities: output is
- * polled (not live), cancel is best-effort (confirmed when the service reports the end).
+ * final (read once at the end, the default; `conformancePowerShell.test.ts` runs with `streamOutput`), cancel is
+ * best-effort (confirmed when the service reports the end).
  */
 import { conformance } from "@runcmd/core/testing"
 import * as Effect from "effect/Effect"
@@ -22,7 +23,8 @@ const layer = Layer.unwrapScoped(
       cancelKillAfter: "5 seconds"
     })
     offline = emulator.instanceIds[6]!
-    return SsmTransport.layer(Harness.options(emulator, s3, { secrets: { parameterStore: {} }, streamOutput: true }))
+    // output final, as by default (the PowerShell suite runs with streamOutput: both modes are covered)
+    return SsmTransport.layer(Harness.options(emulator, s3, { secrets: { parameterStore: {} } }))
   })
 )
 
