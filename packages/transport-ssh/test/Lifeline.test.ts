@@ -246,7 +246,7 @@ describe.skipIf(!usersHere)("the lifeline of run-as jobs and of PowerShell login
     )
 
     it.scoped(
-      "a transport closed while a pwsh lifeline is still starting leaves no pwsh behind (sshd kills the session)",
+      "a connection closed while its pwsh lifeline is still starting (idle, or the transport closing) leaves no pwsh behind (sshd kills the session)",
       () =>
         Effect.gen(function*() {
           const sshd = yield* Sshd.Server
@@ -266,21 +266,28 @@ describe.skipIf(!usersHere)("the lifeline of run-as jobs and of PowerShell login
             }),
             () => Effect.sync(() => fs.rmSync(path.dirname(profile), { recursive: true, force: true }))
           )
-          yield* Effect.scoped(Effect.gen(function*() {
-            const connections = yield* SshTransport.makeConnections()
-            const { lease, value: pooled } = yield* connections.pool.withChannel(target, (p) => Effect.succeed(p))
-            lease.release()
-            // the lifeline's channel is open: its pwsh has just been started, far from running the loop
-            const w = yield* connections.lifelines!.watch(pooled, "0123456789abcdef", Duration.millis(100), {
-              shell: "pwsh",
-              windows: false
+          /** A lifeline opened on a fresh connection, its execution ended: its pwsh runs, far from the loop. */
+          const starting = (idleTimeToLive: Duration.Duration) =>
+            Effect.gen(function*() {
+              const connections = yield* SshTransport.makeConnections({ idleTimeToLive })
+              const { lease, value: pooled } = yield* connections.pool.withChannel(target, (p) => Effect.succeed(p))
+              lease.release()
+              const w = yield* connections.lifelines!.watch(pooled, "0123456789abcdef", Duration.millis(100), {
+                shell: "pwsh",
+                windows: false
+              })
+              w.forget()
+              yield* until("the lifeline's pwsh runs", () => users().length > 0)
+              assert.strictEqual(connections.lifelines!.stats().running, 0)
             })
-            w.forget()
-            yield* until("the lifeline's pwsh runs", () => users().length > 0)
-            assert.strictEqual(connections.lifelines!.stats().running, 0)
+          // the connection idles out (the transport lives on)
+          yield* Effect.scoped(Effect.gen(function*() {
+            yield* starting(Duration.millis(500))
+            yield* until("the idle connection's pwsh is gone", () => users().length === 0, 5000)
           }))
-          // the transport has closed: the pwsh was killed with its session, not left to start and read the EOF
-          yield* until("the pwsh is gone", () => users().length === 0, 500)
+          // the transport closes
+          yield* Effect.scoped(starting(Duration.minutes(1)))
+          yield* until("the closed transport's pwsh is gone", () => users().length === 0, 500)
         }),
       { timeout: 60_000 }
     )

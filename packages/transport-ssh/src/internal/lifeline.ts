@@ -254,20 +254,27 @@ export const make = (pool: Pool.Pool): Lifelines => {
           state.channel = channel
           opened.set(state, pooled)
           state.pending = ""
-          // at shutdown: EOF with nothing registered, and the loop on the host exits before the connection closes
-          pooled.closeOwn = Effect.async<void>((done) => {
-            if (state.channel !== channel) return done(Effect.void)
+          // at shutdown or idle: EOF with nothing registered, and the loop on the host exits before the connection
+          // closes (shutdown waits for it: `closeOwn`). One that has not answered yet may still be starting (pwsh
+          // takes seconds on a loaded host): it would outlive the connection until it ran and read the EOF; with no
+          // execution live it has nothing to sweep (until it answers, every execution is told, and forgotten at its
+          // end), so sshd ends the session's processes now (a signal request, sent before the EOF: ssh2 sends none
+          // on a channel no longer writable). False when the channel is gone already.
+          const endOwn = (): boolean => {
+            if (state.channel !== channel) return false
             flush(state)
-            channel.once("close", () => done(Effect.void))
             try {
-              // a loop that has not answered yet may still be starting (pwsh takes seconds on a loaded host): it would
-              // outlive the connection until it ran and read the EOF; sshd ends the session's processes now (a
-              // signal request, sent before the EOF: ssh2 sends none on a channel no longer writable)
-              if (!state.running) channel.signal("KILL")
+              if (!state.running && state.live.size === 0) channel.signal("KILL")
               channel.end()
+              return true
             } catch {
-              done(Effect.void)
+              return false
             }
+          }
+          pooled.endOwn = endOwn
+          pooled.closeOwn = Effect.async<void>((done) => {
+            channel.once("close", () => done(Effect.void))
+            if (!endOwn()) done(Effect.void)
           })
           channel.write(CoreLifeline.preamble)
           // discovery asked at once; the answer comes back while the first executions are told one by one

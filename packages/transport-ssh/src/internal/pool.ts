@@ -38,6 +38,8 @@ export interface Pooled {
   reserved: number
   /** Ends the connection's own channels (its lifeline) and waits for them to close: run before a shutdown. */
   closeOwn: Effect.Effect<void> | undefined
+  /** The same without waiting: run before an idle connection is closed. */
+  endOwn: (() => void) | undefined
   /** The channel cap in force: lowered when the server refuses sessions, raised again as opens succeed. */
   cap: number
   successesSinceRefusal: number
@@ -195,7 +197,9 @@ export const make = (options: PoolOptions): Pool => {
     }
     pooled.idleTimer = setTimeout(() => {
       pooled.idleTimer = undefined
-      if (!busy(pooled)) evict(pooled)
+      if (busy(pooled)) return
+      pooled.endOwn?.()
+      evict(pooled)
     }, Math.max(0, Duration.toMillis(options.idleTimeToLive)))
     pooled.idleTimer.unref()
   }
@@ -220,6 +224,7 @@ export const make = (options: PoolOptions): Pool => {
       dependents: 0,
       reserved: 0,
       closeOwn: undefined,
+      endOwn: undefined,
       cap,
       successesSinceRefusal: 0,
       refusalsInARow: 0,
