@@ -11,7 +11,9 @@
  * gone (runcmd died, the network dropped, the client host rebooted; a half-open connection once the server's
  * keepalive or TCP gives up) sshd closes the loop's stdin and it ends what it still knows: TERM, the grace, KILL.
  * A lifeline that ended while its connection lives (someone killed it) is opened again by the next execution and
- * told every execution still live.
+ * told every execution still live. Under a PowerShell login shell (Linux, macOS) pwsh `exec`s the loop, which then
+ * answers like any other; a connection closed on purpose before its loop has answered (a pwsh still starting) has
+ * its lifeline's session killed by sshd (a `signal` request), so no pwsh outlives the connection.
  *
  * It is also the kill path: a kill script written to it runs on the host at once, in the background, and its answer
  * comes back on the channel's stdout. A kill needs no new session, so kills do not queue behind each other or behind
