@@ -158,6 +158,32 @@ const base64Lines = (bytes: Uint8Array): string => {
   return lines.join("\n")
 }
 
+/** Environment variable names both shells can set, or why not. @internal */
+export const checkEnvNames = (invocation: Invocation): Failure | undefined => {
+  const bad = Object.keys(invocation.env).filter((n) => !isEnvName(n))
+  return bad.length === 0 ? undefined : {
+    reason: "InvalidEnv",
+    message: `environment variable names must match [A-Za-z_][A-Za-z0-9_]*: ${bad.join(", ")}`
+  }
+}
+
+/** The bytes a self-contained launch carries inline (stdin and the files not fetched), within `limit`. @internal */
+export const inlineBytesOf = (
+  invocation: Invocation,
+  fetched: { readonly [name: string]: string },
+  limit: number
+): Either.Either<number, Failure> => {
+  let bytes = invocation.stdin?.length ?? 0
+  for (const file of invocation.files ?? []) if (fetched[file.name] === undefined) bytes += file.bytes.length
+  return bytes <= limit ? Either.right(bytes) : Either.left({
+    reason: "FilesTooLarge",
+    message: `the job's files and stdin are ${bytes} bytes, more than the ${limit} bytes that go inline ` +
+      "in the script text; configure a bucket for files (the transport's files option) or ship fewer bytes",
+    bytes,
+    limit
+  })
+}
+
 /** @internal */
 export const make = (invocation: Invocation, options: Options = {}): Either.Either<Launch, Failure> => {
   const nonce = options.nonce === undefined ? randomHex(12) : checkNonce(options.nonce)
@@ -165,13 +191,8 @@ export const make = (invocation: Invocation, options: Options = {}): Either.Eith
   const m = marker(nonce)
   const limit = options.maxInlineBytes ?? DEFAULT_MAX_INLINE_BYTES
 
-  const badEnv = Object.keys(invocation.env).filter((n) => !isEnvName(n))
-  if (badEnv.length > 0) {
-    return Either.left({
-      reason: "InvalidEnv",
-      message: `environment variable names must match [A-Za-z_][A-Za-z0-9_]*: ${badEnv.join(", ")}`
-    })
-  }
+  const env = checkEnvNames(invocation)
+  if (env !== undefined) return Either.left(env)
   const secretNames = Object.keys(invocation.secrets)
   if (secretNames.length > 0 && options.secretsSnippet === undefined) {
     return Either.left({
@@ -183,17 +204,9 @@ export const make = (invocation: Invocation, options: Options = {}): Either.Eith
   }
   const files = invocation.files ?? []
   const fetched = options.fileCommands ?? {}
-  let inlineBytes = invocation.stdin?.length ?? 0
-  for (const file of files) if (fetched[file.name] === undefined) inlineBytes += file.bytes.length
-  if (inlineBytes > limit) {
-    return Either.left({
-      reason: "FilesTooLarge",
-      message: `the job's files and stdin are ${inlineBytes} bytes, more than the ${limit} bytes that go inline ` +
-        "in the script text; configure a bucket for files (the transport's files option) or ship fewer bytes",
-      bytes: inlineBytes,
-      limit
-    })
-  }
+  const inline = inlineBytesOf(invocation, fetched, limit)
+  if (Either.isLeft(inline)) return Either.left(inline.left)
+  const inlineBytes = inline.right
   const source = invocation.source
   const staged = source._tag === "Script" && Buffer.byteLength(source.text, "utf8") > STAGED_SOURCE_BYTES
   const hasDir = files.length > 0 || invocation.stdin !== undefined || staged

@@ -16,46 +16,13 @@
  */
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
+import type * as ScriptRender from "../ScriptRender.js"
 import type { ExitStatus, Invocation } from "../Transport.js"
 import { FILES_ENV } from "../Transport.js"
-import { DEFAULT_MAX_INLINE_BYTES, type Failure } from "./selfContained.js"
+import { checkEnvNames, DEFAULT_MAX_INLINE_BYTES, type Failure, inlineBytesOf } from "./selfContained.js"
 import { checkNonce, marker, randomHex, TOKEN_VAR } from "./wrapperPosix.js"
 import { BOOTSTRAP, quote, render } from "./wrapperPowershell.js"
 import { makeParser } from "./wrapperProtocol.js"
-
-/** @internal */
-export interface Options {
-  readonly nonce?: string | undefined
-  /**
-   * Per file name: PowerShell statements that write the file's bytes to the path in `$__rc_path` (e.g.
-   * `Invoke-WebRequest -UseBasicParsing -Uri '<pre-signed url>' -OutFile $__rc_path`), instead of inlining them.
-   */
-  readonly fileCommands?: { readonly [name: string]: string } | undefined
-  /** Inline bytes allowed (files plus stdin). Default 32 KiB. */
-  readonly maxInlineBytes?: number | undefined
-}
-
-/** @internal */
-export interface Launch {
-  readonly script: string
-  readonly nonce: string
-  readonly token: string
-  readonly tokenVariable: string
-  readonly sentinel: string
-  readonly inlineBytes: number
-  readonly parseSentinel: (stdout: string) => Option.Option<number>
-  readonly interpret: (
-    code: number | undefined,
-    stdout: Uint8Array,
-    stderr: Uint8Array
-  ) => {
-    readonly status: Either.Either<ExitStatus, string>
-    readonly stdout: Uint8Array
-    readonly stderr: Uint8Array
-  }
-}
-
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
 
 /** A single-quoted base64 literal, in lines PowerShell joins (a one-line literal of megabytes is slow to parse). */
 const base64Literal = (bytes: Uint8Array): string => {
@@ -109,18 +76,16 @@ const filesSetup = (
 }
 
 /** @internal */
-export const make = (invocation: Invocation, options: Options = {}): Either.Either<Launch, Failure> => {
+export const make = (
+  invocation: Invocation,
+  options: ScriptRender.PowerShellSelfContainedOptions = {}
+): Either.Either<ScriptRender.PowerShellSelfContainedLaunch, Failure> => {
   const nonce = options.nonce === undefined ? randomHex(12) : checkNonce(options.nonce)
   const token = randomHex(16)
   const m = marker(nonce)
   const limit = options.maxInlineBytes ?? DEFAULT_MAX_INLINE_BYTES
-  const badEnv = Object.keys(invocation.env).filter((n) => !ENV_NAME.test(n))
-  if (badEnv.length > 0) {
-    return Either.left({
-      reason: "InvalidEnv",
-      message: `environment variable names must match [A-Za-z_][A-Za-z0-9_]*: ${badEnv.join(", ")}`
-    })
-  }
+  const env = checkEnvNames(invocation)
+  if (env !== undefined) return Either.left(env)
   if (invocation.source._tag === "Native") {
     return Either.left({
       reason: "Unsupported",
@@ -136,17 +101,8 @@ export const make = (invocation: Invocation, options: Options = {}): Either.Eith
   }
   const files = invocation.files ?? []
   const fetched = options.fileCommands ?? {}
-  let inlineBytes = invocation.stdin?.length ?? 0
-  for (const file of files) if (fetched[file.name] === undefined) inlineBytes += file.bytes.length
-  if (inlineBytes > limit) {
-    return Either.left({
-      reason: "FilesTooLarge",
-      message: `the job's files and stdin are ${inlineBytes} bytes, more than the ${limit} bytes that go inline ` +
-        "in the script text; configure a bucket for files (the transport's files option) or ship fewer bytes",
-      bytes: inlineBytes,
-      limit
-    })
-  }
+  const inline = inlineBytesOf(invocation, fetched, limit)
+  if (Either.isLeft(inline)) return Either.left(inline.left)
   const sentinel = `runcmd-${nonce}:exit=`
   const hasDir = files.length > 0
   const cleanup = hasDir
@@ -230,7 +186,7 @@ export const make = (invocation: Invocation, options: Options = {}): Either.Eith
     token,
     tokenVariable: TOKEN_VAR,
     sentinel,
-    inlineBytes,
+    inlineBytes: inline.right,
     parseSentinel,
     interpret
   })
