@@ -42,6 +42,33 @@ describe.skipIf(!runsHere)("the login-shell probes, by real shells", () => {
       windows: true
     })
   }, 180_000)
+
+  it(
+    "pwsh execs a program (the lifeline's command): the program takes pwsh's process and its stdin; a failure is said",
+    () => {
+      const pwsh = pwshPath()!
+      const become = (argv: ReadonlyArray<string>) =>
+        cp.spawnSync(pwsh, ["-NoProfile", "-c", PowerShell.execCommand(argv, "runcmd-test: no exec", "tail")], {
+          input: "from stdin\n",
+          encoding: "utf8",
+          timeout: 120_000
+        })
+      // PowerShell's pipeline thread in sh's parent (pwsh, or the launcher of a `dotnet tool` pwsh): none once pwsh
+      // has become sh (a child of pwsh would see it)
+      const ran = become(["/bin/sh", "-c", `cat /proc/$PPID/task/*/comm | grep -c '^Pipeline Execut'; cat`, "name"])
+      assert.strictEqual(ran.stdout, "0\nfrom stdin\n", ran.stderr)
+      // the same check from a child of pwsh sees the thread; then a program pwsh cannot exec is said, exit 1
+      const child = cp.spawnSync(pwsh, [
+        "-NoProfile",
+        "-c",
+        `& /bin/sh -c 'cat /proc/$PPID/task/*/comm | grep -c "^Pipeline Execut"'; ` +
+        PowerShell.execCommand(["/nonexistent/runcmd-program"], "runcmd-test: no exec", "tail")
+      ], { encoding: "utf8", timeout: 120_000 })
+      assert.match(child.stdout, /^[1-9]\d*\nruncmd-test: no exec\n$/, child.stderr)
+      assert.strictEqual(child.status, 1)
+    },
+    180_000
+  )
 })
 
 class PwshUser extends Context.Tag("PowerShell/PwshUser")<PwshUser, Sshd.TestUser>() {}
