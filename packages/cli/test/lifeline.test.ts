@@ -5,9 +5,13 @@
  * once the other target's job (same run, same lifeline) has been swept; the test then kills it.
  */
 import { afterEach, assert, beforeAll, describe, it } from "@effect/vitest"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as fs from "node:fs"
 // the SSH transport's own harness: a real OpenSSH server on loopback with generated keys
+import { skipWithoutPwsh } from "../../../test-support/pwsh.js"
+import { pwshLoginShell } from "../../transport-ssh/test/harness/pwsh.js"
 import * as Sshd from "../../transport-ssh/test/harness/Sshd.js"
 import { assertBuilt, descendants, processesMatching, spawn, tempDir, unique, writeFile } from "./helpers.js"
 
@@ -178,6 +182,71 @@ describe.skipIf(!Sshd.enabled())("runcmd SIGKILLed: the SSH lifeline ends its jo
           yield* Effect.promise(() => sshd.killLeftovers())
         }),
       { timeout: 90_000 }
+    )
+  })
+})
+
+class PwshUser extends Context.Tag("cli/lifeline/PwshUser")<PwshUser, Sshd.TestUser>() {}
+
+const pwshUsersHere = Sshd.enabled() && Sshd.isRoot() && !skipWithoutPwsh("cli lifeline of a pwsh login user")
+
+describe.skipIf(!pwshUsersHere)("runcmd SIGKILLed: the SSH lifeline of a user whose login shell is pwsh", () => {
+  afterEach(() => Sshd.assertNoLeftovers({ waitMs: 5000 }))
+
+  // sshd runs `pwsh -c <command>` for every channel of this user: the lifeline's pwsh execs the POSIX loop
+  const layer = Layer.merge(Sshd.layer(), Sshd.userLayer(PwshUser, { shell: pwshLoginShell() ?? "/bin/false" }))
+
+  it.layer(layer, Sshd.layerOptions)((it) => {
+    it.scoped(
+      "a pwsh login user's job (a setsid escape ignoring TERM and HUP) is swept when runcmd dies",
+      () =>
+        Effect.gen(function*() {
+          const sshd = yield* Sshd.Server
+          const user = yield* PwshUser
+          const marker = `rc-lifeline-${unique()}`
+          yield* cleanup(marker)
+          const dir = yield* tempDir
+          const inventory = writeFile(
+            dir,
+            "inv.yaml",
+            [
+              "defaults:",
+              "  kind: ssh",
+              `  host: ${sshd.addresses[0]}`,
+              `  port: ${sshd.port}`,
+              `  user: ${user.name}`,
+              "  shell: pwsh",
+              `  auth: { type: key, path: ${JSON.stringify(sshd.clientKeyPath)} }`,
+              `  hostKey: { policy: strict, knownHosts: [${JSON.stringify(sshd.knownHostsPath)}] }`,
+              "targets:",
+              "  - { id: sh, env: { ROLE: sh } }",
+              ""
+            ].join("\n")
+          )
+          const proc = yield* spawn(["run", "-i", inventory, "--kill-grace", "1s", "--command", job(marker)])
+          // pwsh takes seconds to start on a loaded machine
+          yield* proc.waitFor(/\[sh\] started/, "90 seconds")
+          yield* until("the job runs on the host", () => jobProcesses(marker, "sh", user.uid).length === 2, 60_000)
+          // the loop runs (pwsh became /bin/sh) before the controller dies
+          yield* until(
+            "the pwsh user's lifeline loop runs",
+            () =>
+              Sshd.processes().some((p) =>
+                p.uid === user.uid && p.comm === "sh" && p.cmd.endsWith(` ${Sshd.LIFELINE}`)
+              ),
+            60_000
+          )
+
+          yield* proc.kill("SIGKILL")
+          yield* proc.result("20 seconds")
+          yield* until("the job is gone from the host", () => jobProcesses(marker, "sh", user.uid).length === 0)
+          yield* until(
+            "the lifeline has exited after its sweep",
+            () => Sshd.processes().every((p) => p.uid !== user.uid || !p.cmd.endsWith(` ${Sshd.LIFELINE}`))
+          )
+          yield* Effect.promise(() => sshd.killLeftovers())
+        }),
+      { timeout: 180_000 }
     )
   })
 })
