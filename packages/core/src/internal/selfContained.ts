@@ -30,6 +30,7 @@ import {
   marker,
   quote,
   randomHex,
+  SESSION_CHAIN,
   TOKEN_VAR
 } from "./wrapperPosix.js"
 import { makeParser } from "./wrapperProtocol.js"
@@ -299,13 +300,9 @@ export const make = (invocation: Invocation, options: Options = {}): Either.Eith
       )
     }
   }
+  // how to start a new session and learn how its leader ended (the probe's answer cached per user, as the wrapper does)
+  for (const line of SESSION_CHAIN) main.push(line)
   main.push(
-    // how to start a new session and learn how its leader ended (`setsid -w` reports a signal death in words)
-    `__rc_chain="env"; __rc_mode=none`,
-    `if command -v setsid >/dev/null 2>&1; then`,
-    `  if setsid -w true >/dev/null 2>&1; then __rc_chain="setsid setsid -w env"; __rc_mode=w`,
-    `  else __rc_chain="setsid env"; __rc_mode=s; fi`,
-    `fi`,
     `__rc_boot=${quote(boot)}`,
     `trap '__rc_term' TERM INT HUP`,
     `(`,

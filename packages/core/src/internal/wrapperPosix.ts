@@ -80,6 +80,37 @@ const block = (lines: ReadonlyArray<string>): string => `{\n${lines.join("\n")}\
 const ticks = (d: Duration.Duration): number => Math.max(0, Math.ceil(Duration.toMillis(d) / 100))
 
 /**
+ * Sets `$__rc_chain`: how to start a new session and learn how its leader ended (`setsid setsid -w` tells an exit
+ * from a signal death), with the default INT/QUIT dispositions given back (an asynchronous list ignores them).
+ * Probing costs two process starts, so the answer is cached per user in a file only that user owns; what is read
+ * back is checked against the only values the probe can produce. The token goes into the environment of the session
+ * leader only (`env` sets it), not into setsid's: a sweep never kills `setsid -w`, which reports how the leader ended.
+ *
+ * @internal
+ */
+export const SESSION_CHAIN: ReadonlyArray<string> = [
+  `__rc_mode= __rc_ds=`,
+  `__rc_cf="\${TMPDIR:-/tmp}/.runcmd-caps-v1-\${USER:-\${LOGNAME:-anon}}"`,
+  `if [ -f "$__rc_cf" ] && [ -O "$__rc_cf" ] && { IFS= read -r __rc_mode && IFS= read -r __rc_ds; } <"$__rc_cf"; then`,
+  `  case $__rc_mode in w|s|none) ;; *) __rc_mode= ;; esac`,
+  `  case $__rc_ds in ''|--default-signal=INT,QUIT) ;; *) __rc_mode= __rc_ds= ;; esac`,
+  `else __rc_mode= __rc_ds=; fi`,
+  `if [ -z "$__rc_mode" ]; then`,
+  `  __rc_mode=none`,
+  `  if command -v setsid >/dev/null 2>&1; then`,
+  `    if setsid -w true >/dev/null 2>&1; then __rc_mode=w; else __rc_mode=s; fi`,
+  `  fi`,
+  `  env --default-signal=INT,QUIT true >/dev/null 2>&1 && __rc_ds='--default-signal=INT,QUIT'`,
+  `  { printf '%s\\n%s\\n' "$__rc_mode" "$__rc_ds" >"$__rc_cf.$$" && mv -f "$__rc_cf.$$" "$__rc_cf"; } 2>/dev/null || rm -f "$__rc_cf.$$" 2>/dev/null`,
+  `fi`,
+  `case $__rc_mode in`,
+  `  w) __rc_chain="setsid setsid -w env $__rc_ds" ;;`,
+  `  s) __rc_chain="setsid env $__rc_ds" ;;`,
+  `  *) __rc_chain="env $__rc_ds" ;;`,
+  `esac`
+]
+
+/**
  * Shell functions shared by the inner stage's TERM trap and the kill script. Expects `__rc_tok` (token) and
  * `__rc_pg` (a process group id, or empty).
  *
@@ -230,32 +261,10 @@ export const inner = (invocation: Invocation, nonce: string, token: string): str
     `  __rc_i=0`,
     `  while [ "$__rc_i" -lt ${ticks(invocation.killGrace)} ] && __rc_alive; do __rc_nap; __rc_i=$((__rc_i + 1)); done`,
     `  __rc_sweep KILL`,
-    `}`,
-    // how to start a new session and learn how its leader ended
-    // (probing costs two process starts, so the answer is cached per user in a file only that user owns;
-    // what is read back is checked against the only values the probe can produce)
-    `__rc_mode= __rc_ds=`,
-    `__rc_cf="\${TMPDIR:-/tmp}/.runcmd-caps-v1-\${USER:-\${LOGNAME:-anon}}"`,
-    `if [ -f "$__rc_cf" ] && [ -O "$__rc_cf" ] && { IFS= read -r __rc_mode && IFS= read -r __rc_ds; } <"$__rc_cf"; then`,
-    `  case $__rc_mode in w|s|none) ;; *) __rc_mode= ;; esac`,
-    `  case $__rc_ds in ''|--default-signal=INT,QUIT) ;; *) __rc_mode= __rc_ds= ;; esac`,
-    `else __rc_mode= __rc_ds=; fi`,
-    `if [ -z "$__rc_mode" ]; then`,
-    `  __rc_mode=none`,
-    `  if command -v setsid >/dev/null 2>&1; then`,
-    `    if setsid -w true >/dev/null 2>&1; then __rc_mode=w; else __rc_mode=s; fi`,
-    `  fi`,
-    // an asynchronous list ignores INT and QUIT; give the user's program the default dispositions back
-    `  env --default-signal=INT,QUIT true >/dev/null 2>&1 && __rc_ds='--default-signal=INT,QUIT'`,
-    `  { printf '%s\\n%s\\n' "$__rc_mode" "$__rc_ds" >"$__rc_cf.$$" && mv -f "$__rc_cf.$$" "$__rc_cf"; } 2>/dev/null || rm -f "$__rc_cf.$$" 2>/dev/null`,
-    `fi`,
-    // the token goes into the environment of the session leader only (env sets it), not into setsid's: a
-    // sweep never kills `setsid -w`, which reports how the leader ended
-    `case $__rc_mode in`,
-    `  w) __rc_chain="setsid setsid -w env $__rc_ds" ;;`,
-    `  s) __rc_chain="setsid env $__rc_ds" ;;`,
-    `  *) __rc_chain="env $__rc_ds" ;;`,
-    `esac`,
+    `}`
+  )
+  for (const line of SESSION_CHAIN) lines.push(line)
+  lines.push(
     `__rc_boot=${quote(BOOTSTRAP)}`,
     `trap '__rc_term' TERM INT HUP`,
     `exec 7<&0`,
