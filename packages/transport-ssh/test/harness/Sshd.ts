@@ -156,6 +156,8 @@ export const createUser = async (options: UserOptions = {}): Promise<TestUser> =
     users.delete(user)
     fs.rmSync(marker, { recursive: true, force: true })
     fs.rmSync(sudoers, { force: true })
+    // the wrapper's per-user capability cache (ScriptRender: `.runcmd-caps-v1-<user>` in the temp dir)
+    fs.rmSync(path.join(os.tmpdir(), `.runcmd-caps-v1-${name}`), { force: true })
     await killUserProcesses(uidOf(name))
     await withPasswdRetry("userdel", ["-f", "-r", name]).catch(async (e) => {
       // a process may have been starting as the user; try once more after killing again
